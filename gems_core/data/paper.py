@@ -1,0 +1,93 @@
+"""The paper's four datasets (CUB-200-2011, VGG Flowers 102, FGVC Aircraft, FGVC Fungi), loaded
+through learn2learn's dataset classes and downloaded on first use into the data root.
+
+learn2learn creates the dataset's folder before downloading and leaves it behind, empty, when the
+download fails, so the next attempt skips the download and fails somewhere else. Here a failed
+download removes what it created and raises ``DatasetUnavailable`` naming the dataset, the data root
+and how to provide the files by hand.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .images import ClassImages, from_items
+
+SPLIT_DIR = Path(__file__).parent / "splits"
+
+
+class DatasetUnavailable(RuntimeError):
+    """A paper dataset is absent from the data root and could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class PaperDataset:
+    """Where learn2learn keeps one dataset and what a user must place there to provide it by hand."""
+
+    title: str
+    module: str       # learn2learn.vision.datasets.<module>
+    cls: str          # its dataset class
+    folder: str       # the folder it creates under the data root
+    layout: str       # what must be inside that folder
+
+    def l2l_module(self):
+        return importlib.import_module(f"learn2learn.vision.datasets.{self.module}")
+
+    def class_names(self) -> list[str]:
+        """learn2learn's class order for mode='all': its labels index this list."""
+        splits = self.l2l_module().SPLITS
+        names = splits["all"] if "all" in splits else sum(splits.values(), [])
+        return [str(n) for n in names]
+
+
+PAPER_DATASETS = {
+    "cub": PaperDataset("CUB-200-2011", "cu_birds200", "CUBirds200", "cubirds200",
+                        "CUB_200_2011/images/<class>/<image>.jpg (extract CUB_200_2011.tgz here)"),
+    "vgg_flowers": PaperDataset("VGG Flowers 102", "vgg_flowers", "VGGFlower102", "vgg_flower102",
+                                "jpg/image_NNNNN.jpg (from 102flowers.tgz) and imagelabels.mat"),
+    "aircraft": PaperDataset("FGVC Aircraft", "fgvc_aircraft", "FGVCAircraft", "fgvc_aircraft",
+                             "fgvc-aircraft-2013b/data/images/*.jpg and fgvc-aircraft-2013b/data/labels.pkl "
+                             "(a list of (image id, variant) pairs from images_variant_{train,val,test}.txt)"),
+    "fungi": PaperDataset("FGVC Fungi", "fgvc_fungi", "FGVCFungi", "fgvc_fungi",
+                          "images/<class>/<image>.JPG with train.json and val.json (fungi_train_val.tgz and "
+                          "train_val_annotations.tgz of FGVCx 2018)"),
+}
+
+
+def split_file(source: str) -> dict[str, list[str]]:
+    """The kit's class split of a paper dataset: {'train'|'validation'|'test': [class names]}."""
+    return json.loads((SPLIT_DIR / f"{source}.json").read_text())
+
+
+def open_l2l_dataset(source: str, data_root: Path, download: bool = True):
+    """learn2learn's dataset object (mode='all') for ``source``, downloading it if absent."""
+    spec = PAPER_DATASETS[source]
+    target = Path(data_root) / spec.folder
+    created = not target.exists()
+    try:
+        Path(data_root).mkdir(parents=True, exist_ok=True)
+        dataset_cls = getattr(spec.l2l_module(), spec.cls)
+        return dataset_cls(root=str(data_root), mode="all", download=download)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the data is not usable
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        action = "could not be downloaded" if created else "is incomplete"
+        raise DatasetUnavailable(
+            f"{spec.title} ({source}) {action} under data root '{Path(data_root).resolve()}': "
+            f"{type(exc).__name__}: {exc}. To provide it by hand, place {spec.layout} in "
+            f"'{target.resolve()}', or point the 'data_root' parameter at a folder that holds it."
+        ) from exc
+
+
+def load_paper_dataset(source: str, data_root: Path, size: int, download: bool = True) -> ClassImages:
+    """Every image of a paper dataset, decoded through learn2learn and resized to ``size``."""
+    dataset = open_l2l_dataset(source, data_root, download)
+    names = PAPER_DATASETS[source].class_names()
+    entries = getattr(dataset, "data", None) or dataset.data_map  # (path, label) pairs
+    if not entries:
+        raise DatasetUnavailable(f"{PAPER_DATASETS[source].title} under '{data_root}' has no images")
+    items = [((lambda i=i: dataset[i][0]), names[label]) for i, (_, label) in enumerate(entries)]
+    return from_items(items, size, total=len(items), desc=source)

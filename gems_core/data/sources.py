@@ -1,0 +1,85 @@
+"""From a parameters entry ``{name, source, path}`` to a distribution split into train/validation/test.
+
+Every source is decoded once and cached as uint8 arrays under ``<data_root>/cache/``; the cache file's
+name carries what it depends on (source, image size, and the synthetic sizes or a fingerprint of the
+local files), so changing any of them builds a new cache instead of reading a stale one.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import folders, paper, synthetic
+from .images import ClassImages, cached
+from .splits import SPLITS, apply_split, seeded_split
+
+
+LOCAL_LOADERS = {"folder": folders.load_folder, "omniglot": folders.load_omniglot}
+
+
+@dataclass
+class Distribution:
+    """One named distribution, its class splits and where its cache lives."""
+
+    name: str
+    source: str
+    splits: dict[str, ClassImages]
+    cache_path: Path
+    cache_hit: bool
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source.startswith("synthetic_")
+
+    def summary(self) -> dict:
+        row = {"distribution": self.name, "source": self.source}
+        for split in SPLITS:
+            row[f"{split}_classes"] = len(self.splits[split].class_names)
+            row[f"{split}_images"] = len(self.splits[split].images)
+        row["cache"] = "hit" if self.cache_hit else "built"
+        return row
+
+
+def _fingerprint(path: Path) -> str:
+    """A short hash of a local source's absolute path, file names, sizes and modification times."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    h = hashlib.sha1(str(path.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path) if f != path else f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:12]
+
+
+def _cache_key(dist: dict, params: dict) -> str:
+    source, size = dist["source"], params["image_size"]
+    if source.startswith("synthetic_"):
+        return f"{source}-{params['synthetic_classes']}x{params['synthetic_images_per_class']}-{size}px"
+    if source in LOCAL_LOADERS:
+        return f"{source}-{Path(dist['path']).name}-{_fingerprint(Path(dist['path']))}-{size}px"
+    return f"{source}-{size}px"
+
+
+def _build(dist: dict, params: dict) -> ClassImages:
+    source, size = dist["source"], params["image_size"]
+    if source.startswith("synthetic_"):
+        return synthetic.generate(source, params["synthetic_classes"], params["synthetic_images_per_class"], size)
+    if source in LOCAL_LOADERS:
+        return LOCAL_LOADERS[source](dist["path"], size)
+    return paper.load_paper_dataset(source, Path(params["data_root"]), size)
+
+
+def load_distribution(dist: dict, params: dict) -> Distribution:
+    """Load (from cache, or decode and cache) one distribution and split its classes."""
+    cache_path = Path(params["data_root"]) / "cache" / f"{_cache_key(dist, params)}.npz"
+    data, hit = cached(cache_path, lambda: _build(dist, params))
+    if dist["source"] in paper.PAPER_DATASETS:
+        split = paper.split_file(dist["source"])
+    else:
+        split = seeded_split(data.class_names, params["split_fractions"], params["split_seed"])
+    return Distribution(dist["name"], dist["source"], apply_split(data, split), cache_path, hit)
+
+
+def load_distributions(params: dict) -> list[Distribution]:
+    """Every distribution named in ``params``, in order."""
+    return [load_distribution(d, params) for d in params["distributions"]]

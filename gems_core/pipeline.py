@@ -1,0 +1,90 @@
+"""Run the ordered notebooks headlessly with papermill: ``python -m gems_core.pipeline PARAMS.yaml``.
+
+Each notebook ``notebooks/NN_name.ipynb`` is executed into ``outputs/<profile>/NN_name.ipynb`` and
+rendered to ``NN_name.html``. A failing notebook keeps its executed copy (with the error in it), the
+runner names the notebook and cell, and exits non-zero; notebooks already done keep their outputs.
+Runs inside the notebooks resume from their run folders, so re-running the pipeline is cheap.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+from tqdm.auto import tqdm
+
+from . import io
+from .notebook import PROJECT_ROOT
+from .params import ParameterError, load_params
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names it, the failing cell and the error."""
+
+
+def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The ordered notebooks, optionally only those whose name starts with one of ``only``."""
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return [nb for nb in found if not only or any(nb.name.startswith(o) for o in only)]
+
+
+def render_html(executed: Path) -> Path:
+    """Write the HTML render of an executed notebook beside it."""
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    html = executed.with_suffix(".html")
+    io.write_text(html, body)
+    return html
+
+
+def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, extra: dict | None = None) -> Path:
+    """Execute one notebook into ``out_dir`` and render it; raise NotebookFailed on an error."""
+    executed = out_dir / notebook.name
+    try:
+        papermill.execute_notebook(
+            str(notebook), str(executed), cwd=str(PROJECT_ROOT), kernel_name="python3", progress_bar=False,
+            parameters={"parameters_file": str(parameters_file), **(extra or {})})
+    except papermill.PapermillExecutionError as exc:
+        render_html(executed)
+        raise NotebookFailed(f"{notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): "
+                             f"{exc.ename}: {exc.evalue}; its executed copy with the traceback is {executed}") from None
+    render_html(executed)
+    return executed
+
+
+def run_pipeline(parameters_file: str | Path, only: list[str] | None = None) -> list[Path]:
+    """Validate the parameters, then execute the notebooks in order; return the executed paths."""
+    parameters_file = Path(parameters_file).resolve()
+    params = load_params(parameters_file)
+    out_dir = PROJECT_ROOT / params["output_root"] / params["profile"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = []
+    bar = tqdm(notebooks(only), desc=f"pipeline {params['profile']}", unit="notebook")
+    for nb in bar:
+        bar.set_postfix_str(nb.name)
+        start = time.perf_counter()
+        done.append(run_notebook(nb, parameters_file, out_dir))
+        tqdm.write(f"{nb.name}: {time.perf_counter() - start:.0f} s -> {done[-1].with_suffix('.html')}")
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parameters", help="parameters file, e.g. parameters/demo.yaml")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these, e.g. 00 01")
+    args = parser.parse_args(argv)
+    try:
+        run_pipeline(args.parameters, args.only)
+    except (ParameterError, NotebookFailed) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Every notebook end to end with papermill on the smoke parameters; assertions read the files the
+notebooks write, not their cell outputs."""
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT
+from gems_core import pipeline
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """Run the whole pipeline once on parameters/smoke.yaml, writing under a temporary folder."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
+    params.update(output_root=str(tmp / "outputs"), data_root=str(tmp / "data"))
+    params_file = tmp / "smoke.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    executed = pipeline.run_pipeline(params_file)
+    return tmp / "outputs" / "smoke", executed
+
+
+def test_every_notebook_ran_and_rendered(smoke_run):
+    out, executed = smoke_run
+    assert [p.name for p in executed] == [p.name for p in pipeline.notebooks()]
+    for nb in executed:
+        assert nb.exists() and nb.with_suffix(".html").stat().st_size > 10_000
+
+
+def test_data_prep_summary(smoke_run):
+    out, _ = smoke_run
+    summary = pd.read_csv(out / "data_summary.csv")
+    assert summary["distribution"].tolist() == ["glyphs", "shapes"]
+    assert (summary["train_classes"] + summary["validation_classes"] + summary["test_classes"] == 30).all()
+    assert (summary["test_images"] == summary["test_classes"] * 6).all()
+
+
+def test_notebooks_in_git_carry_no_outputs():
+    import nbformat
+    for path in pipeline.notebooks():
+        nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
+        assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), f"{path.name}: no parameters cell"

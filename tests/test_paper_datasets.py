@@ -1,0 +1,83 @@
+"""The paper's datasets through learn2learn, on fake data in their real layouts, without network."""
+import pytest
+import requests
+
+from fake_datasets import MAKERS, make_fungi
+from gems_core.data import load_distribution
+from gems_core.data.paper import PAPER_DATASETS, DatasetUnavailable, load_paper_dataset, split_file
+
+EXPECTED_SPLITS = {"cub": (100, 50, 50), "vgg_flowers": (71, 15, 16), "aircraft": (70, 15, 15),
+                   "fungi": (994, 200, 200)}
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every HTTP request fails at once, as on a machine without internet."""
+    def refuse(*args, **kwargs):
+        raise requests.ConnectionError("network unreachable (test)")
+    monkeypatch.setattr(requests.sessions.Session, "request", refuse)
+
+
+@pytest.mark.parametrize("source", sorted(EXPECTED_SPLITS))
+def test_split_files_have_the_documented_sizes_and_are_disjoint(source):
+    split = split_file(source)
+    assert tuple(len(split[k]) for k in ("train", "validation", "test")) == EXPECTED_SPLITS[source]
+    assert len(set(sum(split.values(), []))) == sum(EXPECTED_SPLITS[source])
+
+
+def test_cub_split_is_the_closer_look_rule():
+    ordered = sorted(PAPER_DATASETS["cub"].class_names())
+    split = split_file("cub")
+    assert split["train"][:2] == [ordered[0], ordered[2]]
+    assert split["validation"][0] == ordered[1] and split["test"][0] == ordered[3]
+
+
+@pytest.mark.parametrize("source", ["vgg_flowers", "aircraft", "fungi"])
+def test_other_splits_are_learn2learns_meta_dataset_splits(source):
+    l2l = PAPER_DATASETS[source].l2l_module().SPLITS
+    mine = split_file(source)
+    assert mine["train"] == [str(c) for c in l2l["train"]]
+    assert mine["test"] == [str(c) for c in l2l["test"]]
+
+
+@pytest.mark.parametrize("source", ["cub", "vgg_flowers", "aircraft"])
+def test_loads_fake_dataset_in_real_layout(source, tmp_path, no_network, tiny_params):
+    MAKERS[source](tmp_path / "data")
+    data = load_paper_dataset(source, tmp_path / "data", 8)
+    assert len(data.class_names) == sum(EXPECTED_SPLITS[source]) and set(data.counts()) == {2}
+    assert data.images.shape[1:] == (8, 8, 3)
+    params = tiny_params(distributions=[{"name": source, "source": source}])
+    dist = load_distribution(params["distributions"][0], params)
+    sizes = tuple(len(dist.splits[k].class_names) for k in ("train", "validation", "test"))
+    assert sizes == EXPECTED_SPLITS[source] and dist.cache_path.exists()
+
+
+def test_loads_fake_fungi_subset(tmp_path, no_network, tiny_params):
+    names = make_fungi(tmp_path / "data")
+    data = load_paper_dataset("fungi", tmp_path / "data", 8)
+    assert sorted(data.class_names) == sorted(names)
+    params = tiny_params(distributions=[{"name": "fungi", "source": "fungi"}])
+    dist = load_distribution(params["distributions"][0], params)
+    assert [len(dist.splits[k].class_names) for k in ("train", "validation", "test")] == [6, 6, 6]
+
+
+@pytest.mark.parametrize("source", sorted(PAPER_DATASETS))
+def test_absent_dataset_fails_clearly_and_leaves_nothing_behind(source, tmp_path, no_network):
+    root = tmp_path / "data"
+    with pytest.raises(DatasetUnavailable) as err:
+        load_paper_dataset(source, root, 8)
+    message = str(err.value)
+    assert PAPER_DATASETS[source].title in message and str(root.resolve()) in message
+    assert "To provide it by hand, place" in message
+    assert not (root / PAPER_DATASETS[source].folder).exists()
+    with pytest.raises(DatasetUnavailable, match="could not be downloaded"):  # the same error the second time
+        load_paper_dataset(source, root, 8)
+
+
+def test_incomplete_dataset_is_reported_and_kept(tmp_path, no_network):
+    folder = tmp_path / "data" / "cubirds200"
+    folder.mkdir(parents=True)
+    (folder / "my_notes.txt").write_text("user files")
+    with pytest.raises(DatasetUnavailable, match="is incomplete"):
+        load_paper_dataset("cub", tmp_path / "data", 8)
+    assert (folder / "my_notes.txt").exists()

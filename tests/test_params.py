@@ -1,0 +1,70 @@
+import pytest
+
+from gems_core.data import check_against_data, load_distributions
+from gems_core.params import SCHEMA, ParameterError, load_params, schema_table, validate
+
+DISTS = [{"name": "glyphs", "source": "synthetic_glyphs"}]
+
+
+def test_defaults_are_the_papers_settings():
+    p = validate({"distributions": DISTS})
+    assert (p["ways"], p["shots"], p["meta_batch_size"], p["adaptation_steps"]) == (5, 1, 5, 5)
+    assert (p["fast_lr"], p["meta_lr"], p["iterations"], p["seeds"]) == (0.01, 1e-4, 30000, [21, 42, 56])
+    assert p["first_order"] is False and p["image_size"] == 84
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"wayz": 5}, "unknown parameter 'wayz' (did you mean 'ways'?)"),
+    ({"ways": "five"}, "parameter 'ways' must be of type int"),
+    ({"ways": True}, "parameter 'ways' must be of type int"),
+    ({"meta_lr": "1e-3"}, "write 1.0e-3"),
+    ({"ways": 1}, "parameter 'ways' = 1 must be between 2 and 100"),
+    ({"device": "tpu"}, "must be one of ['auto', 'cpu', 'cuda']"),
+    ({"methods": ["maml", "reptile"]}, "unknown method(s) ['reptile']"),
+    ({"split_fractions": [0.5, 0.5, 0.5]}, "must sum to 1"),
+    ({"distributions": [{"name": "x", "source": "imagenet"}]}, "distributions[0].source is 'imagenet'; valid:"),
+    ({"distributions": [{"name": "x", "source": "folder", "path": "/no/such/dir"}]}, "'/no/such/dir' does not exist"),
+    ({"distributions": [{"name": "x", "source": "folder"}]}, "needs a 'path'"),
+    ({"distributions": [{"name": "x", "source": "cub", "path": "/tmp"}]}, "'path' is only valid for sources"),
+    ({"distributions": DISTS * 2}, "names must be unique"),
+])
+def test_bad_parameters_are_named(params, fragment):
+    with pytest.raises(ParameterError) as err:
+        validate({"distributions": DISTS, **params})
+    assert fragment in str(err.value)
+
+
+def test_missing_distributions_is_required():
+    with pytest.raises(ParameterError, match="'distributions' is required"):
+        validate({})
+
+
+def test_float_parameters_accept_integers():
+    assert validate({"distributions": DISTS, "fast_lr": 1})["fast_lr"] == 1.0
+
+
+def test_parameters_file_errors(tmp_path):
+    with pytest.raises(ParameterError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ways: [1, 2\n")
+    with pytest.raises(ParameterError, match="not valid YAML"):
+        load_params(bad)
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke"])
+def test_shipped_parameter_files_are_valid(name):
+    from conftest import PROJECT_ROOT
+    assert load_params(PROJECT_ROOT / "parameters" / f"{name}.yaml")["profile"] == name
+
+
+def test_ways_larger_than_a_split_is_rejected_before_training(tiny_params):
+    params = tiny_params(ways=8)  # 30 classes at 0.6/0.2/0.2 give 6 validation classes
+    with pytest.raises(ParameterError) as err:
+        check_against_data(params, load_distributions(params))
+    assert "'ways' = 8 is larger than the 6 classes of glyphs/validation" in str(err.value)
+
+
+def test_schema_table_lists_every_parameter():
+    table = schema_table()
+    assert all(f"`{name}`" in table for name in SCHEMA)
