@@ -1,0 +1,87 @@
+"""MAML, functional and batched over tasks: the base every learner of the kit extends.
+
+A learner owns its meta-parameters (the initialisation, plus whatever a method adds) and adapts a
+meta-batch of tasks at once: the initial weights are broadcast to [T, ...], each inner step takes the
+gradient of the summed per-task support losses (tasks do not interact, so this is each task's own
+gradient) and updates all tasks together. Second order differentiates through the inner loop
+(``create_graph=True``); first order treats the inner gradients as constants, as learn2learn does.
+Subclasses change the inner update (BMP) or the weights the model sees (MMSUP).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..data.tasks import TaskBatch
+from ..models import Params, conv4_forward, init_conv4, layer_names
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")  # ParameterDict keys may not contain dots
+
+
+class MAML(nn.Module):
+    """Model-agnostic meta-learning (Finn et al., 2017) on a Conv4 backbone."""
+
+    name = "maml"
+
+    def __init__(self, ways: int, image_size: int, hidden: int = 64, fast_lr: float = 0.01, steps: int = 5,
+                 first_order: bool = False, seed: int = 0, init: Params | None = None):
+        super().__init__()
+        init = init if init is not None else init_conv4(ways, image_size, hidden, seed=seed)
+        self.names = list(init)
+        self.backbone = nn.ParameterDict({_key(k): nn.Parameter(v.clone()) for k, v in init.items()})
+        self.fast_lr, self.steps, self.first_order = fast_lr, steps, first_order
+        self.layers = layer_names()
+        self.record: dict = {}  # what the last adaptation did, for methods that record something
+
+    @classmethod
+    def from_params(cls, params: dict, seed: int) -> "MAML":
+        return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
+                   params["adaptation_steps"], params["first_order"], seed=seed)
+
+    def initial(self) -> Params:
+        """The meta-learned initialisation, by name."""
+        return {k: self.backbone[_key(k)] for k in self.names}
+
+    def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        return conv4_forward(params, x)
+
+    def inner_update(self, step: int, params: Params, grads: Params) -> Params:
+        """One inner step for all tasks; BMP overrides this with its masked update."""
+        return {k: params[k] - self.fast_lr * grads[k] for k in params}
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool) -> Params:
+        """Task-adapted weights [T, ...] after ``steps`` inner steps on the support sets."""
+        t = support_x.shape[0]
+        params = {k: v.unsqueeze(0).expand(t, *v.shape) for k, v in self.initial().items()}
+        for step in range(self.steps):
+            loss = task_losses(self.forward_model(params, support_x), support_y).sum()
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
+            params = self.inner_update(step, params, dict(zip(params, grads)))
+        return params
+
+    def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean query loss over tasks, differentiable w.r.t. the meta-parameters; per-task query accuracy)."""
+        adapted = self.adapt(batch.support_x, batch.support_y, create_graph=not self.first_order)
+        logits = self.forward_model(adapted, batch.query_x)
+        return task_losses(logits, batch.query_y).mean(), accuracy(logits, batch.query_y)
+
+    def evaluate(self, batch: TaskBatch) -> torch.Tensor:
+        """Per-task query accuracy after adaptation, without building a meta-gradient graph."""
+        with torch.enable_grad():
+            adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False)
+        with torch.no_grad():
+            return accuracy(self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x),
+                            batch.query_y)
+
+
+def task_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each task: logits [T, B, C], labels [T, B] -> [T]."""
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape).mean(1)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-task accuracy [T]."""
+    return (logits.argmax(-1) == labels).float().mean(1)
