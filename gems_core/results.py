@@ -33,3 +33,18 @@ def gather(profile_dir: Path) -> pd.DataFrame:
 def metrics(profile_dir: Path, run_id: str) -> pd.DataFrame:
     """The learning curve (metrics.csv) of one run."""
     return pd.read_csv(Path(profile_dir) / "runs" / run_id / "metrics.csv")
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method and test dataset: mean accuracy over seeds, its spread, the mean CI and the time."""
+    grouped = table.groupby(["method", "train_datasets", "test_dataset"], sort=False)
+    return grouped.agg(accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"), ci95=("ci95", "mean"),
+                       train_seconds=("train_seconds", "mean"), seeds=("seed", "nunique")).reset_index()
+
+
+def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:
+    """Each row's margin over chance (1/ways) and whether it exceeds the row's 95% CI."""
+    out = table[["method", "test_dataset", "seed", "accuracy", "ci95"]].copy()
+    out["chance"] = 1.0 / ways
+    out["above_chance_by_more_than_ci"] = out["accuracy"] - out["chance"] > out["ci95"]
+    return out

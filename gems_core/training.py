@@ -189,8 +189,10 @@ class Run:
             outcome = evaluate(self.learner_for(i), tasks, self.params["meta_batch_size"])
             name = self.distributions[i].name
             results[name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
-            records[name] = outcome["records"]
-        return {"test": results, "records": records}
+            if outcome["records"]:
+                records[name] = outcome["records"]
+        summarize = getattr(self.members[0].learner, "summarize_records", None)
+        return {"test": results, "records": summarize(records) if summarize and records else {}}
 
     def run(self, progress: bool = True) -> dict:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results."""
@@ -218,6 +220,16 @@ def run_method(params: dict, method: str, seed: int, distributions: list[Distrib
     check_against_data(params, distributions)
     run = Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
     return run.run(progress)
+
+
+
+
+def run_methods(params: dict, methods: list[str], distributions: list[Distribution] | None = None) -> list[dict]:
+    """Run (or resume, or read back) every seed of each of ``methods`` that the profile asks for."""
+    distributions = distributions if distributions is not None else load_distributions(params)
+    wanted = [m for m in methods if m in params["methods"]]
+    jobs = [(m, s) for m in wanted for s in params["seeds"]]
+    return [run_method(params, m, s, distributions) for m, s in tqdm(jobs, desc="runs", unit="run")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,3 +41,15 @@ def test_notebooks_in_git_carry_no_outputs():
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), f"{path.name}: no parameters cell"
+
+
+def test_baselines_wrote_runs_and_results(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results.csv")
+    baselines = table[table["method"].isin(["maml", "multi_maml"])]
+    assert sorted(map(tuple, baselines[["method", "test_dataset"]].values)) == [
+        ("maml", "glyphs"), ("maml", "shapes"), ("multi_maml", "glyphs"), ("multi_maml", "shapes")]
+    assert baselines["accuracy"].between(0, 1).all() and (baselines["iterations"] == 6).all()
+    assert (baselines["train_datasets"] == "glyphs+shapes").all()
+    for run_id in baselines["run_id"]:
+        assert (out / "runs" / run_id / "metrics.csv").exists()

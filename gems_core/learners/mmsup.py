@@ -1,0 +1,96 @@
+"""MMSUP, the Multi-modal Supermask (supplement, Listings 3-4): which weights a task uses.
+
+Every conv layer is a supermask conv: its mask keeps the top ``1 - sparsity`` fraction of |weight|
+(``ComputeMask``), recomputed at every forward from the weights it is given. Inside the inner loop
+those are the task-adapted weights, so each task (and so each distribution) gets its own subnetwork
+from one shared initialisation. The head stays dense. Sparsity is one meta-parameter per conv layer,
+initialised at ``sparsity_init`` and learned through the documented surrogate gradient, or fixed.
+"""
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn as nn
+
+from ..masks import MAX_SPARSITY, ComputeMask
+from ..models import BLOCKS, Params, conv4_forward
+from .maml import MAML
+
+RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
+OVERLAP_TASKS = 50         # tasks per dataset used for the overlap estimate
+
+
+class MMSUP(MAML):
+    name = "mmsup"
+
+    def __init__(self, *args, sparsity_init: float = 0.5, learn_sparsity: bool = True, temperature: float = 0.1,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sparsity = nn.Parameter(torch.full((BLOCKS,), float(sparsity_init)), requires_grad=learn_sparsity)
+        self.temperature = temperature
+        gen = torch.Generator().manual_seed(0)
+        for i in range(1, BLOCKS + 1):
+            n = self.backbone[f"conv{i}__weight"].numel()
+            picked = torch.randperm(n, generator=gen)[:RECORDED_POSITIONS].sort().values
+            self.register_buffer(f"positions_conv{i}", picked, persistent=False)
+        self._capture = False
+
+    @classmethod
+    def from_params(cls, params: dict, seed: int) -> "MMSUP":
+        return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
+                   params["adaptation_steps"], params["first_order"], seed=seed,
+                   sparsity_init=params["mmsup_sparsity_init"], learn_sparsity=params["mmsup_learn_sparsity"],
+                   temperature=params["mmsup_temperature"])
+
+    def effective_sparsity(self) -> torch.Tensor:
+        return self.sparsity.detach().clamp(0.0, MAX_SPARSITY)
+
+    def supermask(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        """weight [T, O, I, k, k] times its per-task top-(1 - sparsity) mask of |weight|."""
+        layer = name.split(".")[0]
+        scores = weight.detach().abs().flatten(1)
+        temperature = self.temperature * scores.mean(1)
+        mask = ComputeMask.apply(scores, self.sparsity[int(layer[4:]) - 1], temperature)
+        if self._capture:
+            self.record[f"masks_{layer}"] = mask.detach()[:, getattr(self, f"positions_{layer}")].bool()
+        return weight * mask.view_as(weight)
+
+    def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        return conv4_forward(params, x, self.supermask)
+
+    def evaluate(self, batch):
+        """As MAML's, recording each task's final subnetwork (on fixed weight positions)."""
+        with torch.enable_grad():
+            adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False)
+        self.record, self._capture = {}, True
+        try:
+            with torch.no_grad():
+                logits = self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
+        finally:
+            self._capture = False
+        return (logits.argmax(-1) == batch.query_y).float().mean(1)
+
+    def train_record(self) -> dict:
+        return {f"sparsity_conv{i + 1}": float(s) for i, s in enumerate(self.effective_sparsity())}
+
+    def summarize_records(self, records: dict[str, list[dict]]) -> dict:
+        """Mean Jaccard overlap of task subnetworks, per layer, within and between test datasets."""
+        masks = {d: {k: torch.cat([r[k] for r in batches])[:OVERLAP_TASKS].float()
+                     for k in batches[0]} for d, batches in records.items()}
+        overlap = {}
+        for layer in next(iter(masks.values())):
+            overlap[layer.removeprefix("masks_")] = {
+                f"{a}|{b}": jaccard(masks[a][layer], masks[b][layer], same=a == b)
+                for a, b in itertools.combinations_with_replacement(masks, 2)}
+        return {"overlap": overlap, "sparsity": self.train_record()}
+
+
+def jaccard(a: torch.Tensor, b: torch.Tensor, same: bool) -> float:
+    """Mean |a_i & b_j| / |a_i | b_j| over task pairs (i < j when a and b are the same set)."""
+    inter = a @ b.T
+    union = a.sum(1, keepdim=True) + b.sum(1) - inter
+    scores = inter / union.clamp_min(1)
+    if same:
+        scores = scores[torch.triu(torch.ones_like(scores, dtype=torch.bool), diagonal=1)]
+    return float(scores.mean())

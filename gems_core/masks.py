@@ -1,0 +1,78 @@
+"""The paper's two masks as autograd functions (supplement, Listings 1 and 3), batched over tasks.
+
+``BinaryMask``: 1 where the input is > 0, else 0; the backward is straight-through (STE).
+
+``ComputeMask``: per task, keeps the top ``1 - sparsity`` fraction of a layer's scores (|weight|):
+``kept = round((1 - sparsity) * n)`` (halves up), at least 1, ties broken towards the lower flat index (a stable
+sort), so the count is exact and deterministic. The backward returns the incoming gradient as it is
+for the scores (straight-through, as the supplement says). Top-k alone gives the sparsity no gradient;
+the kit's surrogate is the derivative of a soft mask ``sigmoid((score - t) / T)`` whose threshold ``t``
+keeps a soft count of ``(1 - sparsity) * n`` weights: implicit differentiation of that constraint gives
+``d m_i / d sparsity = -n * sigma'_i / sum_j sigma'_j``, evaluated at the hard mask's threshold (the
+midpoint between the last kept and the first dropped score). It sums to ``-n``, as the hard count does.
+"""
+from __future__ import annotations
+
+import torch
+
+MAX_SPARSITY = 0.99
+
+
+class BinaryMask(torch.autograd.Function):
+    """Forward: (input > 0) as 0/1; backward: the gradient passes through unchanged (STE)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def kept_count(n: int, sparsity: float) -> int:
+    """How many of ``n`` weights a layer keeps at ``sparsity`` (clamped to [0, 0.99])."""
+    sparsity = min(max(float(sparsity), 0.0), MAX_SPARSITY)
+    return max(1, min(n, int((1.0 - sparsity) * n + 0.5)))
+
+
+class ComputeMask(torch.autograd.Function):
+    """Top-(1 - sparsity) mask of ``scores`` [T, n] per task, with the soft-mask surrogate for sparsity."""
+
+    @staticmethod
+    def forward(ctx, scores, sparsity, temperature):
+        t, n = scores.shape
+        k = kept_count(n, sparsity.item())
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+        mask = torch.zeros_like(scores).scatter_(1, order[:, :k], 1.0)
+        ranked = scores.gather(1, order)
+        threshold = ranked[:, k - 1] if k == n else (ranked[:, k - 1] + ranked[:, k]) / 2
+        ctx.save_for_backward(scores, threshold, temperature)
+        return mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        scores, threshold, temperature = ctx.saved_tensors
+        return grad, sparsity_surrogate(grad, scores, threshold, temperature), None
+
+
+def sparsity_surrogate(grad: torch.Tensor, scores: torch.Tensor, threshold: torch.Tensor,
+                       temperature: torch.Tensor) -> torch.Tensor:
+    """sum_i grad_i * d soft_mask_i / d sparsity, summed over tasks (see the module docstring)."""
+    z = (scores - threshold.unsqueeze(1)) / temperature.unsqueeze(1)
+    slope = torch.sigmoid(z) * torch.sigmoid(-z)  # sigma'(z)
+    dmask = -scores.shape[1] * slope / slope.sum(1, keepdim=True).clamp_min(1e-12)
+    return (grad * dmask).sum()
+
+
+def soft_mask(scores: torch.Tensor, sparsity: float, temperature: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    """The soft mask the surrogate differentiates: threshold found by bisection so that the soft count
+    is (1 - sparsity) * n. Used by the tests to check the surrogate against finite differences."""
+    target = (1.0 - sparsity) * scores.shape[1]
+    lo = scores.min(1).values - 20 * temperature
+    hi = scores.max(1).values + 20 * temperature
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        count = torch.sigmoid((scores - mid.unsqueeze(1)) / temperature.unsqueeze(1)).sum(1)
+        lo, hi = torch.where(count > target, mid, lo), torch.where(count > target, hi, mid)
+    return torch.sigmoid((scores - ((lo + hi) / 2).unsqueeze(1)) / temperature.unsqueeze(1))

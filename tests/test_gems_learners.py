@@ -1,0 +1,103 @@
+"""BMP and MMSUP: masked inner loops, reduction to MAML, gradients reaching what they should."""
+import torch
+
+from gems_core.data.tasks import TaskBatch
+from gems_core.learners import BMP, MAML, MMSUP
+from gems_core.masks import kept_count
+from gems_core.models import init_conv4
+
+WAYS, SIZE, HIDDEN, TASKS = 3, 16, 6, 2
+
+
+def _batch(dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(WAYS)
+    return TaskBatch(torch.rand(TASKS, WAYS, 3, SIZE, SIZE, generator=gen, dtype=dtype),
+                     labels.expand(TASKS, -1),
+                     torch.rand(TASKS, 2 * WAYS, 3, SIZE, SIZE, generator=gen, dtype=dtype),
+                     labels.repeat_interleave(2).expand(TASKS, -1), torch.zeros(TASKS, dtype=torch.long))
+
+
+def _bmp(final_bias, **kwargs):
+    init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
+    bmp = BMP(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, **kwargs).double()
+    with torch.no_grad():
+        bmp.regularizer[-1].bias.copy_(torch.as_tensor(final_bias, dtype=torch.float64))
+    return bmp, init
+
+
+def _meta_grads(learner, batch):
+    loss, _ = learner.meta_loss(batch)
+    return dict(zip(learner.names, torch.autograd.grad(loss, list(learner.initial().values()))))
+
+
+def test_bmp_layer_with_mask_zero_keeps_its_meta_learned_value():
+    bmp, init = _bmp([100.0, -100.0, 100.0, -100.0, 100.0])  # layers 2 and 4 frozen in every step
+    adapted = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    for name in bmp.layers[1] + bmp.layers[3]:
+        assert torch.equal(adapted[name], init[name].expand_as(adapted[name])), name
+    for name in ("conv1.weight", "conv3.weight", "head.weight"):
+        assert not torch.allclose(adapted[name], init[name].expand_as(adapted[name])), name
+    assert bmp.record["layer_masks"].tolist() == [[[1, 0, 1, 0, 1]] * 2] * TASKS
+
+
+def test_bmp_with_all_masks_one_has_mamls_meta_gradient():
+    bmp, init = _bmp([100.0] * 5)
+    maml = MAML(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init).double()
+    ours, reference = _meta_grads(bmp, _batch()), _meta_grads(maml, _batch())
+    for name in reference:
+        assert torch.allclose(ours[name], reference[name], rtol=1e-10, atol=1e-14), name
+
+
+def test_bmp_mlp_and_inp_embedding_receive_gradient():
+    bmp, _ = _bmp([0.5, -0.5, 0.5, -0.5, 0.5])
+    loss, _ = bmp.meta_loss(_batch())
+    loss.backward()
+    assert bmp.inp_embedding.grad.abs().sum() > 0
+    assert all(p.grad.abs().sum() > 0 for p in bmp.regularizer.parameters())
+
+
+def _mmsup(sparsity=0.5, learn=True, seed=3):
+    init = init_conv4(WAYS, SIZE, HIDDEN, seed=seed, dtype=torch.float64)
+    return MMSUP(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, sparsity_init=sparsity,
+                 learn_sparsity=learn).double()
+
+
+def test_mmsup_forward_zeroes_the_right_fraction_of_each_conv_layer():
+    for sparsity in (0.1, 0.5, 0.8):
+        mmsup = _mmsup(sparsity)
+        seen = {}
+        original = mmsup.supermask
+
+        def spy(name, weight):
+            out = original(name, weight)
+            seen[name] = (out == 0).flatten(1).double().mean(1)
+            return out
+        mmsup.supermask = spy
+        mmsup.forward_model({k: v.unsqueeze(0).expand(TASKS, *v.shape) for k, v in mmsup.initial().items()},
+                            _batch().query_x)
+        assert len(seen) == 4
+        for name, zero_fraction in seen.items():
+            n = mmsup.backbone[name.replace(".", "__")].numel()
+            assert torch.allclose(zero_fraction, torch.tensor(1 - kept_count(n, sparsity) / n, dtype=torch.float64))
+
+
+def test_mmsup_learned_sparsity_changes_and_fixed_does_not():
+    for learn in (True, False):
+        mmsup = _mmsup(learn=learn)
+        opt = torch.optim.Adam(mmsup.parameters(), lr=0.05)
+        for seed in range(3):
+            opt.zero_grad()
+            mmsup.meta_loss(_batch(seed=seed))[0].backward()
+            opt.step()
+        moved = (mmsup.sparsity.detach() - 0.5).abs()
+        assert (moved > 0.01).all() if learn else (moved == 0).all()
+
+
+def test_mmsup_masks_differ_between_tasks_after_adaptation():
+    mmsup = _mmsup()
+    mmsup.evaluate(_batch())
+    masks = mmsup.record["masks_conv2"]
+    assert masks.shape[0] == TASKS and not torch.equal(masks[0], masks[1])
+    summary = mmsup.summarize_records({"a": [mmsup.record], "b": [mmsup.record]})
+    assert 0 < summary["overlap"]["conv2"]["a|a"] < 1 and set(summary["overlap"]) == {"conv1", "conv2", "conv3", "conv4"}

@@ -1,0 +1,69 @@
+"""BinaryMask and ComputeMask: exact counts, deterministic ties, straight-through and surrogate gradients."""
+import math
+
+import pytest
+import torch
+
+from gems_core.masks import BinaryMask, ComputeMask, kept_count, soft_mask, sparsity_surrogate
+
+
+def test_binary_mask_forward_and_straight_through():
+    x = torch.tensor([[-1.0, 0.0, 0.5], [2.0, -0.1, 1e-8]], requires_grad=True)
+    mask = BinaryMask.apply(x)
+    assert mask.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]
+    grad = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    mask.backward(grad)
+    assert torch.equal(x.grad, grad)
+
+
+@pytest.mark.parametrize("shape", [(3, 10), (2, 1728), (4, 37)])
+@pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.25, 0.5, 0.9, 0.99])
+def test_compute_mask_keeps_exact_count_of_largest(shape, sparsity):
+    scores = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    mask = ComputeMask.apply(scores, torch.tensor(sparsity), torch.full((shape[0],), 0.1))
+    k = kept_count(shape[1], sparsity)
+    assert k == max(1, math.floor((1 - sparsity) * shape[1] + 0.5))  # halves round up
+    assert (mask.sum(1) == k).all()
+    smallest_kept = torch.where(mask.bool(), scores, torch.inf).min(1).values
+    largest_dropped = torch.where(mask.bool(), -torch.inf, scores).max(1).values
+    assert (smallest_kept >= largest_dropped).all()
+
+
+def test_sparsity_is_clamped_and_at_least_one_weight_kept():
+    assert kept_count(10, -0.5) == 10 and kept_count(10, 1.5) == 1 and kept_count(1000, 0.999) == 10
+
+
+def test_ties_are_broken_deterministically_towards_lower_index():
+    scores = torch.tensor([[1.0, 2.0, 2.0, 2.0, 0.5, 2.0]])
+    mask = ComputeMask.apply(scores, torch.tensor(0.5), torch.tensor([0.1]))
+    assert mask.tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0, 0.0]]
+    again = ComputeMask.apply(scores.clone(), torch.tensor(0.5), torch.tensor([0.1]))
+    assert torch.equal(mask, again)
+
+
+def test_scores_get_the_gradient_straight_through():
+    scores = torch.rand(2, 8, requires_grad=True)
+    grad = torch.randn(2, 8)
+    ComputeMask.apply(scores, torch.tensor(0.5), torch.full((2,), 0.1)).backward(grad)
+    assert torch.equal(scores.grad, grad)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sparsity_gradient_sign_matches_finite_differences_of_soft_mask(seed):
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.rand(3, 400, generator=gen, dtype=torch.float64)
+    grad = torch.randn(3, 400, generator=gen, dtype=torch.float64)
+    temperature = torch.full((3,), 0.05, dtype=torch.float64)
+    s = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    ComputeMask.apply(scores, s, temperature).backward(grad)
+    h = 1e-4
+    fd = ((grad * soft_mask(scores, 0.4 + h, temperature)).sum() - (grad * soft_mask(scores, 0.4 - h, temperature)).sum()) / (2 * h)
+    assert torch.sign(s.grad) == torch.sign(fd) and fd.abs() > 1e-3
+    assert s.grad.item() == pytest.approx(fd.item(), rel=0.25)  # same quantity up to the threshold's position
+
+
+def test_surrogate_moves_the_soft_count_like_the_hard_count():
+    scores = torch.rand(2, 100, dtype=torch.float64)
+    ones = torch.ones(2, 100, dtype=torch.float64)
+    threshold = scores.median(1).values
+    assert sparsity_surrogate(ones, scores, threshold, torch.full((2,), 0.1, dtype=torch.float64)).item() == pytest.approx(-200)

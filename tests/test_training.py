@@ -1,0 +1,105 @@
+"""Run folders, Multi-MAML, resuming after a real kill, and the results table."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import torch
+import yaml
+
+from conftest import PROJECT_ROOT
+from gems_core.data import load_distributions
+from gems_core.results import COLUMNS, gather
+from gems_core.training import Run, resolve_device, run_folder, run_method
+
+
+def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
+    params = tiny_params()
+    results = run_method(params, "maml", 21, progress=False)
+    folder = run_folder(params, "maml", 21)
+    assert {p.name for p in folder.iterdir()} == {"params.json", "metrics.csv", "checkpoint.pt", "results.json"}
+    assert json.loads((folder / "params.json").read_text())["method"] == "maml"
+    curve = pd.read_csv(folder / "metrics.csv")
+    assert curve["iteration"].tolist() == [3, 6]
+    assert {"train_loss", "val_accuracy_glyphs", "val_accuracy_shapes", "train_seconds"} <= set(curve.columns)
+    assert results["complete"] and results["iterations"] == 6 and set(results["test"]) == {"glyphs", "shapes"}
+    assert results["test"]["glyphs"]["tasks"] == 6 and 0 <= results["test"]["glyphs"]["accuracy"] <= 1
+    table = gather(folder.parents[1])
+    assert list(table.columns[:len(COLUMNS)]) == COLUMNS and len(table) == 2
+    assert (folder.parents[1] / "results.csv").exists()
+
+
+def test_complete_run_is_read_back_not_retrained(tiny_params):
+    params = tiny_params()
+    first = run_method(params, "maml", 21, progress=False)
+    stamp = (run_folder(params, "maml", 21) / "results.json").stat().st_mtime_ns
+    assert run_method(params, "maml", 21, progress=False) == first
+    assert (run_folder(params, "maml", 21) / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_different_parameters_get_different_run_folders(tiny_params):
+    assert run_folder(tiny_params(), "maml", 21) != run_folder(tiny_params(fast_lr=0.2), "maml", 21)
+    assert run_folder(tiny_params(), "maml", 21) == run_folder(tiny_params(device="cpu", profile="t"), "maml", 21)
+
+
+def test_multi_maml_member_is_a_maml_trained_on_its_own_distribution(tiny_params, tmp_path):
+    params = tiny_params()
+    dists = load_distributions(params)
+    device = resolve_device("cpu")
+    multi = Run(params, "multi_maml", 21, dists, tmp_path / "multi", device)
+    assert [m.distributions for m in multi.members] == [[0], [1]]
+    multi.train(progress=False)
+    alone = Run(params, "maml", 21, dists[:1], tmp_path / "alone", device)
+    alone.train(progress=False)
+    for a, b in zip(multi.members[0].learner.parameters(), alone.members[0].learner.parameters()):
+        assert torch.equal(a, b)
+    assert multi.learner_for(1) is multi.members[1].learner
+    assert not torch.equal(multi.members[1].learner.backbone["conv1__weight"], alone.members[0].learner.backbone["conv1__weight"])
+
+
+def _params_file(tmp_path, name, **overrides):
+    params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
+    params.update(output_root=str(tmp_path / name), data_root=str(tmp_path / "data"), **overrides)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path, params
+
+
+def _train_cli(params_file, **popen):
+    cmd = [sys.executable, "-m", "gems_core.training", str(params_file), "--method", "maml", "--seed", "21",
+           "--no-progress"]
+    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+
+
+def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
+    overrides = dict(iterations=40, validation_every=4, checkpoint_every=4)
+    killed_file, _ = _params_file(tmp_path, "killed", **overrides)
+    whole_file, _ = _params_file(tmp_path, "whole", **overrides)
+    assert _train_cli(whole_file).wait(timeout=600) == 0
+
+    proc = _train_cli(killed_file)
+    runs = tmp_path / "killed" / "smoke" / "runs"
+    deadline = time.time() + 300
+    while not list(runs.glob("*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # let it get a little further than the first checkpoint
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    folder = next(runs.iterdir())
+    assert not (folder / "results.json").exists(), "the run finished before it could be killed"
+    interrupted_at = torch.load(folder / "checkpoint.pt", weights_only=False)["state"]["iteration"]
+    assert 0 < interrupted_at < 40
+    assert _train_cli(killed_file).wait(timeout=600) == 0
+
+    whole = next((tmp_path / "whole" / "smoke" / "runs").iterdir())
+    a = torch.load(folder / "checkpoint.pt", weights_only=False)["members"][0]["learner"]
+    b = torch.load(whole / "checkpoint.pt", weights_only=False)["members"][0]["learner"]
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    curve_a = pd.read_csv(folder / "metrics.csv").drop(columns="train_seconds")
+    curve_b = pd.read_csv(whole / "metrics.csv").drop(columns="train_seconds")
+    pd.testing.assert_frame_equal(curve_a, curve_b)
+    ra, rb = (json.loads((f / "results.json").read_text()) for f in (folder, whole))
+    assert ra["test"] == rb["test"]
