@@ -55,3 +55,44 @@ def accuracy_bars(summary: pd.DataFrame, ways: int):
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def layer_adaptation_heatmap(records: dict, title: str = "BMP: how often each layer adapts"):
+    """Datasets x layers heatmap of BMP's adaptation frequency (over test tasks and inner steps)."""
+    import seaborn as sns
+    frame = pd.DataFrame({d: r["layer_adapt_frequency"] for d, r in records.items()},
+                         index=["conv1", "conv2", "conv3", "conv4", "head"]).T
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.5 * len(frame)))
+    sns.heatmap(frame, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": "adapted"})
+    ax.set(title=title, xlabel="layer", ylabel="test dataset")
+    fig.tight_layout()
+    return fig
+
+
+def sparsity_trajectories(curves: dict[str, pd.DataFrame]):
+    """MMSUP's learned sparsity per conv layer against meta-iteration, one panel per run."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
+    for ax, (label, curve) in zip(axes[0], curves.items()):
+        for column in [c for c in curve.columns if c.startswith("sparsity_")]:
+            ax.plot(curve["iteration"], curve[column], marker=".", label=column.removeprefix("sparsity_"))
+        ax.set(title=f"learned sparsity, {label}", xlabel="meta-iteration", ylabel="sparsity")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def overlap_heatmaps(overlap: dict[str, dict[str, float]]):
+    """Per conv layer: mean Jaccard overlap of task subnetworks within and between test datasets."""
+    import seaborn as sns
+    fig, axes = plt.subplots(1, len(overlap), figsize=(3.2 * len(overlap), 3), squeeze=False)
+    for ax, (layer, pairs) in zip(axes[0], overlap.items()):
+        names = list(dict.fromkeys(n for pair in pairs for n in pair.split("|")))
+        matrix = pd.DataFrame(np.nan, index=names, columns=names)
+        for pair, value in pairs.items():
+            a, b = pair.split("|")
+            matrix.loc[a, b] = matrix.loc[b, a] = value
+        sns.heatmap(matrix, annot=True, fmt=".3f", cmap="magma", cbar=False, ax=ax)
+        ax.set_title(f"{layer} subnetwork overlap")
+    fig.tight_layout()
+    return fig

@@ -53,3 +53,30 @@ def test_baselines_wrote_runs_and_results(smoke_run):
     assert (baselines["train_datasets"] == "glyphs+shapes").all()
     for run_id in baselines["run_id"]:
         assert (out / "runs" / run_id / "metrics.csv").exists()
+
+
+def _run_results(out, method):
+    import json
+    table = pd.read_csv(out / "results.csv")
+    run_id = table.loc[table["method"] == method, "run_id"].iloc[0]
+    return json.loads((out / "runs" / run_id / "results.json").read_text()), run_id
+
+
+def test_bmp_notebook_recorded_layer_adaptation(smoke_run):
+    out, _ = smoke_run
+    result, _ = _run_results(out, "bmp")
+    assert set(result["test"]) == {"glyphs", "shapes"}
+    for dataset in ("glyphs", "shapes"):
+        freq = result["records"][dataset]["layer_adapt_frequency"]
+        assert len(freq) == 5 and all(0 <= f <= 1 for f in freq)
+
+
+def test_mmsup_notebook_recorded_sparsity_and_overlap(smoke_run):
+    out, _ = smoke_run
+    result, run_id = _run_results(out, "mmsup")
+    curve = pd.read_csv(out / "runs" / run_id / "metrics.csv")
+    assert [f"sparsity_conv{i}" for i in range(1, 5)] == [c for c in curve.columns if c.startswith("sparsity_")]
+    overlap = result["records"]["overlap"]
+    assert set(overlap) == {"conv1", "conv2", "conv3", "conv4"}
+    assert set(overlap["conv2"]) == {"glyphs|glyphs", "glyphs|shapes", "shapes|shapes"}
+    assert all(0 < v <= 1 for layer in overlap.values() for v in layer.values())
