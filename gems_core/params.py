@@ -56,9 +56,27 @@ def _fractions(v):
     return None if abs(sum(v) - 1.0) < 1e-6 else "must sum to 1"
 
 
-def _methods(v):
+def _method_names(v):
     bad = [m for m in v if m not in METHODS]
-    return f"unknown method(s) {bad}; valid: {list(METHODS)}" if bad or not v else None
+    return f"has unknown method(s) {bad}; valid: {list(METHODS)}" if bad else None
+
+
+def _methods(v):
+    return _method_names(v) or (None if v else f"must name at least one of {list(METHODS)}")
+
+
+def _ints_between(lo, hi):
+    def check(v):
+        ok = all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in v)
+        return None if ok else f"must be a list of integers between {lo} and {hi}"
+    return check
+
+
+def _numbers_between(lo, hi):
+    def check(v):
+        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in v)
+        return None if ok else f"must be a list of numbers between {lo} and {hi} (write floats as 1.0e-3)"
+    return check
 
 
 def _seeds(v):
@@ -104,6 +122,13 @@ SCHEMA: dict[str, Param] = {
     "mmsup_sparsity_init": Param(float, 0.5, "initial fraction of each conv layer's weights that is masked", _between(0.0, 0.99)),
     "mmsup_learn_sparsity": Param(bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)"),
     "mmsup_temperature": Param(float, 0.1, "temperature of the soft-mask surrogate, in units of the layer's mean |weight|", _between(1e-6, 100.0)),
+    # ablations (supplement Table 1) and convergence analysis (supplement C.1)
+    "ablation_methods": Param(list, ["bmp", "mmsup"], "methods run over the adaptation-steps and fast-lr grids (may be empty)", _method_names),
+    "ablation_adaptation_steps": Param(list, [1, 2, 3, 4, 5], "adaptation-steps grid", _ints_between(1, 50)),
+    "ablation_fast_lr": Param(list, [0.1, 0.5, 0.05, 0.01, 0.001, 0.005], "fast-lr grid", _numbers_between(0.0, 10.0)),
+    "ablation_sparsity": Param(list, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], "fixed MMSUP sparsity grid", _numbers_between(0.0, 0.99)),
+    "ablation_iterations": Param(int, 30000, "meta-training iterations of each ablation run", _between(1, 10_000_000)),
+    "convergence_iterations": Param(int, 1000, "MMSUP iterations traced by the convergence analysis", _between(2, 10_000_000)),
 }
 
 

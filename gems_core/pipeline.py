@@ -28,9 +28,9 @@ class NotebookFailed(RuntimeError):
     """A notebook raised; the message names it, the failing cell and the error."""
 
 
-def notebooks(only: list[str] | None = None) -> list[Path]:
+def notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
     """The ordered notebooks, optionally only those whose name starts with one of ``only``."""
-    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
     return [nb for nb in found if not only or any(nb.name.startswith(o) for o in only)]
 
 
@@ -57,14 +57,14 @@ def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, extra: di
     return executed
 
 
-def run_pipeline(parameters_file: str | Path, only: list[str] | None = None) -> list[Path]:
+def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
     """Validate the parameters, then execute the notebooks in order; return the executed paths."""
     parameters_file = Path(parameters_file).resolve()
     params = load_params(parameters_file)
     out_dir = PROJECT_ROOT / params["output_root"] / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
-    bar = tqdm(notebooks(only), desc=f"pipeline {params['profile']}", unit="notebook")
+    bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook")
     for nb in bar:
         bar.set_postfix_str(nb.name)
         start = time.perf_counter()
@@ -77,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("parameters", help="parameters file, e.g. parameters/demo.yaml")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these, e.g. 00 01")
+    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of NN_name.ipynb notebooks")
     args = parser.parse_args(argv)
     try:
-        run_pipeline(args.parameters, args.only)
+        run_pipeline(args.parameters, args.only, args.notebooks)
     except (ParameterError, NotebookFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -96,3 +96,19 @@ def overlap_heatmaps(overlap: dict[str, dict[str, float]]):
         ax.set_title(f"{layer} subnetwork overlap")
     fig.tight_layout()
     return fig
+
+
+def ablation_curves(summary: pd.DataFrame, setting: str):
+    """Accuracy against one ablation setting, a line per (method, test dataset), error bars over seeds."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for (method, dataset), rows in summary.groupby(["method", "test_dataset"]):
+        rows = rows.sort_values("value")
+        spread = rows["std_over_seeds"].where(rows["seeds"] > 1, rows["ci95"])
+        ax.errorbar(rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3, label=f"{method} / {dataset}")
+    if setting == "fast_lr":
+        ax.set_xscale("log")
+    ax.set(title=f"ablation: {setting}", xlabel=setting, ylabel="test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

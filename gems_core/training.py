@@ -28,7 +28,10 @@ from .learners import LEARNERS
 from .params import load_params
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
-BOOKKEEPING = ("profile", "output_root", "data_root", "device", "seeds", "methods")
+# Parameters that do not change a run's outcome, left out of its folder's hash.
+BOOKKEEPING = ("profile", "output_root", "data_root", "device", "seeds", "methods", "ablation_methods",
+               "ablation_adaptation_steps", "ablation_fast_lr", "ablation_sparsity", "ablation_iterations",
+               "convergence_iterations")
 
 
 def resolve_device(name: str) -> torch.device:

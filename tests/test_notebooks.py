@@ -80,3 +80,30 @@ def test_mmsup_notebook_recorded_sparsity_and_overlap(smoke_run):
     assert set(overlap) == {"conv1", "conv2", "conv3", "conv4"}
     assert set(overlap["conv2"]) == {"glyphs|glyphs", "glyphs|shapes", "shapes|shapes"}
     assert all(0 < v <= 1 for layer in overlap.values() for v in layer.values())
+
+
+def test_ablation_notebook_ran_its_grid(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "ablations.csv")
+    assert set(table["setting"]) == {"adaptation_steps", "fast_lr", "sparsity"}
+    assert set(table.loc[table["setting"] == "sparsity", "method"]) == {"mmsup"}
+    assert set(table.loc[table["setting"] == "fast_lr", "value"]) == {0.05}
+    assert len(table) == 3 * 2 and table["accuracy"].between(0, 1).all()  # 3 grid points x 2 test datasets
+
+
+def test_convergence_notebook_traced_losses_and_swaps(smoke_run):
+    out, _ = smoke_run
+    trace = pd.read_csv(out / "convergence" / "trace-seed21.csv")
+    assert trace["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert ((trace["loss_after"] - trace["loss_before"] - trace["delta"]).abs() < 1e-9).all()
+    swaps = [f"swaps_conv{i}" for i in range(1, 5)]
+    assert (trace[swaps] >= 0).all().all() and (trace["swaps"] == trace[swaps].sum(1)).all()
+
+
+def test_report_notebook_wrote_table2(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "table2.csv", header=[0, 1], index_col=[0, 1])
+    assert list(table.index) == [("glyphs+shapes", "glyphs"), ("glyphs+shapes", "shapes")]
+    assert {m for m, _ in table.columns} == {"maml", "multi_maml", "bmp", "mmsup"}
+    html = (out / "06_report.html").read_text()
+    assert "not one of the supplement&#39;s pairs" in html or "not one of the supplement's pairs" in html

@@ -20,7 +20,7 @@ def test_defaults_are_the_papers_settings():
     ({"meta_lr": "1e-3"}, "write 1.0e-3"),
     ({"ways": 1}, "parameter 'ways' = 1 must be between 2 and 100"),
     ({"device": "tpu"}, "must be one of ['auto', 'cpu', 'cuda']"),
-    ({"methods": ["maml", "reptile"]}, "unknown method(s) ['reptile']"),
+    ({"methods": ["maml", "reptile"]}, "has unknown method(s) ['reptile']"),
     ({"split_fractions": [0.5, 0.5, 0.5]}, "must sum to 1"),
     ({"distributions": [{"name": "x", "source": "imagenet"}]}, "distributions[0].source is 'imagenet'; valid:"),
     ({"distributions": [{"name": "x", "source": "folder", "path": "/no/such/dir"}]}, "'/no/such/dir' does not exist"),
@@ -68,3 +68,21 @@ def test_ways_larger_than_a_split_is_rejected_before_training(tiny_params):
 def test_schema_table_lists_every_parameter():
     table = schema_table()
     assert all(f"`{name}`" in table for name in SCHEMA)
+
+
+def test_paper_parameter_files_hold_table2_and_the_full_ablation_grid():
+    from conftest import PROJECT_ROOT
+    from gems_core.ablations import grid
+    paper = PROJECT_ROOT / "parameters" / "paper"
+    pairs = set()
+    for path in sorted(paper.glob("table2_*.yaml")):
+        p = load_params(path)
+        assert p["methods"] == ["maml", "multi_maml", "bmp", "mmsup"] and p["seeds"] == [21, 42, 56]
+        assert (p["iterations"], p["ways"], p["shots"], p["meta_batch_size"], p["adaptation_steps"]) == (30000, 5, 1, 5, 5)
+        assert (p["fast_lr"], p["meta_lr"], p["image_size"]) == (0.01, 1e-4, 84)
+        pairs.add("+".join(d["source"] for d in p["distributions"]))
+    assert pairs == {"cub+aircraft", "vgg_flowers+aircraft", "fungi+aircraft"}
+    ablation = load_params(paper / "ablations.yaml")
+    points = grid(ablation)
+    assert len(points) == 2 * (5 + 6) + 9 and all(run["iterations"] == 30000 for *_, run in points)
+    assert [v for s, v, m, _ in points if s == "sparsity"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]

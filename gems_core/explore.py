@@ -1,0 +1,105 @@
+"""Look inside a trained run, one test task at a time: its support images, what the method chose for
+it (BMP's layer mask per inner step, MMSUP's kept fraction per layer) and its query predictions.
+
+``task_explorer`` shows a static figure first, so a headless (papermill/HTML) render keeps something
+to read, then ipywidgets controls to pick the run, dataset and task in JupyterLab.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .data import Distribution
+from .training import Run, resolve_device, run_folder
+
+
+def load_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:
+    """A run with its last checkpoint's weights (raises if the run was never trained)."""
+    run = Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
+    if not run.load_checkpoint():
+        raise FileNotFoundError(f"no checkpoint for {method} seed {seed} in {run.folder}; train it first")
+    return run
+
+
+def inspect_task(run: Run, dataset: int, task: int) -> dict:
+    """Adapt the run's learner to one fixed test task; return images, labels, predictions and choices."""
+    tasks = run.fixed_tasks("test", run.params["test_tasks"])[dataset]
+    batch = tasks.sampler.gather(torch.zeros(1, dtype=torch.long), tasks.idx[task:task + 1])
+    learner = run.learner_for(dataset)
+    learner.record = {}
+    with torch.enable_grad():
+        adapted = learner.adapt(batch.support_x, batch.support_y, create_graph=False)
+    choices = {k: v.cpu() for k, v in learner.record.items()}
+    with torch.no_grad():
+        logits = learner.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
+    if hasattr(learner, "effective_sparsity"):
+        choices["kept_fraction"] = 1 - learner.effective_sparsity().cpu()
+    return {"support": batch.support_x[0].cpu(), "support_y": batch.support_y[0].cpu(),
+            "query": batch.query_x[0].cpu(), "query_y": batch.query_y[0].cpu(),
+            "prediction": logits[0].argmax(-1).cpu(), "choices": choices}
+
+
+def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10):
+    """Support row, the method's choices, and query images framed green (right) or red (wrong)."""
+    seen = inspect_task(run, dataset, task)
+    shown = min(max_queries, len(seen["query"]))
+    cols = max(len(seen["support"]), shown, 5)
+    fig, axes = plt.subplots(3, cols, figsize=(1.3 * cols, 4.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, y in zip(axes[0], seen["support"], seen["support_y"]):
+        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.set_title(f"support {int(y)}", fontsize=7)
+    choice_ax = fig.add_subplot(3, 1, 2)
+    if "layer_masks" in seen["choices"]:
+        masks = seen["choices"]["layer_masks"][0].numpy()
+        choice_ax.imshow(masks, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+        choice_ax.set(yticks=range(len(masks)), yticklabels=[f"step {i + 1}" for i in range(len(masks))],
+                      xticks=range(5), xticklabels=["conv1", "conv2", "conv3", "conv4", "head"],
+                      title="BMP: layers adapted (green) in each inner step")
+    elif "kept_fraction" in seen["choices"]:
+        kept = seen["choices"]["kept_fraction"].numpy()
+        choice_ax.bar([f"conv{i + 1}" for i in range(len(kept))], kept)
+        choice_ax.set(ylim=(0, 1), title="MMSUP: fraction of each conv layer's weights in this task's subnetwork")
+    else:
+        choice_ax.axis("off")
+        choice_ax.set_title(f"{run.method}: every layer adapts, every weight is used")
+    for ax, img, y, p in zip(axes[2], seen["query"][:shown], seen["query_y"], seen["prediction"]):
+        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.axis("on")
+        ax.set(xticks=[], yticks=[])
+        for spine in ax.spines.values():
+            spine.set(color="green" if p == y else "red", linewidth=3)
+        ax.set_title(f"true {int(y)} / pred {int(p)}", fontsize=7)
+    accuracy = float((seen["prediction"] == seen["query_y"]).float().mean())
+    fig.suptitle(f"{run.method} seed {run.seed}, {run.distributions[dataset].name} test task {task}: "
+                 f"query accuracy {accuracy:.2f}")
+    fig.tight_layout()
+    return fig
+
+
+def task_explorer(params: dict, distributions: list[Distribution], methods: list[str]):
+    """A static figure of the first method's first test task, then interactive controls (JupyterLab)."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    available = [m for m in methods if m in params["methods"] and (run_folder(params, m, params["seeds"][0]) / "checkpoint.pt").exists()]
+    if not available:
+        print("no trained run to explore yet")
+        return
+    runs = {}
+
+    def get(method):
+        if method not in runs:
+            runs[method] = load_run(params, method, params["seeds"][0], distributions)
+        return runs[method]
+
+    task_figure(get(available[0]), 0, 0)
+    plt.show()
+    names = [d.name for d in distributions]
+    widgets.interact(lambda method, dataset, task: (task_figure(get(method), names.index(dataset), task), plt.show()),
+                     method=widgets.Dropdown(options=available, description="run"),
+                     dataset=widgets.Dropdown(options=names, description="dataset"),
+                     task=widgets.IntSlider(0, 0, params["test_tasks"] - 1, description="test task"))
+    display(widgets.HTML("<i>Interactive controls need a live kernel (JupyterLab); the figure above is static.</i>"))

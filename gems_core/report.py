@@ -1,0 +1,67 @@
+"""Table 2 of the supplement, reproduced from a profile's results.csv and set beside the paper's values."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+REFERENCE = Path(__file__).parent / "reference" / "table2.csv"
+METHOD_ORDER = ["maml", "multi_maml", "bmp", "mmsup"]
+
+
+def reference_table() -> pd.DataFrame:
+    """The supplement's Table 2 (train_sources, test_source, method, accuracy, time), kept in the kit."""
+    return pd.read_csv(REFERENCE, comment="#")
+
+
+def with_sources(results: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """results.csv rows with the distributions' sources (cub, aircraft, ...) beside their names."""
+    source = {d["name"]: d["source"] for d in params["distributions"]}
+    out = results.copy()
+    out["train_sources"] = out["train_datasets"].map(lambda s: "+".join(source.get(n, n) for n in s.split("+")))
+    out["test_source"] = out["test_dataset"].map(lambda n: source.get(n, n))
+    return out
+
+
+def table2(results: pd.DataFrame) -> pd.DataFrame:
+    """The supplement's shape: a row per (train pair, test dataset), per method mean accuracy ± std over
+    seeds and mean training hours."""
+    grouped = results.groupby(["train_datasets", "test_dataset", "method"], sort=False).agg(
+        accuracy=("accuracy", "mean"), std=("accuracy", "std"), hours=("train_seconds", "mean"),
+        seeds=("seed", "nunique")).reset_index()
+    grouped["hours"] /= 3600
+    grouped["cell"] = grouped.apply(
+        lambda r: f"{r.accuracy:.3f}" + (f" ± {r['std']:.3f}" if r.seeds > 1 else ""), axis=1)
+    rows = pd.MultiIndex.from_frame(grouped[["train_datasets", "test_dataset"]].drop_duplicates())
+    methods = [m for m in METHOD_ORDER if m in set(grouped["method"])]
+    indexed = grouped.set_index(["train_datasets", "test_dataset", "method"])
+    table = pd.DataFrame(index=rows)
+    for method in methods:
+        for column, label in (("cell", "accuracy"), ("hours", "time (h)")):
+            table[(method, label)] = [indexed[column].get((*row, method)) for row in rows]
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table
+
+
+def beside_paper(results: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Each (pair, test dataset, method) of the profile that the paper also reports: ours, the paper's,
+    and the difference. Empty when the profile used other data than the paper's."""
+    ours = with_sources(results, params).groupby(["train_sources", "test_source", "method"]).agg(
+        ours=("accuracy", "mean"), ours_std=("accuracy", "std"), seeds=("seed", "nunique"),
+        ours_hours=("train_seconds", lambda s: s.mean() / 3600)).reset_index()
+    paper = reference_table().rename(columns={"accuracy": "paper", "time": "paper_time"})
+    joined = ours.merge(paper, on=["train_sources", "test_source", "method"], how="inner")
+    joined["difference"] = joined["ours"] - joined["paper"]
+    return joined
+
+
+def data_note(params: dict) -> str:
+    """A plain statement of whether this profile's data are the paper's."""
+    sources = [d["source"] for d in params["distributions"]]
+    pairs = set(reference_table()["train_sources"])
+    if "+".join(sources) in pairs:
+        return f"This profile trains on {' + '.join(sources)}, one of the supplement's Table 2 pairs."
+    used = " + ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
+    return (f"This profile trains on {used}, "
+            "which is not one of the supplement's pairs (CUB + Aircraft, VGG Flowers + Aircraft, Fungi + "
+            "Aircraft): its numbers cannot be compared with the paper's, which are shown for reference only.")

@@ -1,0 +1,57 @@
+"""The runner: order, a failing notebook named with its cell, earlier outputs kept, bad parameters."""
+import nbformat
+import pytest
+import yaml
+
+from gems_core import pipeline
+
+
+def _notebook(path, *sources):
+    cells = [nbformat.v4.new_code_cell('parameters_file = ""')]
+    cells[0].metadata["tags"] = ["parameters"]
+    cells += [nbformat.v4.new_code_cell(src) for src in sources]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    params = {"profile": "p", "output_root": str(tmp_path / "out"),
+              "distributions": [{"name": "g", "source": "synthetic_glyphs"}]}
+    params_file = tmp_path / "p.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    return folder, params_file, tmp_path / "out" / "p"
+
+
+def test_failing_notebook_is_named_with_its_cell_and_earlier_outputs_stay(setup):
+    folder, params_file, out = setup
+    _notebook(folder / "00_ok.ipynb", "print('fine')")
+    _notebook(folder / "01_bad.ipynb", "x = 1", "raise ValueError('broken on purpose')")
+    _notebook(folder / "02_never.ipynb", "print('not reached')")
+    with pytest.raises(pipeline.NotebookFailed) as err:
+        pipeline.run_pipeline(params_file, folder=folder)
+    message = str(err.value)
+    assert "01_bad.ipynb failed in cell" in message and "ValueError: broken on purpose" in message
+    assert (out / "00_ok.ipynb").exists() and (out / "00_ok.html").exists()
+    executed = nbformat.read(out / "01_bad.ipynb", as_version=4)
+    assert any(o.get("ename") == "ValueError" for c in executed.cells for o in c.get("outputs", []))
+    assert (out / "01_bad.html").exists() and not (out / "02_never.ipynb").exists()
+
+
+def test_main_exits_non_zero_and_says_why(setup, capsys):
+    folder, params_file, _ = setup
+    _notebook(folder / "00_bad.ipynb", "1 / 0")
+    assert pipeline.main([str(params_file), "--notebooks", str(folder)]) == 1
+    assert "00_bad.ipynb failed in cell" in capsys.readouterr().err
+
+
+def test_bad_parameters_stop_before_any_notebook_runs(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"profile": "x", "output_root": str(tmp_path / "o"), "wayz": 3,
+                                   "distributions": [{"name": "g", "source": "synthetic_glyphs"}]}))
+    assert pipeline.main([str(bad)]) == 1
+    assert "unknown parameter 'wayz'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
