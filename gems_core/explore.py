@@ -24,15 +24,11 @@ def load_run(params: dict, method: str, seed: int, distributions: list[Distribut
 
 def inspect_task(run: Run, dataset: int, task: int) -> dict:
     """Adapt the run's learner to one fixed test task; return images, labels, predictions and choices."""
-    tasks = run.fixed_tasks("test", run.params["test_tasks"])[dataset]
-    batch = tasks.sampler.gather(torch.zeros(1, dtype=torch.long), tasks.idx[task:task + 1])
+    batch = run.fixed_tasks("test", run.params["test_tasks"])[dataset].task(task)
     learner = run.learner_for(dataset)
     learner.record = {}
-    with torch.enable_grad():
-        adapted = learner.adapt(batch.support_x, batch.support_y, create_graph=False)
+    logits = learner.predict(batch)
     choices = {k: v.cpu() for k, v in learner.record.items()}
-    with torch.no_grad():
-        logits = learner.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
     if hasattr(learner, "effective_sparsity"):
         choices["kept_fraction"] = 1 - learner.effective_sparsity().cpu()
     return {"support": batch.support_x[0].cpu(), "support_y": batch.support_y[0].cpu(),

@@ -1,4 +1,5 @@
-"""Results of a profile: run folders read back into one table, ``outputs/<profile>/results.csv``."""
+"""Results of a profile: its main runs (each method and seed at the profile's own parameters; ablation
+runs are gathered separately) read back from their folders into ``outputs/<profile>/results.csv``."""
 from __future__ import annotations
 
 import json
@@ -7,24 +8,28 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
+from .training import run_id
 
 COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "accuracy", "ci95", "train_seconds", "iterations"]
 
 
-def read_runs(profile_dir: Path) -> list[dict]:
-    """The results.json of every complete run under ``profile_dir/runs``, with its run id."""
+def read_runs(profile_dir: Path, params: dict) -> list[dict]:
+    """results.json of every complete main run of the profile, with its run id."""
     runs = []
-    for path in sorted((Path(profile_dir) / "runs").glob("*/results.json")):
-        runs.append({**json.loads(path.read_text()), "run_id": path.parent.name})
+    for method in params["methods"]:
+        for seed in params["seeds"]:
+            path = Path(profile_dir) / "runs" / run_id(params, method, seed) / "results.json"
+            if path.exists():
+                runs.append({**json.loads(path.read_text()), "run_id": path.parent.name})
     return runs
 
 
-def gather(profile_dir: Path) -> pd.DataFrame:
-    """One row per (complete run, test dataset), written to ``profile_dir/results.csv`` and returned."""
+def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
+    """One row per (complete main run, test dataset), written to ``profile_dir/results.csv`` and returned."""
     rows = [{"method": r["method"], "train_datasets": "+".join(r["train_datasets"]), "test_dataset": name,
              "seed": r["seed"], "accuracy": t["accuracy"], "ci95": t["ci95"],
              "train_seconds": r["train_seconds"], "iterations": r["iterations"], "run_id": r["run_id"]}
-            for r in read_runs(profile_dir) for name, t in r["test"].items()]
+            for r in read_runs(profile_dir, params) for name, t in r["test"].items()]
     table = pd.DataFrame(rows, columns=COLUMNS + ["run_id"])
     io.write_text(Path(profile_dir) / "results.csv", table.to_csv(index=False))
     return table

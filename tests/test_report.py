@@ -57,3 +57,9 @@ def test_convergence_summaries():
     assert holds.loc["with swaps in conv2", "count"] == 1
     corr = convergence.correlations(trace).set_index("swaps")
     assert corr.loc["swaps_conv1", "spearman_with_delta"] < 0
+    assert holds.loc["more swaps than the median", "count"] == 2
+    text = convergence.verdict(convergence.claim_holds(trace), convergence.correlations(trace))
+    assert text.startswith("The loss on the same tasks fell after 75% of 4 updates.")
+    assert "100% of 3 updates with swaps and 0% of 1 without" in text
+    no_free = convergence.claim_holds(trace[trace["swaps"] > 0])
+    assert "no swap-free baseline" in convergence.verdict(no_free, convergence.correlations(trace))

@@ -56,3 +56,10 @@ def test_fixed_tasks_are_the_same_every_time_and_batched():
     assert torch.equal(first.idx, second.idx)
     batches = list(first.batches(3))
     assert [len(b) for b in batches] == [3, 3, 1] and all((b.distribution == 1).all() for b in batches)
+
+
+def test_a_fixed_task_alone_equals_its_place_in_the_batches():
+    tasks = FixedTasks(_pool(0), 5, 3, 1, 2, seed=2)
+    alone = tasks.task(3)
+    batched = list(tasks.batches(2))[1]
+    assert torch.equal(alone.query_x[0], batched.query_x[1]) and len(alone) == 1

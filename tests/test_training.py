@@ -27,7 +27,8 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     assert {"train_loss", "val_accuracy_glyphs", "val_accuracy_shapes", "train_seconds"} <= set(curve.columns)
     assert results["complete"] and results["iterations"] == 6 and set(results["test"]) == {"glyphs", "shapes"}
     assert results["test"]["glyphs"]["tasks"] == 6 and 0 <= results["test"]["glyphs"]["accuracy"] <= 1
-    table = gather(folder.parents[1])
+    run_method(tiny_params(fast_lr=0.2), "maml", 21, progress=False)  # an ablation-like run: not gathered
+    table = gather(folder.parents[1], params)
     assert list(table.columns[:len(COLUMNS)]) == COLUMNS and len(table) == 2
     assert (folder.parents[1] / "results.csv").exists()
 

@@ -105,10 +105,17 @@ class FixedTasks:
     def __len__(self) -> int:
         return self.idx.shape[0]
 
+    def task(self, i: int) -> TaskBatch:
+        """Task ``i`` alone, as a batch of one."""
+        return self._slice(i, i + 1)
+
     def batches(self, batch_size: int):
         """Yield TaskBatch objects of at most ``batch_size`` tasks, in a fixed order."""
         for start in range(0, len(self), batch_size):
-            idx = self.idx[start:start + batch_size]
-            batch = self.sampler.gather(torch.zeros(len(idx), dtype=torch.long), idx)
-            batch.distribution = torch.full_like(batch.distribution, self.pool_id)
-            yield batch
+            yield self._slice(start, start + batch_size)
+
+    def _slice(self, start: int, stop: int) -> TaskBatch:
+        idx = self.idx[start:stop]
+        batch = self.sampler.gather(torch.zeros(len(idx), dtype=torch.long), idx)
+        batch.distribution = torch.full_like(batch.distribution, self.pool_id)
+        return batch

@@ -29,7 +29,6 @@ class BMP(MAML):
 
     @classmethod
     def from_params(cls, params: dict, seed: int) -> "BMP":
-        torch.manual_seed(seed)  # the MLP's initialisation
         return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
                    params["adaptation_steps"], params["first_order"], seed=seed,
                    inp_embedding_init=params["bmp_inp_embedding_init"])

@@ -68,13 +68,16 @@ class MAML(nn.Module):
         logits = self.forward_model(adapted, batch.query_x)
         return task_losses(logits, batch.query_y).mean(), accuracy(logits, batch.query_y)
 
-    def evaluate(self, batch: TaskBatch) -> torch.Tensor:
-        """Per-task query accuracy after adaptation, without building a meta-gradient graph."""
+    def predict(self, batch: TaskBatch) -> torch.Tensor:
+        """Query logits [T, Q, ways] after adaptation, without building a meta-gradient graph."""
         with torch.enable_grad():
             adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False)
         with torch.no_grad():
-            return accuracy(self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x),
-                            batch.query_y)
+            return self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
+
+    def evaluate(self, batch: TaskBatch) -> torch.Tensor:
+        """Per-task query accuracy after adaptation."""
+        return accuracy(self.predict(batch), batch.query_y)
 
 
 def task_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

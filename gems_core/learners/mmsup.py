@@ -59,17 +59,14 @@ class MMSUP(MAML):
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         return conv4_forward(params, x, self.supermask)
 
-    def evaluate(self, batch):
-        """As MAML's, recording each task's final subnetwork (on fixed weight positions)."""
-        with torch.enable_grad():
-            adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False)
+    def predict(self, batch):
+        """As MAML's, recording each task's subnetwork (on fixed weight positions); every forward
+        overwrites the record, so what remains is the final, adapted one used on the queries."""
         self.record, self._capture = {}, True
         try:
-            with torch.no_grad():
-                logits = self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
+            return super().predict(batch)
         finally:
             self._capture = False
-        return (logits.argmax(-1) == batch.query_y).float().mean(1)
 
     def train_record(self) -> dict:
         return {f"sparsity_conv{i + 1}": float(s) for i, s in enumerate(self.effective_sparsity())}
