@@ -104,3 +104,16 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     pd.testing.assert_frame_equal(curve_a, curve_b)
     ra, rb = (json.loads((f / "results.json").read_text()) for f in (folder, whole))
     assert ra["test"] == rb["test"]
+
+
+def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
+    from gems_core import explore
+    params = tiny_params()
+    dists = load_distributions(params)
+    for method, choice in (("bmp", "layer_masks"), ("mmsup", "kept_fraction")):
+        run_method(params, method, 21, dists, progress=False)
+        run = explore.load_run(params, method, 21, dists)
+        seen = explore.inspect_task(run, 1, 2)
+        assert seen["support"].shape == (3, 3, 16, 16) and seen["prediction"].shape == (6,)
+        assert choice in seen["choices"]
+        assert explore.task_figure(run, 1, 2).axes
