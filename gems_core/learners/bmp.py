@@ -27,11 +27,9 @@ class BMP(MAML):
                                          nn.Linear(2 * n, n))
         self._masks: list[torch.Tensor] = []
 
-    @classmethod
-    def from_params(cls, params: dict, seed: int) -> "BMP":
-        return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
-                   params["adaptation_steps"], params["first_order"], seed=seed,
-                   inp_embedding_init=params["bmp_inp_embedding_init"])
+    @staticmethod
+    def options(params: dict) -> dict:
+        return {"inp_embedding_init": params["bmp_inp_embedding_init"]}
 
     def task_embedding(self, params: Params, grads: Params) -> torch.Tensor:
         """[T, 2N]: per layer, mean of the current weights and mean of the gradient (detached)."""

@@ -38,8 +38,14 @@ class MAML(nn.Module):
 
     @classmethod
     def from_params(cls, params: dict, seed: int) -> "MAML":
+        """The learner a run's resolved parameters describe."""
         return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
-                   params["adaptation_steps"], params["first_order"], seed=seed)
+                   params["adaptation_steps"], params["first_order"], seed=seed, **cls.options(params))
+
+    @staticmethod
+    def options(params: dict) -> dict:
+        """The method's own keyword arguments, from its parameters (none for MAML)."""
+        return {}
 
     def initial(self) -> Params:
         """The meta-learned initialisation, by name."""

@@ -36,12 +36,10 @@ class MMSUP(MAML):
             self.register_buffer(f"positions_conv{i}", picked, persistent=False)
         self._capture = False
 
-    @classmethod
-    def from_params(cls, params: dict, seed: int) -> "MMSUP":
-        return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
-                   params["adaptation_steps"], params["first_order"], seed=seed,
-                   sparsity_init=params["mmsup_sparsity_init"], learn_sparsity=params["mmsup_learn_sparsity"],
-                   temperature=params["mmsup_temperature"])
+    @staticmethod
+    def options(params: dict) -> dict:
+        return {"sparsity_init": params["mmsup_sparsity_init"], "learn_sparsity": params["mmsup_learn_sparsity"],
+                "temperature": params["mmsup_temperature"]}
 
     def effective_sparsity(self) -> torch.Tensor:
         return self.sparsity.detach().clamp(0.0, MAX_SPARSITY)
