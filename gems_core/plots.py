@@ -112,3 +112,22 @@ def ablation_curves(summary: pd.DataFrame, setting: str):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def convergence_panels(trace: pd.DataFrame, layers: list[str]):
+    """The convergence trace: meta-loss, weights entering each layer's mask, and loss change vs swaps."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.4))
+    axes[0].plot(trace["iteration"], trace["loss_before"], lw=0.8)
+    axes[0].set(title="meta-loss before each update", xlabel="iteration", ylabel="loss")
+    for layer in layers:
+        axes[1].plot(trace["iteration"], trace[f"swaps_{layer}"], lw=0.8, label=layer)
+    axes[1].set(title="weights entering each layer's mask", xlabel="iteration", ylabel="swaps", yscale="symlog")
+    axes[1].set_ylim(bottom=0)
+    axes[1].legend(fontsize=8)
+    axes[2].scatter(trace["swaps"], trace["delta"], s=6, alpha=0.5)
+    axes[2].axhline(0, color="gray", lw=1)
+    axes[2].set(title="loss change vs swaps", xlabel="swaps (all layers)", ylabel="L(n+1) - L(n), same tasks",
+                xscale="symlog")
+    axes[2].set_xlim(left=0)
+    fig.tight_layout()
+    return fig
