@@ -14,6 +14,14 @@ def reference_table() -> pd.DataFrame:
     return pd.read_csv(REFERENCE, comment="#")
 
 
+def reference_wide() -> pd.DataFrame:
+    """The supplement's Table 2 accuracies: a row per (pair, test dataset), a column per method."""
+    ref = reference_table()
+    rows = pd.MultiIndex.from_frame(ref[["train_sources", "test_source"]].drop_duplicates())
+    wide = ref.pivot_table(index=["train_sources", "test_source"], columns="method", values="accuracy")
+    return wide.reindex(index=rows, columns=METHOD_ORDER)
+
+
 def with_sources(results: pd.DataFrame, params: dict) -> pd.DataFrame:
     """results.csv rows with the distributions' sources (cub, aircraft, ...) beside their names."""
     source = {d["name"]: d["source"] for d in params["distributions"]}
@@ -29,7 +37,7 @@ def table2(results: pd.DataFrame) -> pd.DataFrame:
     grouped = results.groupby(["train_datasets", "test_dataset", "method"], sort=False).agg(
         accuracy=("accuracy", "mean"), std=("accuracy", "std"), hours=("train_seconds", "mean"),
         seeds=("seed", "nunique")).reset_index()
-    grouped["hours"] /= 3600
+    grouped["hours"] = (grouped["hours"] / 3600).round(4)
     grouped["cell"] = grouped.apply(
         lambda r: f"{r.accuracy:.3f}" + (f" ± {r['std']:.3f}" if r.seeds > 1 else ""), axis=1)
     rows = pd.MultiIndex.from_frame(grouped[["train_datasets", "test_dataset"]].drop_duplicates())

@@ -63,3 +63,11 @@ def test_convergence_summaries():
     assert "100% of 3 updates with swaps and 0% of 1 without" in text
     no_free = convergence.claim_holds(trace[trace["swaps"] > 0])
     assert "no swap-free baseline" in convergence.verdict(no_free, convergence.correlations(trace))
+
+
+def test_reference_wide_keeps_the_papers_row_and_method_order():
+    wide = report.reference_wide()
+    assert list(wide.columns) == ["maml", "multi_maml", "bmp", "mmsup"]
+    assert list(wide.index)[:4] == [("cub+aircraft", "cub"), ("cub+aircraft", "aircraft"),
+                                ("vgg_flowers+aircraft", "vgg_flowers"), ("vgg_flowers+aircraft", "aircraft")]
+    assert wide.loc[("vgg_flowers+aircraft", "vgg_flowers"), "bmp"] == 0.738
