@@ -118,7 +118,9 @@ class Run:
     def load_checkpoint(self) -> bool:
         if not self.checkpoint_path.exists():
             return False
-        ckpt = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        # Loaded on the CPU: random-number states must stay CPU tensors; weights and optimiser state
+        # are copied onto the run's device by load_state_dict.
+        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         self.state = RunState(**ckpt["state"])
         for member, saved in zip(self.members, ckpt["members"]):
             member.learner.load_state_dict(saved["learner"])
