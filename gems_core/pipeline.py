@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import io
 from .notebook import PROJECT_ROOT
 from .params import ParameterError, load_params
+from .training import resolve_device
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
@@ -61,6 +62,7 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     """Validate the parameters, then execute the notebooks in order; return the executed paths."""
     parameters_file = Path(parameters_file).resolve()
     params = load_params(parameters_file)
+    resolve_device(params["device"])  # a missing GPU is a parameter error, found before any notebook runs
     out_dir = PROJECT_ROOT / params["output_root"] / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []

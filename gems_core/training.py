@@ -25,7 +25,7 @@ from . import io
 from .data import Distribution, FixedTasks, ImagePool, TaskSampler, check_against_data, load_distributions
 from .evaluation import evaluate
 from .learners import LEARNERS
-from .params import load_params
+from .params import ParameterError, load_params
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 # Parameters that do not change a run's outcome, left out of its folder's hash.
@@ -38,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("parameter 'device' is 'cuda' but torch sees no CUDA device; use 'cpu' or 'auto'")
+        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
     return torch.device(name)
 
 

@@ -117,3 +117,20 @@ def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
         assert seen["support"].shape == (3, 3, 16, 16) and seen["prediction"].shape == (6,)
         assert choice in seen["choices"]
         assert explore.task_figure(run, 1, 2).axes
+
+
+def test_proportional_task_sampling_weights_distributions_by_train_classes(tiny_params, tmp_path):
+    params = tiny_params(task_sampling="proportional", synthetic_classes=30)
+    dists = load_distributions(params)
+    run = Run(params, "maml", 21, dists, tmp_path / "r", resolve_device("cpu"))
+    assert run.members[0].sampler.weights.tolist() == [18.0, 18.0]  # 0.6 of 30 classes each
+    assert Run(tiny_params(), "maml", 21, dists, tmp_path / "u", resolve_device("cpu")).members[0].sampler.weights.tolist() == [1.0, 1.0]
+
+
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
+    import pytest
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from gems_core.params import ParameterError
+    with pytest.raises(ParameterError, match="'device' is 'cuda' but torch sees no CUDA device"):
+        resolve_device("cuda")
