@@ -4,7 +4,9 @@ against learn2learn's MAML, in the same process, on the same weights and tasks.
     python benchmarks/maml_iteration.py                 # the paper's configuration, on cuda if present
     python benchmarks/maml_iteration.py --image-size 28 --hidden 32 --queries 5 --device cpu
 
-Prints both times (median of --repeats after --warmup), their ratio, and the machine.
+Prints both times (median of --repeats after --warmup), their ratio, the machine, and the memory of
+one gems_core meta-iteration: the bytes autograd saves for the backward pass (device-independent,
+the dominant term) and, on a GPU, the peak memory allocated.
 """
 from __future__ import annotations
 
@@ -48,6 +50,19 @@ def timed(step, device, warmup, repeats) -> float:
     return statistics.median(times)
 
 
+def saved_tensor_bytes(step) -> int:
+    """Bytes of the distinct tensor storages autograd saves for backward while ``step`` runs."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(storages.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -89,6 +104,9 @@ def main() -> None:
 
     t_theirs = timed(step_theirs, device, args.warmup, args.repeats)
     t_ours = timed(step_ours, device, args.warmup, args.repeats)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    saved = saved_tensor_bytes(step_ours)
     machine = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     order = "first" if args.first_order else "second"
@@ -98,6 +116,9 @@ def main() -> None:
     print(f"learn2learn MAML: {t_theirs * 1000:.1f} ms/iteration")
     print(f"gems_core MAML:   {t_ours * 1000:.1f} ms/iteration")
     print(f"ratio learn2learn / gems_core: {t_theirs / t_ours:.2f}x")
+    print(f"gems_core meta-iteration: {saved / 2**20:.0f} MiB of tensors saved for backward")
+    if device.type == "cuda":
+        print(f"gems_core meta-iteration: peak GPU memory allocated {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
