@@ -26,10 +26,6 @@ class TaskBatch:
     def __len__(self) -> int:
         return self.support_x.shape[0]
 
-    def to(self, dtype: torch.dtype) -> "TaskBatch":
-        return TaskBatch(self.support_x.to(dtype), self.support_y, self.query_x.to(dtype), self.query_y,
-                         self.distribution)
-
 
 class ImagePool:
     """One split of one distribution on a device, with the classes that have enough images for a task."""
