@@ -25,7 +25,7 @@ from . import io
 from .data import Distribution, FixedTasks, ImagePool, TaskSampler, check_against_data, load_distributions
 from .evaluation import evaluate
 from .learners import LEARNERS
-from .params import ParameterError, load_params
+from .params import METHODS, ParameterError, load_params
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 # Parameters that do not change a run's outcome, left out of its folder's hash.
@@ -43,8 +43,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_id(params: dict, method: str, seed: int) -> str:
-    """Folder name of a run: method, seed and a hash of every parameter that changes its outcome."""
-    relevant = {k: v for k, v in params.items() if k not in BOOKKEEPING}
+    """Folder name of a run: method, seed and a hash of every parameter that changes its outcome
+    (another method's own parameters, named ``<method>_*``, do not)."""
+    others = tuple(f"{m}_" for m in METHODS if m != method)
+    relevant = {k: v for k, v in params.items() if k not in BOOKKEEPING and not k.startswith(others)}
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"{method}-seed{seed}-{digest}"
 

@@ -44,6 +44,11 @@ def test_complete_run_is_read_back_not_retrained(tiny_params):
 def test_different_parameters_get_different_run_folders(tiny_params):
     assert run_folder(tiny_params(), "maml", 21) != run_folder(tiny_params(fast_lr=0.2), "maml", 21)
     assert run_folder(tiny_params(), "maml", 21) == run_folder(tiny_params(device="cpu", profile="t"), "maml", 21)
+    # a method's own parameters re-key its runs only
+    assert run_folder(tiny_params(), "maml", 21) == run_folder(tiny_params(mmsup_temperature=0.5), "maml", 21)
+    assert run_folder(tiny_params(), "bmp", 21) == run_folder(tiny_params(mmsup_sparsity_init=0.3), "bmp", 21)
+    assert run_folder(tiny_params(), "mmsup", 21) != run_folder(tiny_params(mmsup_temperature=0.5), "mmsup", 21)
+    assert run_folder(tiny_params(), "bmp", 21) != run_folder(tiny_params(bmp_inp_embedding_init=0.5), "bmp", 21)
 
 
 def test_multi_maml_member_is_a_maml_trained_on_its_own_distribution(tiny_params, tmp_path):
