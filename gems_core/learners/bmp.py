@@ -17,7 +17,7 @@ from .maml import MAML
 
 
 class BMP(MAML):
-    name = "bmp"
+    """MAML whose inner update adapts only the layers an MLP on the task embedding selects."""
 
     def __init__(self, *args, inp_embedding_init: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)

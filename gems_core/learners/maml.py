@@ -24,8 +24,6 @@ def _key(name: str) -> str:
 class MAML(nn.Module):
     """Model-agnostic meta-learning (Finn et al., 2017) on a Conv4 backbone."""
 
-    name = "maml"
-
     def __init__(self, ways: int, image_size: int, hidden: int = 64, fast_lr: float = 0.01, steps: int = 5,
                  first_order: bool = False, seed: int = 0, init: Params | None = None):
         super().__init__()

@@ -22,7 +22,7 @@ OVERLAP_TASKS = 50         # tasks per dataset used for the overlap estimate
 
 
 class MMSUP(MAML):
-    name = "mmsup"
+    """MAML whose conv layers use per-task top-(1 - sparsity) supermasks of their current weights."""
 
     def __init__(self, *args, sparsity_init: float = 0.5, learn_sparsity: bool = True, temperature: float = 0.1,
                  **kwargs):
