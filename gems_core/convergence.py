@@ -42,16 +42,11 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
     path = Path(path)
     if path.exists():
         return pd.read_csv(path)
-    run = Run(params, "mmsup", seed, distributions, path.parent / "run", resolve_device(params["device"]))
-    member = run.members[0]
+    member = Run(params, "mmsup", seed, distributions, path.parent / "run", resolve_device(params["device"])).members[0]
     learner, rows = member.learner, []
     before = initial_masks(learner)
     for n in tqdm(range(params["convergence_iterations"]), desc="convergence trace", unit="it"):
-        batch = member.sampler.sample(params["meta_batch_size"])
-        loss, _ = learner.meta_loss(batch)
-        member.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        member.optimizer.step()
+        loss, _, batch = member.update(params["meta_batch_size"])
         after = initial_masks(learner)
         row = {"iteration": n + 1, "loss_before": loss.item(), "loss_after": query_loss(learner, batch)}
         for layer in LAYERS:

@@ -7,16 +7,14 @@ to read, then ipywidgets controls to pick the run, dataset and task in JupyterLa
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
-import torch
 
 from .data import Distribution
-from .training import Run, resolve_device, run_folder
+from .training import Run, open_run, run_folder
 
 
 def load_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """A run with its last checkpoint's weights (raises if the run was never trained)."""
-    run = Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
+    run = open_run(params, method, seed, distributions)
     if not run.load_checkpoint():
         raise FileNotFoundError(f"no checkpoint for {method} seed {seed} in {run.folder}; train it first")
     return run
@@ -24,7 +22,7 @@ def load_run(params: dict, method: str, seed: int, distributions: list[Distribut
 
 def inspect_task(run: Run, dataset: int, task: int) -> dict:
     """Adapt the run's learner to one fixed test task; return images, labels, predictions and choices."""
-    batch = run.fixed_tasks("test", run.params["test_tasks"])[dataset].task(task)
+    batch = run.fixed_tasks("test")[dataset].task(task)
     learner = run.learner_for(dataset)
     learner.record = {}
     logits = learner.predict(batch)

@@ -22,7 +22,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import io
-from .data import Distribution, FixedTasks, ImagePool, TaskSampler, check_against_data, load_distributions
+from .data import (SPLITS, Distribution, FixedTasks, ImagePool, TaskBatch, TaskSampler, check_against_data,
+                   load_distributions)
 from .evaluation import evaluate
 from .learners import LEARNERS
 from .params import METHODS, ParameterError, load_params
@@ -60,6 +61,15 @@ class Member:
     sampler: TaskSampler
     distributions: list[int]  # indices of the distributions it trains on (and is tested on)
 
+    def update(self, meta_batch_size: int) -> tuple[torch.Tensor, torch.Tensor, TaskBatch]:
+        """One meta-update on a fresh meta-batch; returns (meta-loss, per-task query accuracy, the batch)."""
+        batch = self.sampler.sample(meta_batch_size)
+        loss, acc = self.learner.meta_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss, acc, batch
+
 
 @dataclass
 class RunState:
@@ -77,14 +87,10 @@ class Run:
         self.params, self.method, self.seed, self.device = params, method, seed, device
         self.distributions, self.folder = distributions, Path(folder)
         need = params["shots"] + params["queries"]
-        self.pools = {split: [ImagePool(d.splits[split], device, need) for d in distributions]
-                      for split in ("train", "validation", "test")}
+        self.pools = {split: [ImagePool(d.splits[split], device, need) for d in distributions] for split in SPLITS}
         self.members = self._members()
         self.state = RunState()
-
-    @property
-    def results_path(self) -> Path:
-        return self.folder / "results.json"
+        self._fixed: dict[str, dict[int, FixedTasks]] = {}
 
     @property
     def checkpoint_path(self) -> Path:
@@ -141,11 +147,7 @@ class Run:
         self._sync()
         start = time.perf_counter()
         for member in self.members:
-            batch = member.sampler.sample(self.params["meta_batch_size"])
-            loss, acc = member.learner.meta_loss(batch)
-            member.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            member.optimizer.step()
+            loss, acc, _ = member.update(self.params["meta_batch_size"])
             self.state.interval.append((loss.item(), acc.mean().item()))
         self._sync()
         self.state.train_seconds += time.perf_counter() - start
@@ -154,10 +156,14 @@ class Run:
     def learner_for(self, distribution: int) -> torch.nn.Module:
         return next(m.learner for m in self.members if distribution in m.distributions)
 
-    def fixed_tasks(self, split: str, n_tasks: int) -> dict[int, FixedTasks]:
-        p = self.params
-        return {i: FixedTasks(pool, n_tasks, p["ways"], p["shots"], p["queries"], EVAL_SEED + i, pool_id=i)
-                for i, pool in enumerate(self.pools[split])}
+    def fixed_tasks(self, split: str) -> dict[int, FixedTasks]:
+        """The fixed validation or test tasks of every distribution (drawn once per run object)."""
+        if split not in self._fixed:
+            p = self.params
+            n_tasks = p["validation_tasks"] if split == "validation" else p["test_tasks"]
+            self._fixed[split] = {i: FixedTasks(pool, n_tasks, p["ways"], p["shots"], p["queries"], EVAL_SEED + i,
+                                                pool_id=i) for i, pool in enumerate(self.pools[split])}
+        return self._fixed[split]
 
     def log_row(self, validation: dict[int, FixedTasks]) -> None:
         losses, accs = zip(*self.state.interval)
@@ -175,7 +181,7 @@ class Run:
 
     def train(self, progress: bool = True) -> None:
         p = self.params
-        validation = self.fixed_tasks("validation", p["validation_tasks"])
+        validation = self.fixed_tasks("validation")
         bar = tqdm(total=p["iterations"], initial=self.state.iteration, disable=not progress, leave=False,
                    desc=f"{self.method} seed {self.seed}", unit="it")
         while self.state.iteration < p["iterations"]:
@@ -192,7 +198,7 @@ class Run:
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
         results, records = {}, {}
-        for i, tasks in self.fixed_tasks("test", self.params["test_tasks"]).items():
+        for i, tasks in self.fixed_tasks("test").items():
             outcome = evaluate(self.learner_for(i), tasks, self.params["meta_batch_size"])
             name = self.distributions[i].name
             results[name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
@@ -203,8 +209,6 @@ class Run:
 
     def run(self, progress: bool = True) -> dict:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results."""
-        if self.results_path.exists():
-            return json.loads(self.results_path.read_text())
         self.folder.mkdir(parents=True, exist_ok=True)
         io.write_json(self.folder / "params.json", {**self.params, "method": self.method, "seed": self.seed})
         self.load_checkpoint()
@@ -212,7 +216,7 @@ class Run:
         results = {"complete": True, "method": self.method, "seed": self.seed,
                    "train_datasets": [d.name for d in self.distributions], "iterations": self.state.iteration,
                    "train_seconds": self.state.train_seconds, "device": str(self.device), **self.test()}
-        io.write_json(self.results_path, results)
+        io.write_json(self.folder / "results.json", results)
         return results
 
 
@@ -220,15 +224,20 @@ def run_folder(params: dict, method: str, seed: int) -> Path:
     return Path(params["output_root"]) / params["profile"] / "runs" / run_id(params, method, seed)
 
 
+def open_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:
+    """The Run of ``method`` and ``seed`` in its profile's run folder, on the parameters' device."""
+    return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
+
+
 def run_method(params: dict, method: str, seed: int, distributions: list[Distribution] | None = None,
                progress: bool = True) -> dict:
     """Run (or resume, or read back) one method and seed; distributions are loaded if not given."""
+    results = run_folder(params, method, seed) / "results.json"
+    if results.exists():
+        return json.loads(results.read_text())
     distributions = distributions if distributions is not None else load_distributions(params)
     check_against_data(params, distributions)
-    run = Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
-    return run.run(progress)
-
-
+    return open_run(params, method, seed, distributions).run(progress)
 
 
 def run_methods(params: dict, methods: list[str], distributions: list[Distribution] | None = None) -> list[dict]:
