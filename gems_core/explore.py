@@ -9,6 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from .data import Distribution
+from .models import LAYER_LABELS
 from .training import Run, open_run, run_folder
 
 
@@ -50,7 +51,7 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10):
         masks = seen["choices"]["layer_masks"][0].numpy()
         choice_ax.imshow(masks, cmap="Greens", vmin=0, vmax=1, aspect="auto")
         choice_ax.set(yticks=range(len(masks)), yticklabels=[f"step {i + 1}" for i in range(len(masks))],
-                      xticks=range(5), xticklabels=["conv1", "conv2", "conv3", "conv4", "head"],
+                      xticks=range(len(LAYER_LABELS)), xticklabels=LAYER_LABELS,
                       title="BMP: layers adapted (green) in each inner step")
     elif "kept_fraction" in seen["choices"]:
         kept = seen["choices"]["kept_fraction"].numpy()

@@ -19,6 +19,9 @@ BN_EPS = 1e-5
 Params = dict[str, torch.Tensor]
 
 
+LAYER_LABELS = [f"conv{i}" for i in range(1, BLOCKS + 1)] + ["head"]  # BMP's layers, as plots name them
+
+
 def layer_names(blocks: int = BLOCKS) -> list[list[str]]:
     """Parameter names grouped by layer: one group per conv block, then the head (BMP's N = 5 layers)."""
     convs = [[f"conv{i}.weight", f"conv{i}.bias", f"bn{i}.weight", f"bn{i}.bias"] for i in range(1, blocks + 1)]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from .data.images import ClassImages
+from .models import LAYER_LABELS
 
 
 def sample_grid(data: ClassImages, title: str, classes: int = 8, per_class: int = 6, seed: int = 0):
@@ -59,9 +61,8 @@ def accuracy_bars(summary: pd.DataFrame, ways: int):
 
 def layer_adaptation_heatmap(records: dict, title: str = "BMP: how often each layer adapts"):
     """Datasets x layers heatmap of BMP's adaptation frequency (over test tasks and inner steps)."""
-    import seaborn as sns
     frame = pd.DataFrame({d: r["layer_adapt_frequency"] for d, r in records.items()},
-                         index=["conv1", "conv2", "conv3", "conv4", "head"]).T
+                         index=LAYER_LABELS).T
     fig, ax = plt.subplots(figsize=(6, 0.6 + 0.5 * len(frame)))
     sns.heatmap(frame, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": "adapted"})
     ax.set(title=title, xlabel="layer", ylabel="test dataset")
@@ -84,7 +85,6 @@ def sparsity_trajectories(curves: dict[str, pd.DataFrame]):
 
 def overlap_heatmaps(overlap: dict[str, dict[str, float]]):
     """Per conv layer: mean Jaccard overlap of task subnetworks within and between test datasets."""
-    import seaborn as sns
     fig, axes = plt.subplots(1, len(overlap), figsize=(3.2 * len(overlap), 3), squeeze=False)
     for ax, (layer, pairs) in zip(axes[0], overlap.items()):
         names = list(dict.fromkeys(n for pair in pairs for n in pair.split("|")))
