@@ -16,10 +16,11 @@ from tqdm.auto import tqdm
 from . import io
 from .data import Distribution
 from .learners.maml import task_losses
-from .masks import ComputeMask
+from .masks import ComputeMask, kept_counts
+from .models import CONV_LABELS
 from .training import Run, resolve_device
 
-LAYERS = [f"conv{i}" for i in range(1, 5)]
+LAYERS = CONV_LABELS
 
 
 def initial_masks(learner) -> dict[str, torch.Tensor]:
@@ -28,7 +29,8 @@ def initial_masks(learner) -> dict[str, torch.Tensor]:
     with torch.no_grad():
         for i, layer in enumerate(LAYERS):
             scores = learner.backbone[f"{layer}__weight"].abs().flatten().unsqueeze(0)
-            masks[layer] = ComputeMask.apply(scores, learner.sparsity[i], scores.mean(1)).bool()[0]
+            kept = kept_counts(learner.layer_sizes[i], learner.sparsity[i])
+            masks[layer] = ComputeMask.apply(scores, learner.sparsity[i], kept, scores.mean(1)).bool()[0]
     return masks
 
 
@@ -46,7 +48,7 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
     learner, rows = member.learner, []
     before = initial_masks(learner)
     for n in tqdm(range(params["convergence_iterations"]), desc="convergence trace", unit="it"):
-        loss, _, batch = member.update(params["meta_batch_size"])
+        loss, _, batch = member.update()
         after = initial_masks(learner)
         row = {"iteration": n + 1, "loss_before": loss.item(), "loss_after": query_loss(learner, batch)}
         for layer in LAYERS:

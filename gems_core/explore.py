@@ -28,8 +28,8 @@ def inspect_task(run: Run, dataset: int, task: int) -> dict:
     learner.record = {}
     logits = learner.predict(batch)
     choices = {k: v.cpu() for k, v in learner.record.items()}
-    if hasattr(learner, "effective_sparsity"):
-        choices["kept_fraction"] = 1 - learner.effective_sparsity().cpu()
+    if hasattr(learner, "sparsity"):
+        choices["kept_fraction"] = 1 - learner.sparsity.detach().cpu()
     return {"support": batch.support_x[0].cpu(), "support_y": batch.support_y[0].cpu(),
             "query": batch.query_x[0].cpu(), "query_y": batch.query_y[0].cpu(),
             "prediction": logits[0].argmax(-1).cpu(), "choices": choices}

@@ -30,30 +30,39 @@ class BinaryMask(torch.autograd.Function):
         return grad
 
 
+def kept_counts(sizes: torch.Tensor, sparsity: torch.Tensor) -> torch.Tensor:
+    """How many of ``sizes`` weights each layer keeps at ``sparsity`` (clamped to [0, 0.99]): at least 1,
+    halves rounded up. Tensors in, a long tensor out, computed on the device without a host sync."""
+    kept = ((1.0 - sparsity.double().clamp(0.0, MAX_SPARSITY)) * sizes + 0.5).floor().long()
+    return torch.minimum(kept.clamp_min(1), sizes)
+
+
 def kept_count(n: int, sparsity: float) -> int:
-    """How many of ``n`` weights a layer keeps at ``sparsity`` (clamped to [0, 0.99])."""
-    sparsity = min(max(float(sparsity), 0.0), MAX_SPARSITY)
-    return max(1, min(n, int((1.0 - sparsity) * n + 0.5)))
+    """``kept_counts`` for one layer of ``n`` weights, as a Python int."""
+    return int(kept_counts(torch.tensor(n), torch.tensor(float(sparsity))))
 
 
 class ComputeMask(torch.autograd.Function):
-    """Top-(1 - sparsity) mask of ``scores`` [T, n] per task, with the soft-mask surrogate for sparsity."""
+    """Top-``kept`` mask of ``scores`` [T, n] per task (``kept = kept_counts(n, sparsity)``, a long tensor),
+    with the soft-mask surrogate gradient for ``sparsity``."""
 
     @staticmethod
-    def forward(ctx, scores, sparsity, temperature):
+    def forward(ctx, scores, sparsity, kept, temperature):
         t, n = scores.shape
-        k = kept_count(n, sparsity.item())
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-        mask = torch.zeros_like(scores).scatter_(1, order[:, :k], 1.0)
+        keep_ranked = (torch.arange(n, device=scores.device) < kept).to(scores.dtype)
+        mask = torch.zeros_like(scores).scatter_(1, order, keep_ranked.expand(t, n))
         ranked = scores.gather(1, order)
-        threshold = ranked[:, k - 1] if k == n else (ranked[:, k - 1] + ranked[:, k]) / 2
+        last_kept = ranked.gather(1, (kept - 1).view(1, 1).expand(t, 1)).squeeze(1)
+        first_dropped = ranked.gather(1, kept.clamp_max(n - 1).view(1, 1).expand(t, 1)).squeeze(1)
+        threshold = torch.where(kept == n, last_kept, (last_kept + first_dropped) / 2)
         ctx.save_for_backward(scores, threshold, temperature)
         return mask
 
     @staticmethod
     def backward(ctx, grad):
         scores, threshold, temperature = ctx.saved_tensors
-        return grad, sparsity_surrogate(grad, scores, threshold, temperature), None
+        return grad, sparsity_surrogate(grad, scores, threshold, temperature), None, None
 
 
 def sparsity_surrogate(grad: torch.Tensor, scores: torch.Tensor, threshold: torch.Tensor,

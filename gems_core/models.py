@@ -19,7 +19,13 @@ BN_EPS = 1e-5
 Params = dict[str, torch.Tensor]
 
 
-LAYER_LABELS = [f"conv{i}" for i in range(1, BLOCKS + 1)] + ["head"]  # BMP's layers, as plots name them
+CONV_LABELS = [f"conv{i}" for i in range(1, BLOCKS + 1)]  # MMSUP's masked layers
+LAYER_LABELS = CONV_LABELS + ["head"]  # BMP's layers, as plots and metrics name them
+
+
+def layer_index(label: str) -> int:
+    """Position of a layer label (``conv1`` .. ``head``) in LAYER_LABELS."""
+    return LAYER_LABELS.index(label)
 
 
 def layer_names(blocks: int = BLOCKS) -> list[list[str]]:

@@ -4,7 +4,14 @@ import math
 import pytest
 import torch
 
-from gems_core.masks import BinaryMask, ComputeMask, kept_count, soft_mask, sparsity_surrogate
+from gems_core.masks import BinaryMask, ComputeMask, kept_count, kept_counts, soft_mask, sparsity_surrogate
+
+
+def _mask(scores, sparsity, temperature):
+    """ComputeMask with the kept count computed as MMSUP does (kept_counts, on the device)."""
+    sparsity = torch.as_tensor(sparsity, dtype=scores.dtype)
+    kept = kept_counts(torch.tensor(scores.shape[1]), sparsity.detach())
+    return ComputeMask.apply(scores, sparsity, kept, temperature)
 
 
 def test_binary_mask_forward_and_straight_through():
@@ -20,7 +27,7 @@ def test_binary_mask_forward_and_straight_through():
 @pytest.mark.parametrize("sparsity", [0.0, 0.1, 0.25, 0.5, 0.9, 0.99])
 def test_compute_mask_keeps_exact_count_of_largest(shape, sparsity):
     scores = torch.rand(shape, generator=torch.Generator().manual_seed(1))
-    mask = ComputeMask.apply(scores, torch.tensor(sparsity), torch.full((shape[0],), 0.1))
+    mask = _mask(scores, torch.tensor(sparsity), torch.full((shape[0],), 0.1))
     k = kept_count(shape[1], sparsity)
     assert k == max(1, math.floor((1 - sparsity) * shape[1] + 0.5))  # halves round up
     assert (mask.sum(1) == k).all()
@@ -35,16 +42,16 @@ def test_sparsity_is_clamped_and_at_least_one_weight_kept():
 
 def test_ties_are_broken_deterministically_towards_lower_index():
     scores = torch.tensor([[1.0, 2.0, 2.0, 2.0, 0.5, 2.0]])
-    mask = ComputeMask.apply(scores, torch.tensor(0.5), torch.tensor([0.1]))
+    mask = _mask(scores, torch.tensor(0.5), torch.tensor([0.1]))
     assert mask.tolist() == [[0.0, 1.0, 1.0, 1.0, 0.0, 0.0]]
-    again = ComputeMask.apply(scores.clone(), torch.tensor(0.5), torch.tensor([0.1]))
+    again = _mask(scores.clone(), torch.tensor(0.5), torch.tensor([0.1]))
     assert torch.equal(mask, again)
 
 
 def test_scores_get_the_gradient_straight_through():
     scores = torch.rand(2, 8, requires_grad=True)
     grad = torch.randn(2, 8)
-    ComputeMask.apply(scores, torch.tensor(0.5), torch.full((2,), 0.1)).backward(grad)
+    _mask(scores, torch.tensor(0.5), torch.full((2,), 0.1)).backward(grad)
     assert torch.equal(scores.grad, grad)
 
 
@@ -55,7 +62,7 @@ def test_sparsity_gradient_sign_matches_finite_differences_of_soft_mask(seed):
     grad = torch.randn(3, 400, generator=gen, dtype=torch.float64)
     temperature = torch.full((3,), 0.05, dtype=torch.float64)
     s = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
-    ComputeMask.apply(scores, s, temperature).backward(grad)
+    _mask(scores, s, temperature).backward(grad)
     h = 1e-4
     fd = ((grad * soft_mask(scores, 0.4 + h, temperature)).sum() - (grad * soft_mask(scores, 0.4 - h, temperature)).sum()) / (2 * h)
     assert torch.sign(s.grad) == torch.sign(fd) and fd.abs() > 1e-3

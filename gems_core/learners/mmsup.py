@@ -5,6 +5,9 @@ Every conv layer is a supermask conv: its mask keeps the top ``1 - sparsity`` fr
 those are the task-adapted weights, so each task (and so each distribution) gets its own subnetwork
 from one shared initialisation. The head stays dense. Sparsity is one meta-parameter per conv layer,
 initialised at ``sparsity_init`` and learned through the documented surrogate gradient, or fixed.
+The learned sparsity is projected back into [0, MAX_SPARSITY] after every meta-update
+(``after_update``), so the parameter is always the sparsity in use: it never drifts past a clamp,
+and it moves back from a bound as soon as its gradient points inwards.
 """
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ import itertools
 import torch
 import torch.nn as nn
 
-from ..masks import MAX_SPARSITY, ComputeMask
-from ..models import BLOCKS, Params, conv4_forward
+from ..masks import MAX_SPARSITY, ComputeMask, kept_counts
+from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
 from .maml import MAML
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
@@ -29,6 +32,9 @@ class MMSUP(MAML):
         super().__init__(*args, **kwargs)
         self.sparsity = nn.Parameter(torch.full((BLOCKS,), float(sparsity_init)), requires_grad=learn_sparsity)
         self.temperature = temperature
+        sizes = [self.backbone[f"conv{i}__weight"].numel() for i in range(1, BLOCKS + 1)]
+        self.register_buffer("layer_sizes", torch.tensor(sizes), persistent=False)
+        self._kept: torch.Tensor | None = None
         gen = torch.Generator().manual_seed(0)
         for i in range(1, BLOCKS + 1):
             n = self.backbone[f"conv{i}__weight"].numel()
@@ -41,20 +47,24 @@ class MMSUP(MAML):
         return {"sparsity_init": params["mmsup_sparsity_init"], "learn_sparsity": params["mmsup_learn_sparsity"],
                 "temperature": params["mmsup_temperature"]}
 
-    def effective_sparsity(self) -> torch.Tensor:
-        return self.sparsity.detach().clamp(0.0, MAX_SPARSITY)
+    def after_update(self) -> None:
+        """Project the learned sparsity back into [0, MAX_SPARSITY] after an optimiser step."""
+        with torch.no_grad():
+            self.sparsity.clamp_(0.0, MAX_SPARSITY)
 
     def supermask(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         """weight [T, O, I, k, k] times its per-task top-(1 - sparsity) mask of |weight|."""
         layer = name.split(".")[0]
+        i = layer_index(layer)
         scores = weight.detach().abs().flatten(1)
         temperature = self.temperature * scores.mean(1)
-        mask = ComputeMask.apply(scores, self.sparsity[int(layer[4:]) - 1], temperature)
+        mask = ComputeMask.apply(scores, self.sparsity[i], self._kept[i], temperature)
         if self._capture:
             self.record[f"masks_{layer}"] = mask.detach()[:, getattr(self, f"positions_{layer}")].bool()
         return weight * mask.view_as(weight)
 
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        self._kept = kept_counts(self.layer_sizes, self.sparsity.detach())  # once per forward, on the device
         return conv4_forward(params, x, self.supermask)
 
     def predict(self, batch):
@@ -67,7 +77,7 @@ class MMSUP(MAML):
             self._capture = False
 
     def train_record(self) -> dict:
-        return {f"sparsity_conv{i + 1}": float(s) for i, s in enumerate(self.effective_sparsity())}
+        return {f"sparsity_{CONV_LABELS[i]}": float(s) for i, s in enumerate(self.sparsity.detach())}
 
     def summarize_records(self, records: dict[str, list[dict]]) -> dict:
         """Mean Jaccard overlap of task subnetworks, per layer, within and between test datasets."""
