@@ -3,9 +3,9 @@ uint8 caches and the task samplers that draw N-way K-shot tasks from them."""
 from .images import ClassImages
 from .sources import Distribution, load_distribution, load_distributions
 from .splits import SPLITS
-from .tasks import FixedTasks, ImagePool, TaskBatch, TaskSampler
+from .tasks import FixedTasks, SplitImages, TaskBatch, TaskSampler
 
-__all__ = ["ClassImages", "Distribution", "FixedTasks", "ImagePool", "SPLITS", "TaskBatch", "TaskSampler",
+__all__ = ["ClassImages", "Distribution", "FixedTasks", "SPLITS", "SplitImages", "TaskBatch", "TaskSampler",
            "check_against_data", "load_distribution", "load_distributions"]
 
 

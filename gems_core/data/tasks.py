@@ -1,16 +1,24 @@
-"""N-way K-shot tasks drawn from a mix of distributions, as batched tensors on the chosen device.
+"""N-way K-shot tasks drawn from a mix of distributions, sampled and gathered on the device.
 
-Each split's images live as one uint8 tensor on the device; a task is a set of indices into it, so
-sampling is indexing, never decoding. A task's images are ordered class by class: support labels are
-``arange(ways).repeat_interleave(shots)``, query labels likewise with ``queries``.
+All images of one split, every distribution's, are one uint8 tensor on the device (``SplitImages``)
+with a table of the classes that have enough images for a task. Drawing a meta-batch is a handful of
+tensor operations on a ``torch.Generator`` of the same device: random keys, ``topk`` of the smallest
+to pick classes and images without replacement, one indexing to gather. There is no host loop, no copy
+and no synchronisation, so the sampler runs inside a captured CUDA graph.
+
+A task's images are ordered class by class: support labels are ``arange(ways).repeat_interleave(shots)``,
+query labels likewise with ``queries``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .images import ClassImages
+
+_EXCLUDED = 2.0  # a key above every uniform draw: never among the smallest
 
 
 @dataclass
@@ -27,34 +35,50 @@ class TaskBatch:
         return self.support_x.shape[0]
 
 
-class ImagePool:
-    """One split of one distribution on a device, with the classes that have enough images for a task."""
+class SplitImages:
+    """One split of every distribution on a device: the images, and the classes usable for tasks
+    (at least ``min_per_class`` images), each with its first image, image count and distribution."""
 
-    def __init__(self, data: ClassImages, device: torch.device, min_per_class: int):
-        self.images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
-        counts = data.counts()
-        starts = counts.cumsum() - counts  # ClassImages are sorted by label
-        self.classes = [(int(s), int(c)) for s, c in zip(starts, counts) if c >= min_per_class]
-        self.class_names = [n for n, c in zip(data.class_names, counts) if c >= min_per_class]
+    def __init__(self, datas: list[ClassImages], device: torch.device, min_per_class: int):
+        starts, counts, owners, self.class_names = [], [], [], []
+        offset = 0
+        for d, data in enumerate(datas):
+            n = data.counts()
+            keep = n >= min_per_class
+            starts.append(offset + (n.cumsum() - n)[keep])  # ClassImages are sorted by label
+            counts.append(n[keep])
+            owners.append(np.full(int(keep.sum()), d))
+            self.class_names.append([c for c, k in zip(data.class_names, keep) if k])
+            offset += len(data.images)
+        self.images = torch.cat([torch.from_numpy(d.images) for d in datas]).permute(0, 3, 1, 2).contiguous().to(device)
+        self.class_start = torch.from_numpy(np.concatenate(starts)).long()
+        self.class_count = torch.from_numpy(np.concatenate(counts)).long()
+        self.class_owner = torch.from_numpy(np.concatenate(owners)).long()
 
-    def task_indices(self, ways: int, per_class: int, gen: torch.Generator) -> torch.Tensor:
-        """[ways * per_class] image indices: ``ways`` random classes, ``per_class`` random images each."""
-        chosen = torch.randperm(len(self.classes), generator=gen)[:ways]
-        rows = []
-        for c in chosen.tolist():
-            start, count = self.classes[c]
-            rows.append(start + torch.randperm(count, generator=gen)[:per_class])
-        return torch.cat(rows)
+    def classes(self, distribution: int) -> int:
+        """How many usable classes ``distribution`` has in this split."""
+        return len(self.class_names[distribution])
 
 
 class TaskSampler:
-    """Seeded sampler of meta-batches; each task comes from one pool, picked with ``weights``."""
+    """Seeded sampler of meta-batches from ``distributions`` of a split; each task picks its distribution
+    with ``weights`` (uniform by default). Random numbers come from a generator on ``device``."""
 
-    def __init__(self, pools: list[ImagePool], ways: int, shots: int, queries: int, seed: int,
-                 weights: list[float] | None = None):
-        self.pools, self.ways, self.shots, self.queries = pools, ways, shots, queries
-        self.weights = torch.tensor(weights if weights is not None else [1.0] * len(pools), dtype=torch.float)
-        self.gen = torch.Generator().manual_seed(seed)
+    def __init__(self, split: SplitImages, distributions: list[int], ways: int, shots: int, queries: int,
+                 seed: int, weights: list[float] | None = None, device: torch.device | str = "cpu"):
+        self.split, self.ways, self.shots, self.queries = split, ways, shots, queries
+        device = torch.device(device)
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        weights = torch.tensor(weights if weights is not None else [1.0] * len(distributions), dtype=torch.float64)
+        self.weights = weights / weights.sum()
+        self._cumulative = self.weights.cumsum(0).float().to(device)
+        self._distributions = torch.tensor(distributions, device=device)
+        own = torch.isin(split.class_owner, torch.tensor(distributions))  # draws depend on these classes only
+        self._start, self._count, self._owner = (t[own].to(device) for t in
+                                                 (split.class_start, split.class_count, split.class_owner))
+        self._positions = torch.arange(int(split.class_count[own].max()), device=device)
+        labels = torch.arange(ways, device=device)
+        self._support_y, self._query_y = labels.repeat_interleave(shots), labels.repeat_interleave(queries)
 
     def state_dict(self) -> dict:
         return {"generator": self.gen.get_state()}
@@ -62,41 +86,45 @@ class TaskSampler:
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["generator"])
 
-    def indices(self, n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """([n_tasks] pool ids, [n_tasks, ways * (shots + queries)] image indices)."""
-        pool_ids = torch.multinomial(self.weights, n_tasks, replacement=True, generator=self.gen)
-        per_class = self.shots + self.queries
-        idx = torch.stack([self.pools[p].task_indices(self.ways, per_class, self.gen) for p in pool_ids.tolist()])
-        return pool_ids, idx
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.gen, device=self.gen.device)
 
-    def gather(self, pool_ids: torch.Tensor, idx: torch.Tensor) -> TaskBatch:
-        """Materialise tasks from pool ids and indices (see ``indices``)."""
-        per_class = self.shots + self.queries
-        images = torch.stack([self.pools[p].images[i.to(self.pools[p].images.device)]
-                              for p, i in zip(pool_ids.tolist(), idx)])
-        images = images.float().div_(255.0)
-        t, _, c, h, w = images.shape
-        images = images.view(t, self.ways, per_class, c, h, w)
-        device = images.device
-        support = images[:, :, :self.shots].reshape(t, -1, c, h, w)
-        query = images[:, :, self.shots:].reshape(t, -1, c, h, w)
-        labels = torch.arange(self.ways, device=device)
-        support_y = labels.repeat_interleave(self.shots).expand(t, -1)
-        query_y = labels.repeat_interleave(self.queries).expand(t, -1)
-        return TaskBatch(support, support_y, query, query_y, pool_ids.to(device))
+    def indices(self, n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """([n_tasks] distribution ids, [n_tasks, ways * (shots + queries)] image indices), on the
+        generator's device: ``ways`` distinct classes of one distribution, distinct images per class."""
+        choice = torch.searchsorted(self._cumulative, self._rand(n_tasks), right=True)
+        distribution = self._distributions[choice.clamp_max(len(self._distributions) - 1)]
+        keys = self._rand(n_tasks, len(self._owner)).masked_fill(self._owner != distribution[:, None], _EXCLUDED)
+        classes = keys.topk(self.ways, dim=1, largest=False).indices  # [T, ways]
+        count = self._count[classes]
+        keys = self._rand(n_tasks, self.ways, len(self._positions))
+        keys = keys.masked_fill(self._positions >= count[..., None], _EXCLUDED)
+        picks = keys.topk(self.shots + self.queries, dim=2, largest=False).indices  # [T, ways, shots + queries]
+        return distribution, (self._start[classes][..., None] + picks).flatten(1)
+
+    def gather(self, distribution: torch.Tensor, idx: torch.Tensor) -> TaskBatch:
+        """Materialise tasks from distribution ids and image indices (see ``indices``) on the images' device."""
+        images = self.split.images
+        x = images[idx.to(images.device)].float().mul_(1.0 / 255.0)  # one IEEE multiply: the same on every device
+        t, _, c, h, w = x.shape
+        x = x.view(t, self.ways, self.shots + self.queries, c, h, w)
+        support = x[:, :, :self.shots].reshape(t, -1, c, h, w)
+        query = x[:, :, self.shots:].reshape(t, -1, c, h, w)
+        return TaskBatch(support, self._support_y.to(images.device).expand(t, -1), query,
+                         self._query_y.to(images.device).expand(t, -1), distribution.to(images.device))
 
     def sample(self, n_tasks: int) -> TaskBatch:
         return self.gather(*self.indices(n_tasks))
 
 
 class FixedTasks:
-    """A fixed, seeded set of tasks from one pool (meta-validation or meta-test), served in batches."""
+    """A fixed, seeded set of tasks of one distribution (meta-validation or meta-test), served in batches.
+    The tasks are drawn on the CPU, so every device and machine gets the same ones from the same data."""
 
-    def __init__(self, pool: ImagePool, n_tasks: int, ways: int, shots: int, queries: int, seed: int,
-                 pool_id: int = 0):
-        self.sampler = TaskSampler([pool], ways, shots, queries, seed)
-        _, self.idx = self.sampler.indices(n_tasks)
-        self.pool_id = pool_id
+    def __init__(self, split: SplitImages, distribution: int, n_tasks: int, ways: int, shots: int, queries: int,
+                 seed: int):
+        self.sampler = TaskSampler(split, [distribution], ways, shots, queries, seed)
+        self.distribution, self.idx = self.sampler.indices(n_tasks)
 
     def __len__(self) -> int:
         return self.idx.shape[0]
@@ -111,7 +139,4 @@ class FixedTasks:
             yield self._slice(start, start + batch_size)
 
     def _slice(self, start: int, stop: int) -> TaskBatch:
-        idx = self.idx[start:stop]
-        batch = self.sampler.gather(torch.zeros(len(idx), dtype=torch.long), idx)
-        batch.distribution = torch.full_like(batch.distribution, self.pool_id)
-        return batch
+        return self.sampler.gather(self.distribution[start:stop], self.idx[start:stop])
