@@ -1,48 +1,120 @@
 """BMP, the Binary Mask Perceptron (supplement, Listings 1-2): which layers a task adapts.
 
-In every inner step a task embedding (per layer: the mean of its current weights and of its support
-gradient, 2N numbers, detached) is scaled by a learned ``inp_embedding`` and fed to an MLP
+In every inner step a task embedding (2N numbers per task, detached, from the layers' current weights
+and support gradients) is scaled by a learned ``inp_embedding`` and fed to an MLP
 (2N -> 2N -> 2N -> N, ReLU between); ``BinaryMask`` of its output says, per layer, whether the layer
 adapts (1) or keeps its meta-learned value for this task (0). The MLP learns through the mask's effect
 on the query loss (straight-through). No dataset id is needed, at meta-train or meta-test.
+
+How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), one of ``EMBEDDINGS``:
+
+- ``paper``: the supplement's literal form, per layer the mean of its weights and the mean of its
+  gradient. At the paper's settings these are 1e-4..1e-2 and move by ~1e-3 between tasks, so the
+  MLP's output is its biases' sign: one fixed mask for every task.
+- ``log_rms``: per layer, the log of the root-mean-square of its weights and of its gradient. The
+  gradient's size carries the task (how far the task is from what the initialisation fits) on a log
+  scale, but every entry sits at a layer-specific offset (-2 .. -9) that dwarfs the variation.
+- ``standardized`` (default): ``log_rms`` shifted and scaled per entry by statistics measured once,
+  on a calibration meta-batch before meta-training starts (``calibrate``), then fixed and saved with
+  the model: at initialisation the entries have mean 0 and unit spread over tasks and inner steps, the
+  scale an MLP's default initialisation expects, and they stay a fixed affine map of ``log_rms``.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from ..data.tasks import TaskBatch
 from ..masks import BinaryMask
-from ..models import Params
-from .maml import MAML
+from ..models import LAYER_LABELS, Params
+from .maml import MAML, task_losses
+
+EMBEDDINGS = ("paper", "log_rms", "standardized")
+CALIBRATION_TASKS = 32  # tasks whose embeddings (over every inner step) fix the standardisation
+MIN_SCALE = 0.1  # floor of a standardised entry's spread, in log units (a 10 % change of an RMS): entries
+                 # the same for every task (the shared initial weights) are centred, not magnified
 
 
 class BMP(MAML):
-    """MAML whose inner update adapts only the layers an MLP on the task embedding selects."""
+    """MAML whose inner update adapts only the layers an MLP on the task embedding selects.
 
-    def __init__(self, *args, inp_embedding_init: float = 1.0, **kwargs):
+    Args:
+        *args, **kwargs: as ``MAML`` (ways, image_size, hidden, fast_lr, steps, first_order, seed, init).
+        inp_embedding_init: initial value of every entry of the learned ``inp_embedding`` (2N entries).
+        embedding: how the task embedding is formed, one of ``EMBEDDINGS`` (see the module docstring).
+
+    Example:
+        >>> bmp = BMP(ways=5, image_size=84, embedding="standardized")
+        >>> bmp.calibrate(sampler.sample(20))        # once, before meta-training
+        >>> loss, accuracy = bmp.meta_loss(sampler.sample(5))
+        >>> bmp.record["layer_masks"].shape          # [tasks, inner steps, 5 layers]
+    """
+
+    def __init__(self, *args, inp_embedding_init: float = 1.0, embedding: str = "standardized", **kwargs):
         super().__init__(*args, **kwargs)
+        if embedding not in EMBEDDINGS:
+            raise ValueError(f"BMP embedding {embedding!r} is not one of {list(EMBEDDINGS)}")
         n = len(self.layers)
+        self.embedding = embedding
         self.inp_embedding = nn.Parameter(torch.full((2 * n,), float(inp_embedding_init)))
         self.regularizer = nn.Sequential(nn.Linear(2 * n, 2 * n), nn.ReLU(), nn.Linear(2 * n, 2 * n), nn.ReLU(),
                                          nn.Linear(2 * n, n))
+        self.register_buffer("embedding_shift", torch.zeros(2 * n))
+        self.register_buffer("embedding_scale", torch.ones(2 * n))
+        self.register_buffer("calibrated", torch.tensor(embedding != "standardized"))
         self._masks: list[torch.Tensor] = []
 
     @staticmethod
     def options(params: dict) -> dict:
-        return {"inp_embedding_init": params["bmp_inp_embedding_init"]}
+        return {"inp_embedding_init": params["bmp_inp_embedding_init"], "embedding": params["bmp_embedding"]}
 
-    def task_embedding(self, params: Params, grads: Params) -> torch.Tensor:
-        """[T, 2N]: per layer, mean of the current weights and mean of the gradient (detached)."""
-        def layer_mean(tensors, names):
+    def raw_embedding(self, params: Params, grads: Params) -> torch.Tensor:
+        """[T, 2N]: per layer, a statistic of the current weights and one of the gradient (detached)."""
+        def statistic(tensors, names):
             flat = torch.cat([tensors[k].detach().flatten(1) for k in names], dim=1)
-            return flat.mean(1)
-        columns = [layer_mean(source, names) for names in self.layers for source in (params, grads)]
+            if self.embedding == "paper":
+                return flat.mean(1)
+            return flat.square().mean(1).clamp_min(1e-30).log().mul(0.5)  # log RMS
+        columns = [statistic(source, names) for names in self.layers for source in (params, grads)]
         return torch.stack(columns, dim=1)
+
+    def calibration_tasks(self) -> int:
+        return 0 if bool(self.calibrated) else CALIBRATION_TASKS
+
+    def calibrate(self, batch: TaskBatch) -> None:
+        """Fix the ``standardized`` embedding's shift and scale: per entry, the mean and the spread over
+        the batch's tasks of ``log_rms`` in the first inner step, at the initial weights. A no-op for
+        other forms."""
+        if self.embedding != "standardized":
+            return
+        raw = self.first_step_embedding(batch)
+        self.embedding_shift.copy_(raw.mean(0))
+        self.embedding_scale.copy_(raw.std(0).clamp_min(MIN_SCALE))
+        self.calibrated.fill_(True)
+
+    def first_step_embedding(self, batch: TaskBatch) -> torch.Tensor:
+        """[T, 2N] the raw embedding of each task in the first inner step (current initialisation)."""
+        params = {k: v.detach().unsqueeze(0).expand(len(batch), *v.shape).requires_grad_()
+                  for k, v in self.initial().items()}
+        with torch.enable_grad():
+            loss = task_losses(self.forward_model(params, batch.support_x), batch.support_y).sum()
+            grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+        return self.raw_embedding(params, grads)
+
+    def first_step_logits(self, batch: TaskBatch) -> torch.Tensor:
+        """[T, N] the MLP's outputs in the first inner step (before ``BinaryMask``): how strongly each
+        task's embedding pushes each layer towards adapting (> 0) or staying shared (< 0)."""
+        with torch.no_grad():
+            return self.regularizer(self.standardize(self.first_step_embedding(batch)) * self.inp_embedding)
+
+    def standardize(self, raw: torch.Tensor) -> torch.Tensor:
+        """The embedding the MLP sees (before ``inp_embedding``): raw, or shifted and scaled."""
+        return (raw - self.embedding_shift) / self.embedding_scale
 
     def layer_mask(self, params: Params, grads: Params) -> torch.Tensor:
         """[T, N] binary mask: 1 = the layer adapts in this step."""
-        logits = self.regularizer(self.task_embedding(params, grads) * self.inp_embedding)
-        return BinaryMask.apply(logits)
+        embedding = self.standardize(self.raw_embedding(params, grads))
+        return BinaryMask.apply(self.regularizer(embedding * self.inp_embedding))
 
     def inner_update(self, step: int, params: Params, grads: Params) -> Params:
         mask = self.layer_mask(params, grads)
@@ -56,6 +128,18 @@ class BMP(MAML):
             for k in names:
                 new[k] = params[k] - self.fast_lr * m.view(-1, *[1] * (params[k].dim() - 1)) * grads[k]
         return new
+
+    def step_sums(self, batch: TaskBatch, distributions: int) -> dict[str, torch.Tensor]:
+        """Per training distribution: tasks seen and, per layer, the share of inner steps it adapted."""
+        ids = torch.arange(distributions, device=batch.distribution.device)
+        owner = (batch.distribution[:, None] == ids).to(self.record["layer_masks"].dtype)  # [T, D], no host sync
+        return {"adapt": owner.T @ self.record["layer_masks"].mean(1), "tasks": owner.sum(0)}
+
+    def interval_row(self, sums: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
+        """``adapt_<layer>_<distribution>``: how often that distribution's training tasks adapted the layer."""
+        adapt = (sums["adapt"] / sums["tasks"].clamp_min(1).unsqueeze(1)).tolist()
+        return {f"adapt_{layer}_{name}": adapt[d][i] for d, name in enumerate(names)
+                for i, layer in enumerate(LAYER_LABELS) if sums["tasks"][d] > 0}
 
     def summarize_records(self, records: dict[str, list[dict]]) -> dict:
         """Per test dataset: how often each layer adapted, over tasks and inner steps, and per step."""

@@ -56,32 +56,61 @@ class MAML(nn.Module):
         """One inner step for all tasks; BMP overrides this with its masked update."""
         return {k: params[k] - self.fast_lr * grads[k] for k in params}
 
-    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool) -> Params:
-        """Task-adapted weights [T, ...] after ``steps`` inner steps on the support sets."""
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool,
+              track: bool = True) -> Params:
+        """Task-adapted weights [T, ...] after ``steps`` inner steps on the support sets.
+
+        ``track``: keep the graph from the adapted weights back to the meta-parameters (meta-training).
+        Without it (evaluation) each step starts from detached weights, so memory holds one step."""
         t = support_x.shape[0]
         params = {k: v.unsqueeze(0).expand(t, *v.shape) for k, v in self.initial().items()}
+        if not track:
+            params = {k: v.detach().requires_grad_() for k, v in params.items()}
         for step in range(self.steps):
             loss = task_losses(self.forward_model(params, support_x), support_y).sum()
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-            params = self.inner_update(step, params, dict(zip(params, grads)))
+            with torch.set_grad_enabled(track):
+                params = self.inner_update(step, params, dict(zip(params, grads)))
+            if not track:
+                params = {k: v.requires_grad_() for k, v in params.items()}
         return params
 
     def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean query loss over tasks, differentiable w.r.t. the meta-parameters; per-task query accuracy)."""
         adapted = self.adapt(batch.support_x, batch.support_y, create_graph=not self.first_order)
         logits = self.forward_model(adapted, batch.query_x)
-        return task_losses(logits, batch.query_y).mean(), accuracy(logits, batch.query_y)
+        return task_losses(logits, batch.query_y).mean(), accuracy(logits.detach(), batch.query_y)
 
     def predict(self, batch: TaskBatch) -> torch.Tensor:
-        """Query logits [T, Q, ways] after adaptation, without building a meta-gradient graph."""
+        """Query logits [T, Q, ways] after adaptation, with no graph back to the meta-parameters."""
         with torch.enable_grad():
-            adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False)
+            adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False, track=False)
         with torch.no_grad():
             return self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
 
     def evaluate(self, batch: TaskBatch) -> torch.Tensor:
         """Per-task query accuracy after adaptation."""
         return accuracy(self.predict(batch), batch.query_y)
+
+    def calibration_tasks(self) -> int:
+        """Tasks the learner wants to see once before meta-training (``calibrate``); none for MAML."""
+        return 0
+
+    def train_record(self) -> dict[str, float]:
+        """Learned quantities worth a column of metrics.csv (MMSUP's sparsity); none for MAML."""
+        return {}
+
+    def after_update(self) -> None:
+        """Called after every optimiser step (MMSUP projects its sparsity); nothing for MAML."""
+
+    def step_sums(self, batch: TaskBatch, distributions: int) -> dict[str, torch.Tensor]:
+        """What this meta-iteration adds to the training log's running sums (device tensors of fixed
+        shape, read at logging time); BMP adds how often each distribution's tasks adapted each layer."""
+        return {}
+
+    def interval_row(self, sums: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
+        """The metrics.csv entries of the running sums since the last log row (see ``step_sums``)."""
+        return {}
 
 
 def task_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
