@@ -1,4 +1,4 @@
-"""Meta-test: accuracy over a fixed task set with its 95% confidence interval."""
+"""Meta-test: accuracy over a fixed task set with its 95% confidence interval, many tasks at a time."""
 from __future__ import annotations
 
 import math
@@ -6,6 +6,10 @@ import math
 import torch
 
 from .data import FixedTasks
+
+CPU_EVAL_BUDGET = 2**30     # bytes of activations an evaluation batch may use on the CPU
+GPU_EVAL_SHARE = 8          # ... and on a GPU: 1/GPU_EVAL_SHARE of its memory
+ACTIVATION_COPIES = 3       # live copies of the largest activation in a no-grad forward (conv, norm, relu)
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
@@ -16,9 +20,21 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), 1.96 * float(values.std(unbiased=True)) / math.sqrt(len(values))
 
 
+def eval_batch_size(params: dict, device: torch.device) -> int:
+    """Tasks adapted at once in evaluation: ``eval_batch_size`` if set, else as many as the largest
+    activation of their query forward (the first conv block's output) allows within the device's budget.
+    The budget depends on the device's total memory, not its free memory, so a run repeats."""
+    if params["eval_batch_size"]:
+        return params["eval_batch_size"]
+    per_task = params["ways"] * params["queries"] * params["hidden_size"] * params["image_size"] ** 2 * 4
+    budget = (torch.cuda.get_device_properties(device).total_memory // GPU_EVAL_SHARE if device.type == "cuda"
+              else CPU_EVAL_BUDGET)
+    return max(1, budget // (per_task * ACTIVATION_COPIES))
+
+
 def evaluate(learner: torch.nn.Module, tasks: FixedTasks, batch_size: int) -> dict:
-    """Adapt to each task's support set and score its queries; also what the learner recorded per batch
-    (raw, for ``learner.summarize_records`` to condense across datasets)."""
+    """Adapt to each task's support set and score its queries, ``batch_size`` tasks at a time; also what
+    the learner recorded per batch (raw, for ``learner.summarize_records`` to condense across datasets)."""
     accuracies, records = [], []
     for batch in tasks.batches(batch_size):
         accuracies.append(learner.evaluate(batch))

@@ -22,15 +22,18 @@ import torch
 from tqdm.auto import tqdm
 
 from . import io
-from .data import (SPLITS, Distribution, FixedTasks, ImagePool, TaskBatch, TaskSampler, check_against_data,
+from . import numerics
+from .data import (SPLITS, Distribution, FixedTasks, SplitImages, TaskBatch, TaskSampler, check_against_data,
                    load_distributions)
-from .evaluation import evaluate
-from .learners import LEARNERS
+from .evaluation import eval_batch_size, evaluate
+from .graphs import GraphedStep
+from .learners import LEARNERS, MAML
 from .params import METHODS, ParameterError, load_params
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 # Parameters that do not change a run's outcome, left out of its folder's hash.
-BOOKKEEPING = ("profile", "output_root", "data_root", "device", "seeds", "methods", "ablation_methods",
+BOOKKEEPING = ("profile", "output_root", "data_root", "device", "cuda_graph", "deterministic", "eval_batch_size",
+               "seeds", "methods", "ablation_methods",
                "ablation_adaptation_steps", "ablation_fast_lr", "ablation_sparsity", "ablation_iterations",
                "convergence_iterations")
 
@@ -54,21 +57,44 @@ def run_id(params: dict, method: str, seed: int) -> str:
 
 @dataclass
 class Member:
-    """One learner with its optimiser and task sampler (Multi-MAML has one per distribution)."""
+    """One learner with its optimiser and task sampler (Multi-MAML has one per distribution), and the
+    running sums of its training log since the last metrics row, kept on the device."""
 
-    learner: torch.nn.Module
+    learner: MAML
     optimizer: torch.optim.Optimizer
     sampler: TaskSampler
     distributions: list[int]  # indices of the distributions it trains on (and is tested on)
+    meta_batch_size: int
+    n_distributions: int      # of the whole run: the size of per-distribution sums
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def update(self, meta_batch_size: int) -> tuple[torch.Tensor, torch.Tensor, TaskBatch]:
-        """One meta-update on a fresh meta-batch; returns (meta-loss, per-task query accuracy, the batch)."""
-        batch = self.sampler.sample(meta_batch_size)
+    def update(self) -> tuple[torch.Tensor, torch.Tensor, TaskBatch]:
+        """One meta-update on a fresh meta-batch, added to the running sums without a host sync;
+        returns (meta-loss, per-task query accuracy, the batch)."""
+        batch = self.sampler.sample(self.meta_batch_size)
         loss, acc = self.learner.meta_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.learner.after_update()
+        self.accumulate({"loss": loss.detach(), "accuracy": acc.mean(),
+                         **self.learner.step_sums(batch, self.n_distributions)})
         return loss, acc, batch
+
+    def accumulate(self, values: dict[str, torch.Tensor]) -> None:
+        """Add in place (the tensors stay the same, so a captured graph keeps adding to them)."""
+        for k, v in values.items():
+            if k in self.sums:
+                self.sums[k].add_(v)
+            else:
+                self.sums[k] = v.detach().clone()
+
+    def read_sums(self) -> dict[str, torch.Tensor]:
+        """The running sums, copied to the host, and reset to zero on the device."""
+        out = {k: v.detach().cpu() for k, v in self.sums.items()}
+        for v in self.sums.values():
+            v.zero_()
+        return out
 
 
 @dataclass
@@ -76,7 +102,7 @@ class RunState:
     iteration: int = 0
     train_seconds: float = 0.0
     rows: list = field(default_factory=list)
-    interval: list = field(default_factory=list)  # (loss, accuracy) since the last metrics row
+    interval_steps: int = 0  # iterations since the last metrics row
 
 
 class Run:
@@ -86,39 +112,46 @@ class Run:
                  device: torch.device):
         self.params, self.method, self.seed, self.device = params, method, seed, device
         self.distributions, self.folder = distributions, Path(folder)
+        numerics.configure(device, params["tf32"], params["deterministic"])
         need = params["shots"] + params["queries"]
-        self.pools = {split: [ImagePool(d.splits[split], device, need) for d in distributions] for split in SPLITS}
+        self.splits = {split: SplitImages([d.splits[split] for d in distributions], device, need) for split in SPLITS}
         self.members = self._members()
         self.state = RunState()
         self._fixed: dict[str, dict[int, FixedTasks]] = {}
+        self._steps: list | None = None
 
     @property
     def checkpoint_path(self) -> Path:
         return self.folder / "checkpoint.pt"
 
     def _members(self) -> list[Member]:
-        p = self.params
+        p, train = self.params, self.splits["train"]
         groups = [[i] for i in range(len(self.distributions))] if self.method == "multi_maml" \
             else [list(range(len(self.distributions)))]
         members = []
         for m, group in enumerate(groups):
             torch.manual_seed(self.seed)
             learner = LEARNERS[self.method].from_params(p, seed=self.seed).to(self.device)
-            if p["task_sampling"] == "proportional":
-                weights = [len(self.pools["train"][i].classes) for i in group]
-            else:
-                weights = None
-            sampler = TaskSampler([self.pools["train"][i] for i in group], p["ways"], p["shots"], p["queries"],
-                                  seed=self.seed * 1000 + m, weights=weights)
-            members.append(Member(learner, torch.optim.Adam(learner.parameters(), lr=p["meta_lr"]), sampler, group))
+            weights = [train.classes(i) for i in group] if p["task_sampling"] == "proportional" else None
+            sampler = TaskSampler(train, group, p["ways"], p["shots"], p["queries"], seed=self.seed * 1000 + m,
+                                  weights=weights, device=self.device)
+            # capturable Adam on every CUDA run, graphed or not, so eager and replayed steps compute the same
+            optimizer = torch.optim.Adam(learner.parameters(), lr=p["meta_lr"], capturable=self.device.type == "cuda")
+            members.append(Member(learner, optimizer, sampler, group, p["meta_batch_size"], len(self.distributions)))
         return members
+
+    @property
+    def graphed(self) -> bool:
+        """Whether meta-iterations are captured as CUDA graphs (``cuda_graph`` on a GPU)."""
+        return self.device.type == "cuda" and self.params["cuda_graph"]
 
     # --- persistence -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         io.save_torch(self.checkpoint_path, {
             "state": self.state.__dict__,
             "members": [{"learner": m.learner.state_dict(), "optimizer": m.optimizer.state_dict(),
-                         "sampler": m.sampler.state_dict()} for m in self.members],
+                         "sampler": m.sampler.state_dict(), "sums": {k: v.cpu() for k, v in m.sums.items()}}
+                        for m in self.members],
             "torch_rng": torch.get_rng_state(),
         })
         io.write_text(self.folder / "metrics.csv", pd.DataFrame(self.state.rows).to_csv(index=False))
@@ -134,6 +167,7 @@ class Run:
             member.learner.load_state_dict(saved["learner"])
             member.optimizer.load_state_dict(saved["optimizer"])
             member.sampler.load_state_dict(saved["sampler"])
+            member.sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
         torch.set_rng_state(ckpt["torch_rng"])
         return True
 
@@ -142,18 +176,32 @@ class Run:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def step(self) -> None:
-        """One meta-iteration of every member; adds its wall-clock time to train_seconds."""
-        self._sync()
-        start = time.perf_counter()
-        for member in self.members:
-            loss, acc, _ = member.update(self.params["meta_batch_size"])
-            self.state.interval.append((loss.item(), acc.mean().item()))
-        self._sync()
-        self.state.train_seconds += time.perf_counter() - start
-        self.state.iteration += 1
+    def _member_steps(self) -> list:
+        """Per member, what runs one of its meta-iterations: its update, or a CUDA graph of it."""
+        if not self.graphed:
+            return [m.update for m in self.members]
+        pool = torch.cuda.graph_pool_handle()  # members replay one after the other: one memory pool
+        return [GraphedStep(m.update, [m.sampler.gen], f"{self.method} (member {i})", pool=pool)
+                for i, m in enumerate(self.members)]
 
-    def learner_for(self, distribution: int) -> torch.nn.Module:
+    def step(self) -> None:
+        """One meta-iteration of every member, queued on the device without waiting for it."""
+        if self._steps is None:
+            self._steps = self._member_steps()
+        for step in self._steps:
+            step()
+        self.state.iteration += 1
+        self.state.interval_steps += 1
+
+    def calibrate(self) -> None:
+        """Before the first iteration: let learners that need it (BMP's standardized embedding) measure
+        their input statistics on tasks of their own training distributions."""
+        for member in self.members:
+            n = member.learner.calibration_tasks()
+            if n:
+                member.learner.calibrate(member.sampler.sample(n))
+
+    def learner_for(self, distribution: int) -> MAML:
         return next(m.learner for m in self.members if distribution in m.distributions)
 
     def fixed_tasks(self, split: str) -> dict[int, FixedTasks]:
@@ -161,49 +209,68 @@ class Run:
         if split not in self._fixed:
             p = self.params
             n_tasks = p["validation_tasks"] if split == "validation" else p["test_tasks"]
-            self._fixed[split] = {i: FixedTasks(pool, n_tasks, p["ways"], p["shots"], p["queries"], EVAL_SEED + i,
-                                                pool_id=i) for i, pool in enumerate(self.pools[split])}
+            self._fixed[split] = {i: FixedTasks(self.splits[split], i, n_tasks, p["ways"], p["shots"], p["queries"],
+                                                EVAL_SEED + i) for i in range(len(self.distributions))}
         return self._fixed[split]
 
-    def log_row(self, validation: dict[int, FixedTasks]) -> None:
-        losses, accs = zip(*self.state.interval)
-        row = {"iteration": self.state.iteration, "train_loss": sum(losses) / len(losses),
-               "train_accuracy": sum(accs) / len(accs)}
-        for i, tasks in validation.items():
-            row[f"val_accuracy_{self.distributions[i].name}"] = evaluate(
-                self.learner_for(i), tasks, self.params["meta_batch_size"])["accuracy"]
-        row["val_accuracy"] = sum(row[f"val_accuracy_{d.name}"] for d in self.distributions) / len(self.distributions)
-        for member in self.members:
-            row.update(getattr(member.learner, "train_record", dict)())
+    def evaluate(self, split: str, distribution: int) -> dict:
+        """Accuracy (and records) of the learner of ``distribution`` on its fixed ``split`` tasks."""
+        return evaluate(self.learner_for(distribution), self.fixed_tasks(split)[distribution],
+                        eval_batch_size(self.params, self.device))
+
+    def log_row(self) -> None:
+        """Append a metrics row: the interval's training sums (read from the device) and validation."""
+        names = [d.name for d in self.distributions]
+        sums = [m.read_sums() for m in self.members]
+        steps = self.state.interval_steps * len(self.members)
+        row = {"iteration": self.state.iteration,
+               "train_loss": sum(float(s["loss"]) for s in sums) / steps,
+               "train_accuracy": sum(float(s["accuracy"]) for s in sums) / steps}
+        for i, name in enumerate(names):
+            row[f"val_accuracy_{name}"] = self.evaluate("validation", i)["accuracy"]
+        row["val_accuracy"] = sum(row[f"val_accuracy_{n}"] for n in names) / len(names)
+        for member, member_sums in zip(self.members, sums):
+            row.update(member.learner.train_record())
+            row.update(member.learner.interval_row(member_sums, names))
         row["train_seconds"] = self.state.train_seconds
         self.state.rows.append(row)
-        self.state.interval = []
+        self.state.interval_steps = 0
 
     def train(self, progress: bool = True) -> None:
+        """Meta-train to ``iterations``; ``train_seconds`` counts meta-iterations only, not validation
+        or checkpoints (the device is synchronised at those points, and only there)."""
         p = self.params
-        validation = self.fixed_tasks("validation")
+        if self.state.iteration == 0:
+            self.calibrate()
         bar = tqdm(total=p["iterations"], initial=self.state.iteration, disable=not progress, leave=False,
                    desc=f"{self.method} seed {self.seed}", unit="it")
+        self._sync()
+        clock = time.perf_counter()
         while self.state.iteration < p["iterations"]:
             self.step()
             bar.update(1)
             it = self.state.iteration
-            if it % p["validation_every"] == 0 or it == p["iterations"]:
-                self.log_row(validation)
-                bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
-            if it % p["checkpoint_every"] == 0 or it == p["iterations"]:
-                self.save_checkpoint()
+            log = it % p["validation_every"] == 0 or it == p["iterations"]
+            checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"]
+            if log or checkpoint:
+                self._sync()
+                self.state.train_seconds += time.perf_counter() - clock
+                if log:
+                    self.log_row()
+                    bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
+                if checkpoint:
+                    self.save_checkpoint()
+                clock = time.perf_counter()
         bar.close()
 
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
         results, records = {}, {}
-        for i, tasks in self.fixed_tasks("test").items():
-            outcome = evaluate(self.learner_for(i), tasks, self.params["meta_batch_size"])
-            name = self.distributions[i].name
-            results[name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
+        for i, dist in enumerate(self.distributions):
+            outcome = self.evaluate("test", i)
+            results[dist.name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
             if outcome["records"]:
-                records[name] = outcome["records"]
+                records[dist.name] = outcome["records"]
         summarize = getattr(self.members[0].learner, "summarize_records", None)
         return {"test": results, "records": summarize(records) if summarize and records else {}}
 
@@ -215,9 +282,14 @@ class Run:
         self.train(progress)
         results = {"complete": True, "method": self.method, "seed": self.seed,
                    "train_datasets": [d.name for d in self.distributions], "iterations": self.state.iteration,
-                   "train_seconds": self.state.train_seconds, "device": str(self.device), **self.test()}
+                   "train_seconds": self.state.train_seconds, "device": device_name(self.device), **self.test()}
         io.write_json(self.folder / "results.json", results)
         return results
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda (NVIDIA H100 80GB HBM3)``: where a run was trained, for its results."""
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def run_folder(params: dict, method: str, seed: int) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from gems_core.params import validate
 
@@ -33,3 +34,9 @@ def tiny_params(tmp_path):
         base.update(overrides)
         return validate(base)
     return make
+
+
+CUDA = torch.cuda.is_available()
+NO_GPU = "no CUDA GPU here; the gpu tests run with `make gpu-check` on a machine with one"
+GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason=NO_GPU)]
+DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]  # parametrise a test over the CPU and, where present, CUDA

@@ -4,24 +4,27 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gems_core.learners import MAML
+from conftest import DEVICES
+from gems_core.data.tasks import TaskBatch
+from gems_core.learners import BMP, MAML, MMSUP
 from gems_core.models import conv4_forward, embedding_size, from_l2l_cnn4, init_conv4
 
 WAYS, SHOTS, QUERIES, SIZE, HIDDEN, TASKS, STEPS, LR = 3, 2, 2, 20, 6, 3, 2, 0.3
 
 
-def _tasks(seed=0):
+def _tasks(seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     sx = torch.rand(TASKS, WAYS * SHOTS, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
     qx = torch.rand(TASKS, WAYS * QUERIES, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
     labels = torch.arange(WAYS)
-    return sx, labels.repeat_interleave(SHOTS).expand(TASKS, -1), qx, labels.repeat_interleave(QUERIES).expand(TASKS, -1)
+    tasks = sx, labels.repeat_interleave(SHOTS).expand(TASKS, -1), qx, labels.repeat_interleave(QUERIES).expand(TASKS, -1)
+    return tuple(t.to(device) for t in tasks)
 
 
-def _l2l_model():
+def _l2l_model(device="cpu"):
     torch.manual_seed(0)
     model = l2l.vision.models.CNN4(WAYS, hidden_size=HIDDEN, embedding_size=embedding_size(SIZE, HIDDEN)).double()
-    return model.train()
+    return model.train().to(device)
 
 
 def _l2l_meta_grads(model, first_order, sx, sy, qx, qy):
@@ -70,18 +73,28 @@ def test_forward_matches_l2l_cnn4():
     assert _rel_err(ours, theirs) < 1e-12
 
 
+def l2l_meta_gradient(first_order, device="cpu"):
+    """learn2learn's MAML meta-gradient on the module's fixed problem, with the weights it started from."""
+    model = _l2l_model(device)
+    init = from_l2l_cnn4(model)
+    return _l2l_meta_grads(model, first_order, *_tasks(device=device)), init
+
+
+def meta_gradient(learner, device="cpu"):
+    """A kit learner's meta-gradient w.r.t. its initialisation on the module's fixed problem."""
+    sx, sy, qx, qy = _tasks(device=device)
+    loss, _ = learner.meta_loss(TaskBatch(sx, sy, qx, qy, torch.zeros(TASKS, dtype=torch.long, device=device)))
+    return dict(zip(learner.names, torch.autograd.grad(loss, list(learner.initial().values()))))
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_meta_gradient_equals_learn2learn(first_order):
-    model = _l2l_model()
-    sx, sy, qx, qy = _tasks()
-    expected = _l2l_meta_grads(model, first_order, sx, sy, qx, qy)
-    ours = MAML(WAYS, SIZE, HIDDEN, fast_lr=LR, steps=STEPS, first_order=first_order, init=from_l2l_cnn4(model))
-    from gems_core.data.tasks import TaskBatch
-    loss, _ = ours.meta_loss(TaskBatch(sx, sy, qx, qy, torch.zeros(TASKS, dtype=torch.long)))
-    grads = dict(zip(ours.names, torch.autograd.grad(loss, list(ours.initial().values()))))
-    assert_same_meta_gradient(grads, expected)
+def test_meta_gradient_equals_learn2learn(first_order, device):
+    expected, init = l2l_meta_gradient(first_order, device)
+    ours = MAML(WAYS, SIZE, HIDDEN, fast_lr=LR, steps=STEPS, first_order=first_order, init=init).to(device)
+    assert_same_meta_gradient(meta_gradient(ours, device), expected)
     # the check has teeth: first- and second-order meta-gradients differ on this problem
-    other = _l2l_meta_grads(_l2l_model(), not first_order, sx, sy, qx, qy)
+    other, _ = l2l_meta_gradient(not first_order, device)
     assert _rel_err(other["conv1.weight"], expected["conv1.weight"]) > 1e-4
 
 
@@ -92,3 +105,24 @@ def test_other_image_sizes_work():
         assert logits.shape == (1, 10, 5)
     with pytest.raises(ValueError, match="too small"):
         embedding_size(8, 8)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("method", ["bmp", "mmsup"])
+def test_bmp_adapting_every_layer_and_mmsup_at_sparsity_0_equal_learn2learn(method, first_order, device):
+    """Both methods reduce to MAML: BMP when its mask adapts every layer in every step (its MLP's last
+    bias forced high), MMSUP when it keeps every weight. Their meta-gradients w.r.t. the initialisation
+    must then be learn2learn's MAML's, in float64, first and second order."""
+    expected, init = l2l_meta_gradient(first_order, device)
+    common = dict(fast_lr=LR, steps=STEPS, first_order=first_order, init=init)
+    if method == "bmp":
+        learner = BMP(WAYS, SIZE, HIDDEN, embedding="paper", **common).double()
+        with torch.no_grad():
+            learner.regularizer[-1].bias.fill_(100.0)
+    else:
+        learner = MMSUP(WAYS, SIZE, HIDDEN, sparsity_init=0.0, **common).double()
+    learner = learner.to(device)
+    assert_same_meta_gradient(meta_gradient(learner, device), expected)
+    if method == "bmp":
+        assert learner.record["layer_masks"].all()

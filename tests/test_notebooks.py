@@ -4,16 +4,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import PROJECT_ROOT
+from conftest import DEVICES, PROJECT_ROOT
 from gems_core import pipeline
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """Run the whole pipeline once on parameters/smoke.yaml, writing under a temporary folder."""
-    tmp = tmp_path_factory.mktemp("smoke")
+@pytest.fixture(scope="module", params=DEVICES)
+def smoke_run(request, tmp_path_factory):
+    """Run the whole pipeline once on parameters/smoke.yaml (on the CPU and, where present, CUDA),
+    writing under a temporary folder."""
+    tmp = tmp_path_factory.mktemp(f"smoke-{request.param}")
     params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
-    params.update(output_root=str(tmp / "outputs"), data_root=str(tmp / "data"))
+    params.update(output_root=str(tmp / "outputs"), data_root=str(tmp / "data"), device=request.param)
     params_file = tmp / "smoke.yaml"
     params_file.write_text(yaml.safe_dump(params))
     executed = pipeline.run_pipeline(params_file)

@@ -7,11 +7,13 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 import torch
 import yaml
 
-from conftest import PROJECT_ROOT
+from conftest import DEVICES, PROJECT_ROOT
 from gems_core.data import load_distributions
+from gems_core.data.splits import apply_split
 from gems_core.results import COLUMNS, gather
 from gems_core.training import Run, resolve_device, run_folder, run_method
 
@@ -74,19 +76,23 @@ def _params_file(tmp_path, name, **overrides):
     return path, params
 
 
-def _train_cli(params_file, **popen):
-    cmd = [sys.executable, "-m", "gems_core.training", str(params_file), "--method", "maml", "--seed", "21",
+def _train_cli(params_file, method="maml", **popen):
+    cmd = [sys.executable, "-m", "gems_core.training", str(params_file), "--method", method, "--seed", "21",
            "--no-progress"]
     return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
 
 
-def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
-    overrides = dict(iterations=40, validation_every=4, checkpoint_every=4)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", ["maml", "multi_maml", "bmp", "mmsup"])
+def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, device):
+    # on a GPU, bit-for-bit repetition needs deterministic algorithms (README: GPU numerics)
+    overrides = dict(iterations=40, validation_every=4, checkpoint_every=4, device=device,
+                     deterministic=device == "cuda")
     killed_file, _ = _params_file(tmp_path, "killed", **overrides)
     whole_file, _ = _params_file(tmp_path, "whole", **overrides)
-    assert _train_cli(whole_file).wait(timeout=600) == 0
+    assert _train_cli(whole_file, method).wait(timeout=600) == 0
 
-    proc = _train_cli(killed_file)
+    proc = _train_cli(killed_file, method)
     runs = tmp_path / "killed" / "smoke" / "runs"
     deadline = time.time() + 300
     while not list(runs.glob("*/checkpoint.pt")) and time.time() < deadline:
@@ -98,17 +104,18 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path):
     assert not (folder / "results.json").exists(), "the run finished before it could be killed"
     interrupted_at = torch.load(folder / "checkpoint.pt", weights_only=False)["state"]["iteration"]
     assert 0 < interrupted_at < 40
-    assert _train_cli(killed_file).wait(timeout=600) == 0
+    assert _train_cli(killed_file, method).wait(timeout=600) == 0
 
     whole = next((tmp_path / "whole" / "smoke" / "runs").iterdir())
-    a = torch.load(folder / "checkpoint.pt", weights_only=False)["members"][0]["learner"]
-    b = torch.load(whole / "checkpoint.pt", weights_only=False)["members"][0]["learner"]
-    assert all(torch.equal(a[k], b[k]) for k in b)
+    a, b = (torch.load(f / "checkpoint.pt", weights_only=False)["members"] for f in (folder, whole))
+    assert len(a) == len(b) == (2 if method == "multi_maml" else 1)
+    for ma, mb in zip(a, b):
+        assert all(torch.equal(ma["learner"][k], mb["learner"][k]) for k in mb["learner"])
     curve_a = pd.read_csv(folder / "metrics.csv").drop(columns="train_seconds")
     curve_b = pd.read_csv(whole / "metrics.csv").drop(columns="train_seconds")
     pd.testing.assert_frame_equal(curve_a, curve_b)
     ra, rb = (json.loads((f / "results.json").read_text()) for f in (folder, whole))
-    assert ra["test"] == rb["test"]
+    assert ra["test"] == rb["test"] and ra["records"] == rb["records"]
 
 
 def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
@@ -128,12 +135,17 @@ def test_proportional_task_sampling_weights_distributions_by_train_classes(tiny_
     params = tiny_params(task_sampling="proportional", synthetic_classes=30)
     dists = load_distributions(params)
     run = Run(params, "maml", 21, dists, tmp_path / "r", resolve_device("cpu"))
-    assert run.members[0].sampler.weights.tolist() == [18.0, 18.0]  # 0.6 of 30 classes each
-    assert Run(tiny_params(), "maml", 21, dists, tmp_path / "u", resolve_device("cpu")).members[0].sampler.weights.tolist() == [1.0, 1.0]
+    assert run.members[0].sampler.weights.tolist() == [0.5, 0.5]  # 0.6 of 30 classes each: 18 and 18
+    shapes = dists[1].splits["train"]
+    kept = {"train": shapes.class_names[:12], "validation": [], "test": []}
+    dists[1].splits["train"] = apply_split(shapes, kept)["train"]  # 12 of shapes' 18 train classes
+    run = Run(params, "maml", 21, dists, tmp_path / "s", resolve_device("cpu"))
+    assert run.members[0].sampler.weights.tolist() == pytest.approx([18 / 30, 12 / 30])
+    uniform = Run(tiny_params(), "maml", 21, dists, tmp_path / "u", resolve_device("cpu"))
+    assert uniform.members[0].sampler.weights.tolist() == [0.5, 0.5]
 
 
 def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
-    import pytest
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     from gems_core.params import ParameterError
