@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine (Python 3.11 with pip):
 #   make demo   set up, then run the notebook pipeline on the embedded demo data (CPU)
 #   make test   set up, then run the test suite
+#   make gpu-check   on a GPU machine: correctness on CUDA, then speed and memory at the paper's settings
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gems-installed
 
-.PHONY: setup demo test clean-venv
+.PHONY: setup demo test gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -24,6 +25,11 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# On a machine with one NVIDIA GPU: the gpu tests, then timings and memory of every method at the
+# paper's settings against learn2learn, written to benchmarks/results/<gpu>.json (README: Performance)
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

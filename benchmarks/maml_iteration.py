@@ -35,6 +35,23 @@ def make_tasks(args, device) -> TaskBatch:
                      torch.zeros(t, dtype=torch.long, device=device))
 
 
+def l2l_maml_step(maml: l2l.algorithms.MAML, batch: TaskBatch, steps: int):
+    """One meta-iteration of learn2learn's MAML as its examples write it: per task, clone, adapt
+    ``steps`` times on the support set, backpropagate the query loss; then one Adam step."""
+    optimizer = torch.optim.Adam(maml.parameters(), 1e-4)
+    tasks = len(batch)
+
+    def step():
+        optimizer.zero_grad()
+        for t in range(tasks):
+            learner = maml.clone()
+            for _ in range(steps):
+                learner.adapt(F.cross_entropy(learner(batch.support_x[t]), batch.support_y[t]))
+            (F.cross_entropy(learner(batch.query_x[t]), batch.query_y[t]) / tasks).backward()
+        optimizer.step()
+    return step
+
+
 def timed(step, device, warmup, repeats) -> float:
     for _ in range(warmup):
         step()
@@ -85,17 +102,9 @@ def main() -> None:
     theirs = l2l.algorithms.MAML(model, lr=args.fast_lr, first_order=args.first_order)
     ours = MAML(args.ways, args.image_size, args.hidden, args.fast_lr, args.steps, args.first_order,
                 init=from_l2l_cnn4(model)).to(device)
-    opt_theirs, opt_ours = torch.optim.Adam(theirs.parameters(), 1e-4), torch.optim.Adam(ours.parameters(), 1e-4)
+    opt_ours = torch.optim.Adam(ours.parameters(), 1e-4)
     batch = make_tasks(args, device)
-
-    def step_theirs():
-        opt_theirs.zero_grad()
-        for t in range(args.meta_batch):
-            learner = theirs.clone()
-            for _ in range(args.steps):
-                learner.adapt(F.cross_entropy(learner(batch.support_x[t]), batch.support_y[t]))
-            (F.cross_entropy(learner(batch.query_x[t]), batch.query_y[t]) / args.meta_batch).backward()
-        opt_theirs.step()
+    step_theirs = l2l_maml_step(theirs, batch, args.steps)
 
     def step_ours():
         opt_ours.zero_grad()

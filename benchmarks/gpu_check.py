@@ -1,0 +1,237 @@
+"""The kit's GPU check: correctness on CUDA, then the speed and memory of every method at the paper's
+settings against learn2learn's MAML, in one process, written to ``benchmarks/results/<gpu>.json``.
+
+    make gpu-check                                   # on a machine with one NVIDIA GPU, offline
+    python benchmarks/gpu_check.py --skip-tests      # timings only
+    python benchmarks/gpu_check.py --device cpu --settings small --skip-tests   # a dry run of the script
+
+1. (last, after the timings) ``pytest -m gpu``: meta-gradients against learn2learn on CUDA in float64 (first and second order;
+   BMP adapting every layer and MMSUP at sparsity 0 too), the CUDA graph against the eager step, the
+   hot loop under ``torch.cuda.set_sync_debug_mode("error")``, deterministic repeats, a resume after
+   SIGKILL of every method, and the smoke pipeline with ``device: cuda``.
+2. Per method, the kit's real training step (``Run.step``: on-device sampling, meta-update, running
+   sums; a CUDA graph unless ``cuda_graph`` is off) on random images, median milliseconds per
+   meta-iteration over repeats after warm-up and capture, and the peak GPU memory of the run; beside
+   it learn2learn's MAML on the same settings, and variants that say what each setting costs.
+3. The time to meta-test 600 tasks of one distribution, and the GPU-hours of Table 2 and the ablations.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import learn2learn as l2l
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gems_core.data import ClassImages, Distribution  # noqa: E402
+from gems_core.models import embedding_size  # noqa: E402
+from gems_core.params import validate  # noqa: E402
+from gems_core.training import Run  # noqa: E402
+from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
+
+SETTINGS = {
+    "paper": dict(image_size=84, hidden_size=64, ways=5, shots=1, queries=15, meta_batch_size=5, adaptation_steps=5,
+                  fast_lr=0.01, meta_lr=1.0e-4, first_order=False),
+    "small": dict(image_size=28, hidden_size=16, ways=5, shots=1, queries=5, meta_batch_size=4, adaptation_steps=2,
+                  fast_lr=0.1, meta_lr=1.0e-3, first_order=False),
+}
+METHODS = ["maml", "multi_maml", "bmp", "mmsup"]
+VARIANTS = {  # name: (method, parameter overrides): what a setting costs against the default
+    "maml_eager": ("maml", {"cuda_graph": False}),
+    "maml_tf32": ("maml", {"tf32": True}),
+    "maml_deterministic": ("maml", {"deterministic": True}),
+    "bmp_paper_embedding": ("bmp", {"bmp_embedding": "paper"}),
+}
+TABLE2_RUNS_PER_METHOD = 3 * 3  # three dataset pairs, three seeds
+ABLATION_RUNS = 93
+ITERATIONS = 30_000
+
+
+def random_distribution(name: str, settings: dict, classes=(64, 16, 16), per_class=20, seed=0) -> Distribution:
+    """A distribution of random uint8 images with the kit's split layout (no files, no download)."""
+    rng = np.random.default_rng(seed)
+    size = settings["image_size"]
+    splits = {}
+    for split, n in zip(("train", "validation", "test"), classes):
+        labels = np.repeat(np.arange(n), per_class)
+        images = rng.integers(0, 256, (len(labels), size, size, 3), dtype=np.uint8)
+        splits[split] = ClassImages(images, labels, [f"{split}{i}" for i in range(n)])
+    return Distribution(name, "random", splits, Path("-"), True)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_run(params: dict, method: str, dists, device, folder: Path, iterations: int, repeats: int) -> dict:
+    """Median ms per meta-iteration of ``Run.step`` after warm-up (and capture), and peak GPU memory."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    run = Run(params, method, 21, dists, folder, device)
+    run.calibrate()
+    for _ in range(6):  # 3 eager warm-up iterations, the capture, 2 replays
+        run.step()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            run.step()
+        sync(device)
+        times.append((time.perf_counter() - start) / iterations)
+    out = {"ms": 1000 * statistics.median(times), "ms_spread": 1000 * (max(times) - min(times))}
+    if device.type == "cuda":
+        out["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        out["graph"] = [None if not hasattr(s, "graph") else ("captured" if s.graph is not None else s.failed)
+                        for s in run._steps]
+    start = time.perf_counter()
+    outcome = run.evaluate("test", 0)
+    sync(device)
+    out["eval_seconds_600_tasks"] = (time.perf_counter() - start) * 600 / outcome["tasks"]
+    return out
+
+
+def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
+    """The 25 costliest kernels of eager MAML meta-iterations (where the time goes), as a text table."""
+    from torch.profiler import ProfilerActivity, profile
+    run = Run({**params, "cuda_graph": False}, "maml", 21, dists, folder, device)
+    for _ in range(3):
+        run.step()
+    sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3):
+            run.step()
+        sync(device)
+    path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25) + "\n")
+
+
+def time_l2l(settings: dict, device, repeats: int) -> float:
+    """Median ms per meta-iteration of learn2learn's MAML on the same settings."""
+    torch.manual_seed(0)
+    s = settings
+    model = l2l.vision.models.CNN4(s["ways"], hidden_size=s["hidden_size"],
+                                   embedding_size=embedding_size(s["image_size"], s["hidden_size"])).to(device)
+    maml = l2l.algorithms.MAML(model, lr=s["fast_lr"], first_order=s["first_order"])
+    args = argparse.Namespace(meta_batch=s["meta_batch_size"], ways=s["ways"], shots=s["shots"],
+                              queries=s["queries"], image_size=s["image_size"])
+    step = l2l_maml_step(maml, make_tasks(args, device), s["adaptation_steps"])
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def run_tests(log: Path, timeout: int) -> dict:
+    """``pytest -m gpu`` in a subprocess; its counts and wall-clock time (the log is kept)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    with open(log, "w") as f:
+        # pytest-xdist where installed, one module per worker (the CUDA smoke pipeline runs once)
+        parallel = ["-n", "4", "--dist", "loadscope"] if importlib.util.find_spec("xdist") else []
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rfEs",
+                               *parallel], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+    text = log.read_text()
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", text.splitlines()[-1])}
+    return {"exit_status": proc.returncode, **counts, "seconds": round(time.perf_counter() - start, 1),
+            "failures": [line for line in text.splitlines() if line.startswith(("FAILED", "ERROR"))]}
+
+
+def gpu_hours(ms: dict, eval_s: dict, params: dict) -> dict:
+    """GPU-hours of Table 2 (36 runs) and of the 93 ablation runs: meta-iterations plus validation
+    (every ``validation_every``, ``validation_tasks`` per distribution) and the meta-test (two datasets)."""
+    def run_hours(method):
+        validations = ITERATIONS // params["validation_every"]
+        evaluation = eval_s[method] / 600 * 2 * (validations * params["validation_tasks"] + params["test_tasks"])
+        return (ms[method] / 1000 * ITERATIONS + evaluation) / 3600
+    table2 = sum(run_hours(m) for m in METHODS) * TABLE2_RUNS_PER_METHOD
+    ablations = ABLATION_RUNS * (run_hours("bmp") + run_hours("mmsup")) / 2
+    return {"table2": round(table2, 1), "ablations_upper_bound": round(ablations, 1),
+            "per_run": {m: round(run_hours(m), 2) for m in METHODS}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--settings", choices=sorted(SETTINGS), default="paper")
+    parser.add_argument("--iterations", type=int, default=20, help="meta-iterations per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--test-timeout", type=int, default=420)
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("error: torch sees no CUDA GPU; the check needs one (or --device cpu for a dry run)", file=sys.stderr)
+        return 2
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    report = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
+              "settings": {**SETTINGS[args.settings], "name": args.settings}}
+    settings = SETTINGS[args.settings]
+    params = validate({**settings, "distributions": [{"name": "a", "source": "synthetic_glyphs"},
+                                                     {"name": "b", "source": "synthetic_shapes"}],
+                       "device": args.device, "validation_every": 500, "validation_tasks": 100, "test_tasks": 600})
+    dists = [random_distribution("a", settings, seed=0), random_distribution("b", settings, seed=1)]
+    timings = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (method, overrides) in [(m, (m, {})) for m in METHODS] + list(VARIANTS.items()):
+            timings[name] = time_run({**params, **overrides}, method, dists, device, Path(tmp) / name,
+                                     args.iterations, args.repeats)
+            print(f"{name:>22}: {timings[name]['ms']:8.2f} ms/iteration (spread {timings[name]['ms_spread']:.2f})"
+                  + (f", peak {timings[name]['peak_mib']:.0f} MiB" if "peak_mib" in timings[name] else "")
+                  + f", meta-test of 600 tasks {timings[name]['eval_seconds_600_tasks']:.1f} s", flush=True)
+        if device.type == "cuda":
+            profile_step(params, dists, device, Path(tmp) / "profile", args.results_dir / f"{slug(gpu)}-profile.txt")
+    l2l_ms = time_l2l(settings, device, max(args.repeats, 5))
+    print(f"{'learn2learn_maml':>22}: {l2l_ms:8.2f} ms/iteration", flush=True)
+    ms = {m: timings[m]["ms"] for m in timings}
+    report["ms_per_iteration"] = {"learn2learn_maml": l2l_ms, **{m: ms[m] for m in METHODS}}
+    report["variants_ms_per_iteration"] = {v: ms[v] for v in VARIANTS}
+    report["peak_memory_mib"] = {m: timings[m].get("peak_mib") for m in timings}
+    report["eval_seconds_per_600_tasks"] = {m: timings[m]["eval_seconds_600_tasks"] for m in timings}
+    report["capture"] = {m: timings[m].get("graph") for m in timings}
+    report["speedup_over_learn2learn"] = {m: l2l_ms / ms[m] for m in METHODS}
+    report["ratio_to_kit_maml"] = {m: ms[m] / ms["maml"] for m in ("bmp", "mmsup")}
+    report["gpu_hours"] = gpu_hours(ms, report["eval_seconds_per_600_tasks"], params)
+    path = args.results_dir / f"{slug(gpu)}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"learn2learn / kit MAML: {report['speedup_over_learn2learn']['maml']:.2f}x; "
+          f"BMP / MAML {report['ratio_to_kit_maml']['bmp']:.2f}, MMSUP / MAML {report['ratio_to_kit_maml']['mmsup']:.2f}; "
+          f"Table 2 ~{report['gpu_hours']['table2']} GPU-hours; written to {path}")
+    if args.skip_tests:
+        return 0
+    report["tests"] = run_tests(args.results_dir / f"{slug(gpu)}-tests.log", args.test_timeout)
+    print("gpu tests:", {k: v for k, v in report["tests"].items() if k != "failures"}, flush=True)
+    for line in report["tests"]["failures"]:
+        print("  ", line)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if report["tests"]["exit_status"] == 0 else 1
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
