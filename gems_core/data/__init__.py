@@ -10,13 +10,24 @@ __all__ = ["ClassImages", "Distribution", "FixedTasks", "SPLITS", "SplitImages",
 
 
 def check_against_data(params: dict, distributions: list[Distribution]) -> None:
-    """Raise ParameterError if a split cannot supply ``ways`` classes with shots + queries images each."""
+    """Raise ParameterError if a split drops more than ``max_dropped_classes`` of the classes it names
+    (absent from the data, or with fewer than shots + queries images), or cannot supply ``ways`` classes."""
     from ..params import ParameterError
 
     need = params["shots"] + params["queries"]
     for dist in distributions:
         for split in SPLITS:
-            usable = int((dist.splits[split].counts() >= need).sum())
+            named = len(dist.splits[split].class_names) + len(dist.missing.get(split, []))
+            missing, too_few = dist.missing.get(split, []), dist.too_few(split, need)
+            dropped = len(missing) + len(too_few)
+            if named and dropped / named > params["max_dropped_classes"]:
+                raise ParameterError(
+                    f"{dist.name}/{split} drops {dropped} of its {named} classes ({len(missing)} absent from the data"
+                    f"{': ' + ', '.join(missing[:5]) + ('...' if len(missing) > 5 else '') if missing else ''}; "
+                    f"{len(too_few)} with fewer than shots + queries = {need} images), more than "
+                    f"max_dropped_classes = {params['max_dropped_classes']}; check the data under data_root, "
+                    "or use fewer shots/queries, or raise max_dropped_classes")
+            usable = named - dropped
             if usable < params["ways"]:
                 raise ParameterError(
                     f"parameter 'ways' = {params['ways']} is larger than the {usable} classes of "

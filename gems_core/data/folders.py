@@ -31,7 +31,7 @@ def load_folder(path: str | Path, size: int) -> ClassImages:
     files = sorted(p for p in root.glob("*/*") if p.is_file() and _is_image(p.name))
     if not files:
         raise DataFileError(f"'{root}' has no images in class sub-folders; expected {root}/<class>/<image>.jpg|png")
-    items = [((lambda p=p: Image.open(p)), p.parent.name) for p in files]
+    items = [((lambda p=p: Image.open(p)), p.parent.name, p.name) for p in files]
     return from_items(items, size, total=len(items), desc=root.name)
 
 
@@ -52,10 +52,10 @@ def load_omniglot(path: str | Path, size: int) -> ClassImages:
         blobs = {}
         for archive in archives:
             blobs = {**_zip_blobs(archive), **blobs}
-        items = [((lambda b=b: Image.open(_io.BytesIO(b))), name.rsplit("/", 1)[0]) for name, b in sorted(blobs.items())]
+        items = [((lambda b=b: Image.open(_io.BytesIO(b))), name.rsplit("/", 1)[0], name) for name, b in blobs.items()]
     else:
         files = sorted(p for p in root.glob("**/*") if p.is_file() and _is_image(p.name))
-        items = [((lambda p=p: Image.open(p)), f"{p.parent.parent.name}/{p.parent.name}") for p in files]
+        items = [((lambda p=p: Image.open(p)), f"{p.parent.parent.name}/{p.parent.name}", p.name) for p in files]
     if not items:
         raise DataFileError(f"'{root}' holds no Omniglot images; expected <alphabet>/<character>/<image>.png, "
                             "a zip of that layout, or a folder of such zips")

@@ -47,20 +47,20 @@ def decode(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def from_items(items: Iterable[tuple[Callable[[], Image.Image], str]], size: int, total: int | None = None,
+def from_items(items: Iterable[tuple[Callable[[], Image.Image], str, str]], size: int, total: int | None = None,
                desc: str = "decoding") -> ClassImages:
-    """Decode (open_image, class_name) pairs into a ClassImages with classes sorted by name."""
+    """Decode (open_image, class_name, key) triples into a ClassImages, ordered by class name, then key
+    (a path): the order, and so the fixed test tasks, does not depend on how a file system lists files."""
+    items = sorted(items, key=lambda item: (item[1], item[2]))
     arrays, names = [], []
-    for open_image, name in tqdm(items, total=total, desc=desc, leave=False):
+    for open_image, name, _ in tqdm(items, total=total, desc=desc, leave=False):
         arrays.append(decode(open_image(), size))
         names.append(name)
     if not arrays:
         raise ValueError("no images found")
     class_names = sorted(set(names))
     index = {c: i for i, c in enumerate(class_names)}
-    labels = np.array([index[n] for n in names], dtype=np.int64)
-    order = np.argsort(labels, kind="stable")
-    return ClassImages(np.stack(arrays)[order], labels[order], class_names)
+    return ClassImages(np.stack(arrays), np.array([index[n] for n in names], dtype=np.int64), class_names)
 
 
 def cached(path: Path, build: Callable[[], ClassImages]) -> tuple[ClassImages, bool]:

@@ -89,5 +89,6 @@ def load_paper_dataset(source: str, data_root: Path, size: int, download: bool =
     entries = getattr(dataset, "data", None) or dataset.data_map  # (path, label) pairs
     if not entries:
         raise DatasetUnavailable(f"{PAPER_DATASETS[source].title} under '{data_root}' has no images")
-    items = [((lambda i=i: dataset[i][0]), names[label]) for i, (_, label) in enumerate(entries)]
+    # learn2learn lists images in the file system's order: the kit orders them by (class, path) instead
+    items = [((lambda i=i: dataset[i][0]), names[label], str(path)) for i, (path, label) in enumerate(entries)]
     return from_items(items, size, total=len(items), desc=source)

@@ -7,7 +7,7 @@ local files), so changing any of them builds a new cache instead of reading a st
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import folders, paper, synthetic
@@ -27,16 +27,28 @@ class Distribution:
     splits: dict[str, ClassImages]
     cache_path: Path
     cache_hit: bool
+    missing: dict[str, list[str]] = field(default_factory=dict)  # per split: named by its split file, absent
 
     @property
     def synthetic(self) -> bool:
         return self.source.startswith("synthetic_")
 
-    def summary(self) -> dict:
+    def too_few(self, split: str, need: int) -> list[str]:
+        """Classes of ``split`` with fewer than ``need`` images: no task can use them."""
+        data = self.splits[split]
+        return [c for c, n in zip(data.class_names, data.counts()) if n < need]
+
+    def summary(self, need: int) -> dict:
+        """Per split: classes and images present, classes dropped (absent, or fewer than ``need`` images),
+        and the classes tasks are drawn from."""
         row = {"distribution": self.name, "source": self.source}
         for split in SPLITS:
+            missing, too_few = len(self.missing.get(split, [])), len(self.too_few(split, need))
             row[f"{split}_classes"] = len(self.splits[split].class_names)
             row[f"{split}_images"] = len(self.splits[split].images)
+            row[f"{split}_missing_classes"] = missing
+            row[f"{split}_too_few_images"] = too_few
+            row[f"{split}_usable_classes"] = row[f"{split}_classes"] - too_few
         row["cache"] = "hit" if self.cache_hit else "built"
         return row
 
@@ -51,7 +63,14 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+CACHE_FORMAT = 2  # bumped when what a cache holds changes (2: images ordered by class name, then path)
+
+
 def _cache_key(dist: dict, params: dict) -> str:
+    return f"v{CACHE_FORMAT}-{_source_key(dist, params)}"
+
+
+def _source_key(dist: dict, params: dict) -> str:
     source, size = dist["source"], params["image_size"]
     if source.startswith("synthetic_"):
         return f"{source}-{params['synthetic_classes']}x{params['synthetic_images_per_class']}-{size}px"
@@ -77,7 +96,8 @@ def load_distribution(dist: dict, params: dict) -> Distribution:
         split = paper.split_file(dist["source"])
     else:
         split = seeded_split(data.class_names, params["split_fractions"], params["split_seed"])
-    return Distribution(dist["name"], dist["source"], apply_split(data, split), cache_path, hit)
+    parts, missing = apply_split(data, split)
+    return Distribution(dist["name"], dist["source"], parts, cache_path, hit, missing)
 
 
 def load_distributions(params: dict) -> list[Distribution]:

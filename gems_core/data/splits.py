@@ -17,14 +17,16 @@ def seeded_split(class_names: list[str], fractions: list[float], seed: int) -> d
     return {k: sorted(class_names[i] for i in v) for k, v in cuts.items()}
 
 
-def apply_split(data: ClassImages, split: dict[str, list[str]]) -> dict[str, ClassImages]:
-    """One ClassImages per split; classes named in the split but absent from ``data`` are skipped."""
+def apply_split(data: ClassImages, split: dict[str, list[str]]) -> tuple[dict[str, ClassImages], dict[str, list[str]]]:
+    """One ClassImages per split, and per split the classes it names that ``data`` does not have
+    (skipped here; reported by ``Distribution.summary`` and checked by ``check_against_data``)."""
     index = {c: i for i, c in enumerate(data.class_names)}
-    parts = {}
+    parts, missing = {}, {}
     for name in SPLITS:
         present = [c for c in split[name] if c in index]
+        missing[name] = [c for c in split[name] if c not in index]
         keep = np.isin(data.labels, [index[c] for c in present])
         relabel = np.full(len(data.class_names), -1)
         relabel[[index[c] for c in present]] = np.arange(len(present))
         parts[name] = ClassImages(data.images[keep], relabel[data.labels[keep]], present)
-    return parts
+    return parts, missing

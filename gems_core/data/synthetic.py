@@ -148,5 +148,6 @@ def generate(source: str, classes: int, images_per_class: int, size: int) -> Cla
     if classes > MAX_CLASSES[source]:
         raise ValueError(f"{source} has at most {MAX_CLASSES[source]} classes, asked for {classes}")
     draw, name = DRAW[source]
-    items = [((lambda c=c, j=j: draw(c, j)), f"{c:03d} {name(c)}") for c in range(classes) for j in range(images_per_class)]
+    items = [((lambda c=c, j=j: draw(c, j)), f"{c:03d} {name(c)}", f"{j:05d}")
+             for c in range(classes) for j in range(images_per_class)]
     return from_items(items, size, total=len(items), desc=source)
