@@ -35,8 +35,17 @@ def run_grid(params: dict, distributions: list[Distribution]) -> pd.DataFrame:
     for (setting, value, method, run_params), seed in tqdm(jobs, desc="ablation runs", unit="run"):
         result = run_method(run_params, method, seed, distributions)
         rows += [{"setting": setting, "value": value, "method": method, "seed": seed, "test_dataset": name,
-                  "accuracy": t["accuracy"], "ci95": t["ci95"], "train_seconds": result["train_seconds"]}
+                  "accuracy": t["accuracy"], "ci95": t["ci95"], "train_seconds": result["train_seconds"],
+                  "run_id": result["run_id"]}
                  for name, t in result["test"].items()]
     table = pd.DataFrame(rows)
     io.write_text(Path(params["output_root"]) / params["profile"] / "ablations.csv", table.to_csv(index=False))
     return table
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, method, value, test dataset): mean accuracy over seeds, its spread over seeds, the
+    mean 95% CI over test tasks and the number of seeds; ``plots.ablation_curves`` reads these columns."""
+    return table.groupby(["setting", "method", "value", "test_dataset"]).agg(
+        accuracy=("accuracy", "mean"), std_over_seeds=("accuracy", "std"), ci95=("ci95", "mean"),
+        seeds=("seed", "nunique")).reset_index()

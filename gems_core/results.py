@@ -1,5 +1,6 @@
 """Results of a profile: its main runs (each method and seed at the profile's own parameters; ablation
-runs are gathered separately) read back from their folders into ``outputs/<profile>/results.csv``."""
+runs are gathered separately) read back from their shared run folders into ``outputs/<profile>/results.csv``,
+whose ``run_id`` column names the folder (``outputs/runs/<run_id>``) of every row."""
 from __future__ import annotations
 
 import json
@@ -8,36 +9,41 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .training import run_id
+from .training import run_folder
 
 COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "accuracy", "ci95", "train_seconds", "iterations"]
 
 
-def read_runs(profile_dir: Path, params: dict) -> list[dict]:
+def read_runs(params: dict) -> list[dict]:
     """results.json of every complete main run of the profile, with its run id."""
     runs = []
     for method in params["methods"]:
         for seed in params["seeds"]:
-            path = Path(profile_dir) / "runs" / run_id(params, method, seed) / "results.json"
+            path = run_folder(params, method, seed) / "results.json"
             if path.exists():
                 runs.append({**json.loads(path.read_text()), "run_id": path.parent.name})
     return runs
 
 
+def result_rows(result: dict, method: str | None = None) -> list[dict]:
+    """One results-table row per test dataset of a run's results.json (``method`` relabels the run)."""
+    return [{"method": method or result["method"], "train_datasets": "+".join(result["train_datasets"]),
+             "test_dataset": name, "seed": result["seed"], "accuracy": t["accuracy"], "ci95": t["ci95"],
+             "train_seconds": result["train_seconds"], "iterations": result["iterations"],
+             "run_id": result.get("run_id")} for name, t in result["test"].items()]
+
+
 def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
     """One row per (complete main run, test dataset), written to ``profile_dir/results.csv`` and returned."""
-    rows = [{"method": r["method"], "train_datasets": "+".join(r["train_datasets"]), "test_dataset": name,
-             "seed": r["seed"], "accuracy": t["accuracy"], "ci95": t["ci95"],
-             "train_seconds": r["train_seconds"], "iterations": r["iterations"], "run_id": r["run_id"]}
-            for r in read_runs(profile_dir, params) for name, t in r["test"].items()]
+    rows = [row for r in read_runs(params) for row in result_rows(r)]
     table = pd.DataFrame(rows, columns=COLUMNS + ["run_id"])
     io.write_text(Path(profile_dir) / "results.csv", table.to_csv(index=False))
     return table
 
 
-def metrics(profile_dir: Path, run_id: str) -> pd.DataFrame:
+def metrics(params: dict, method: str, seed: int) -> pd.DataFrame:
     """The learning curve (metrics.csv) of one run."""
-    return pd.read_csv(Path(profile_dir) / "runs" / run_id / "metrics.csv")
+    return pd.read_csv(run_folder(params, method, seed) / "metrics.csv")
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,10 +1,13 @@
 """Meta-training runs: one method, one seed, one folder; resumable after a kill at any point.
 
-A run folder ``outputs/<profile>/runs/<run_id>/`` holds ``params.json`` (the resolved parameters),
+A run folder ``outputs/runs/<run_id>/`` holds ``params.json`` (the resolved parameters),
 ``metrics.csv`` (learning curve), ``checkpoint.pt`` (everything needed to continue bit for bit:
 weights, optimiser, samplers' and torch's random states, the curve so far) and, once the run is
 complete, ``results.json``. Every file is written atomically. Meta-test runs on fixed task sets, so
-every method and seed of a profile is tested on the same tasks.
+every method and seed of a profile is tested on the same tasks. Run folders are shared by every
+profile under the same ``output_root``: a run's id hashes only what determines its weights and test
+results, so a profile that needs a run another profile trained (the ablations' default-setting runs
+and Table 2's, say) reads it back instead of training it again.
 
 Command line (one run, e.g. from a cluster job): ``python -m gems_core.training PARAMS.yaml --method maml --seed 21``.
 """
@@ -27,13 +30,16 @@ from .data import (SPLITS, Distribution, FixedTasks, SplitImages, TaskBatch, Tas
                    load_distributions)
 from .evaluation import eval_batch_size, evaluate
 from .graphs import GraphedStep
-from .learners import LEARNERS, MAML
+from .learners import LEARNERS, MAML, member_groups
 from .params import METHODS, ParameterError, load_params
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
-# Parameters that do not change a run's outcome, left out of its folder's hash.
+# Parameters that change neither a run's weights nor its test results, left out of its folder's hash
+# (validation only reads the weights; device, graph capture and deterministic kernels change rounding only).
 BOOKKEEPING = ("profile", "output_root", "data_root", "device", "cuda_graph", "deterministic", "eval_batch_size",
-               "seeds", "methods", "ablation_methods",
+               "validation_every", "validation_tasks", "checkpoint_every", "max_dropped_classes", "seeds", "methods",
+               "bmp_compare_embeddings",
+               "ablation_methods",
                "ablation_adaptation_steps", "ablation_fast_lr", "ablation_sparsity", "ablation_iterations",
                "convergence_iterations")
 
@@ -91,7 +97,7 @@ class Member:
 
     def read_sums(self) -> dict[str, torch.Tensor]:
         """The running sums, copied to the host, and reset to zero on the device."""
-        out = {k: v.detach().cpu() for k, v in self.sums.items()}
+        out = {k: v.detach().to("cpu", copy=True) for k, v in self.sums.items()}  # a copy even on the CPU
         for v in self.sums.values():
             v.zero_()
         return out
@@ -126,10 +132,8 @@ class Run:
 
     def _members(self) -> list[Member]:
         p, train = self.params, self.splits["train"]
-        groups = [[i] for i in range(len(self.distributions))] if self.method == "multi_maml" \
-            else [list(range(len(self.distributions)))]
         members = []
-        for m, group in enumerate(groups):
+        for m, group in enumerate(member_groups(self.method, len(self.distributions))):
             torch.manual_seed(self.seed)
             learner = LEARNERS[self.method].from_params(p, seed=self.seed).to(self.device)
             weights = [train.classes(i) for i in group] if p["task_sampling"] == "proportional" else None
@@ -280,7 +284,7 @@ class Run:
         io.write_json(self.folder / "params.json", {**self.params, "method": self.method, "seed": self.seed})
         self.load_checkpoint()
         self.train(progress)
-        results = {"complete": True, "method": self.method, "seed": self.seed,
+        results = {"complete": True, "method": self.method, "seed": self.seed, "run_id": self.folder.name,
                    "train_datasets": [d.name for d in self.distributions], "iterations": self.state.iteration,
                    "train_seconds": self.state.train_seconds, "device": device_name(self.device), **self.test()}
         io.write_json(self.folder / "results.json", results)
@@ -293,7 +297,8 @@ def device_name(device: torch.device) -> str:
 
 
 def run_folder(params: dict, method: str, seed: int) -> Path:
-    return Path(params["output_root"]) / params["profile"] / "runs" / run_id(params, method, seed)
+    """``<output_root>/runs/<run_id>``: shared by every profile under that output root."""
+    return Path(params["output_root"]) / "runs" / run_id(params, method, seed)
 
 
 def open_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:

@@ -1,6 +1,7 @@
 """Run folders, Multi-MAML, resuming after a real kill, and the results table."""
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     params = tiny_params()
     results = run_method(params, "maml", 21, progress=False)
     folder = run_folder(params, "maml", 21)
+    assert folder.parent == Path(params["output_root"]) / "runs"  # shared by every profile
     assert {p.name for p in folder.iterdir()} == {"params.json", "metrics.csv", "checkpoint.pt", "results.json"}
     assert json.loads((folder / "params.json").read_text())["method"] == "maml"
     curve = pd.read_csv(folder / "metrics.csv")
@@ -30,9 +32,9 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     assert results["complete"] and results["iterations"] == 6 and set(results["test"]) == {"glyphs", "shapes"}
     assert results["test"]["glyphs"]["tasks"] == 6 and 0 <= results["test"]["glyphs"]["accuracy"] <= 1
     run_method(tiny_params(fast_lr=0.2), "maml", 21, progress=False)  # an ablation-like run: not gathered
-    table = gather(folder.parents[1], params)
+    table = gather(folder.parents[1] / params["profile"], params)
     assert list(table.columns[:len(COLUMNS)]) == COLUMNS and len(table) == 2
-    assert (folder.parents[1] / "results.csv").exists()
+    assert (folder.parents[1] / params["profile"] / "results.csv").exists()
 
 
 def test_complete_run_is_read_back_not_retrained(tiny_params):
@@ -93,7 +95,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
     assert _train_cli(whole_file, method).wait(timeout=600) == 0
 
     proc = _train_cli(killed_file, method)
-    runs = tmp_path / "killed" / "smoke" / "runs"
+    runs = tmp_path / "killed" / "runs"
     deadline = time.time() + 300
     while not list(runs.glob("*/checkpoint.pt")) and time.time() < deadline:
         time.sleep(0.02)
@@ -106,7 +108,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
     assert 0 < interrupted_at < 40
     assert _train_cli(killed_file, method).wait(timeout=600) == 0
 
-    whole = next((tmp_path / "whole" / "smoke" / "runs").iterdir())
+    whole = next((tmp_path / "whole" / "runs").iterdir())
     a, b = (torch.load(f / "checkpoint.pt", weights_only=False)["members"] for f in (folder, whole))
     assert len(a) == len(b) == (2 if method == "multi_maml" else 1)
     for ma, mb in zip(a, b):
@@ -138,7 +140,7 @@ def test_proportional_task_sampling_weights_distributions_by_train_classes(tiny_
     assert run.members[0].sampler.weights.tolist() == [0.5, 0.5]  # 0.6 of 30 classes each: 18 and 18
     shapes = dists[1].splits["train"]
     kept = {"train": shapes.class_names[:12], "validation": [], "test": []}
-    dists[1].splits["train"] = apply_split(shapes, kept)["train"]  # 12 of shapes' 18 train classes
+    dists[1].splits["train"] = apply_split(shapes, kept)[0]["train"]  # 12 of shapes' 18 train classes
     run = Run(params, "maml", 21, dists, tmp_path / "s", resolve_device("cpu"))
     assert run.members[0].sampler.weights.tolist() == pytest.approx([18 / 30, 12 / 30])
     uniform = Run(tiny_params(), "maml", 21, dists, tmp_path / "u", resolve_device("cpu"))
@@ -151,3 +153,70 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
     from gems_core.params import ParameterError
     with pytest.raises(ParameterError, match="'device' is 'cuda' but torch sees no CUDA device"):
         resolve_device("cuda")
+
+
+def test_a_second_profile_reuses_a_run_and_bookkeeping_does_not_rekey_it(tiny_params):
+    first = tiny_params(profile="table2")
+    result = run_method(first, "bmp", 21, progress=False)
+    stamp = (run_folder(first, "bmp", 21) / "results.json").stat().st_mtime_ns
+    second = tiny_params(profile="ablations", validation_every=2, checkpoint_every=1, validation_tasks=2,
+                         methods=["bmp"], ablation_fast_lr=[0.5], max_dropped_classes=0.5)
+    assert run_folder(second, "bmp", 21) == run_folder(first, "bmp", 21)
+    assert run_method(second, "bmp", 21, progress=False) == result
+    assert (run_folder(first, "bmp", 21) / "results.json").stat().st_mtime_ns == stamp  # read back, not retrained
+    assert run_folder(tiny_params(test_tasks=5), "bmp", 21) != run_folder(first, "bmp", 21)  # changes its results
+    assert run_folder(tiny_params(tf32=True), "bmp", 21) != run_folder(first, "bmp", 21)      # changes its weights
+
+
+def test_train_seconds_count_meta_iterations_not_validation(tiny_params, tmp_path, monkeypatch):
+    params = tiny_params(iterations=4, validation_every=2, checkpoint_every=2)
+    run = Run(params, "maml", 21, load_distributions(params), tmp_path / "r", resolve_device("cpu"))
+    real_evaluate = Run.evaluate
+
+    def slow_evaluate(self, split, distribution):
+        time.sleep(0.5)
+        return real_evaluate(self, split, distribution)
+    monkeypatch.setattr(Run, "evaluate", slow_evaluate)
+    start = time.perf_counter()
+    run.train(progress=False)
+    wall = time.perf_counter() - start
+    assert wall > 2.0  # two validations of two distributions at 0.5 s each
+    assert 0 < run.state.train_seconds < wall - 1.9
+    assert run.state.rows[-1]["train_seconds"] == run.state.train_seconds
+
+
+def test_every_method_and_seed_sees_the_same_test_tasks_from_test_classes_only(tiny_params, tmp_path):
+    params = tiny_params()
+    dists = load_distributions(params)
+    runs = [Run(params, m, s, dists, tmp_path / f"{m}{s}", resolve_device("cpu"))
+            for m, s in (("maml", 21), ("bmp", 42), ("multi_maml", 56))]
+    for i, dist in enumerate(dists):
+        tasks = [r.fixed_tasks("test")[i] for r in runs]
+        assert all(torch.equal(t.idx, tasks[0].idx) for t in tasks)
+        split = runs[0].splits["test"]
+        # image index -> class: every image of every task lies in one of this distribution's test classes
+        owner = torch.bucketize(tasks[0].idx.flatten(), split.class_start, right=True) - 1
+        assert (split.class_owner[owner] == i).all()
+        assert (tasks[0].idx.flatten() < (split.class_start + split.class_count)[owner]).all()
+        names = {split.class_names[i][k] for k in (owner - int((split.class_owner < i).sum())).tolist()}
+        assert names <= set(dist.splits["test"].class_names) and not names & set(dist.splits["train"].class_names)
+
+
+def test_bmp_logs_how_often_each_distributions_tasks_adapted_each_layer(tiny_params, tmp_path):
+    params = tiny_params(iterations=3, validation_every=3)
+    run = Run(params, "bmp", 21, load_distributions(params), tmp_path / "b", resolve_device("cpu"))
+    with torch.no_grad():  # force the mask: conv2 and the head never adapt, the others always
+        run.members[0].learner.regularizer[-1].weight.zero_()
+        run.members[0].learner.regularizer[-1].bias.copy_(torch.tensor([9.0, -9.0, 9.0, 9.0, -9.0]))
+    run.train(progress=False)
+    row = run.state.rows[-1]
+    for dist in ("glyphs", "shapes"):
+        assert [row[f"adapt_{layer}_{dist}"] for layer in ("conv1", "conv2", "conv3", "conv4", "head")] == [1, 0, 1, 1, 0]
+
+
+def test_training_log_reads_the_interval_sums_before_resetting_them(tiny_params, tmp_path):
+    params = tiny_params(iterations=2, validation_every=2)
+    run = Run(params, "maml", 21, load_distributions(params), tmp_path / "m", resolve_device("cpu"))
+    run.train(progress=False)
+    assert run.state.rows[-1]["train_loss"] > 0.5  # cross-entropy of 3 ways starts near log 3 = 1.1
+    assert all(float(v) == 0 for v in run.members[0].sums.values())  # and the next interval starts at 0
