@@ -70,6 +70,23 @@ def layer_adaptation_heatmap(records: dict, title: str = "BMP: how often each la
     return fig
 
 
+def adaptation_over_training(curve: pd.DataFrame, distributions: list[str], title: str = "BMP during training"):
+    """Per training distribution: how often its training tasks adapted each layer, against meta-iteration
+    (the ``adapt_<layer>_<distribution>`` columns of metrics.csv)."""
+    fig, axes = plt.subplots(1, len(distributions), figsize=(4.5 * len(distributions), 3), squeeze=False)
+    for ax, name in zip(axes[0], distributions):
+        for layer in LAYER_LABELS:
+            column = f"adapt_{layer}_{name}"
+            if column in curve:
+                ax.plot(curve["iteration"], curve[column], marker=".", label=layer)
+        ax.set(title=f"{title}: {name} tasks", xlabel="meta-iteration", ylabel="share of inner steps adapted",
+               ylim=(-0.05, 1.05))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def sparsity_trajectories(curves: dict[str, pd.DataFrame]):
     """MMSUP's learned sparsity per conv layer against meta-iteration, one panel per run."""
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.2), squeeze=False)
@@ -92,8 +109,8 @@ def overlap_heatmaps(overlap: dict[str, dict[str, float]]):
         for pair, value in pairs.items():
             a, b = pair.split("|")
             matrix.loc[a, b] = matrix.loc[b, a] = value
-        sns.heatmap(matrix, annot=True, fmt=".3f", cmap="magma", cbar=False, ax=ax)
-        ax.set_title(f"{layer} subnetwork overlap")
+        sns.heatmap(matrix, annot=True, fmt=".3f", cmap="magma", vmin=0, vmax=1, cbar=False, ax=ax)
+        ax.set_title(f"{layer} subnetwork overlap (0 to 1)")
     fig.tight_layout()
     return fig
 

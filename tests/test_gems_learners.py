@@ -1,9 +1,10 @@
 """BMP and MMSUP: masked inner loops, reduction to MAML, gradients reaching what they should."""
+import pytest
 import torch
 
 from gems_core.data.tasks import TaskBatch
 from gems_core.learners import BMP, MAML, MMSUP
-from gems_core.masks import kept_count
+from gems_core.masks import MAX_SPARSITY, kept_count, kept_counts
 from gems_core.models import init_conv4
 
 WAYS, SIZE, HIDDEN, TASKS = 3, 16, 6, 2
@@ -82,16 +83,49 @@ def test_mmsup_forward_zeroes_the_right_fraction_of_each_conv_layer():
             assert torch.allclose(zero_fraction, torch.tensor(1 - kept_count(n, sparsity) / n, dtype=torch.float64))
 
 
-def test_mmsup_learned_sparsity_changes_and_fixed_does_not():
-    for learn in (True, False):
-        mmsup = _mmsup(learn=learn)
-        opt = torch.optim.Adam(mmsup.parameters(), lr=0.05)
-        for seed in range(3):
-            opt.zero_grad()
-            mmsup.meta_loss(_batch(seed=seed))[0].backward()
-            opt.step()
-        moved = (mmsup.sparsity.detach() - 0.5).abs()
-        assert (moved > 0.01).all() if learn else (moved == 0).all()
+def test_mmsup_fixed_sparsity_never_moves():
+    mmsup = _mmsup(learn=False)
+    opt = torch.optim.Adam(mmsup.parameters(), lr=0.05)
+    for seed in range(3):
+        opt.zero_grad()
+        mmsup.meta_loss(_batch(seed=seed))[0].backward()
+        opt.step()
+        mmsup.after_update()
+    assert (mmsup.sparsity.detach() == 0.5).all()
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_mmsup_sparsity_gradient_has_the_direction_of_the_loss(sign):
+    """A loss that rewards keeping weights (-sum of the masked weights) must push sparsity down: its
+    gradient w.r.t. sparsity is positive; the opposite loss gives the opposite sign."""
+    mmsup = _mmsup()
+    weight = mmsup.backbone["conv2__weight"].detach().abs().unsqueeze(0) + 0.01  # positive: keeping adds
+    mmsup._kept = kept_counts(mmsup.layer_sizes, mmsup.sparsity.detach())
+    loss = -sign * mmsup.supermask("conv2.weight", weight).sum()
+    loss.backward()
+    grad = mmsup.sparsity.grad
+    assert torch.sign(grad[1]) == sign and (grad[[0, 2, 3]] == 0).all()
+
+
+def test_mmsup_sparsity_stays_in_range_and_comes_back_from_a_bound():
+    mmsup = _mmsup(sparsity=0.9)
+    opt = torch.optim.SGD([mmsup.sparsity], lr=0.5)
+    for _ in range(3):  # a gradient pushing sparsity up, hard: it stops at the bound
+        opt.zero_grad()
+        mmsup.sparsity.grad = torch.full((4,), -1.0, dtype=torch.float64)
+        opt.step()
+        mmsup.after_update()
+        assert (mmsup.sparsity.detach() == MAX_SPARSITY).all()
+    opt.zero_grad()
+    mmsup.sparsity.grad = torch.full((4,), 0.1, dtype=torch.float64)  # then pointing inwards: it leaves at once
+    opt.step()
+    mmsup.after_update()
+    assert torch.allclose(mmsup.sparsity.detach(), torch.full((4,), MAX_SPARSITY - 0.05, dtype=torch.float64))
+    assert mmsup.train_record() == {f"sparsity_conv{i}": pytest.approx(MAX_SPARSITY - 0.05) for i in range(1, 5)}
+    mmsup.sparsity.grad = torch.full((4,), 10.0, dtype=torch.float64)
+    opt.step()
+    mmsup.after_update()
+    assert (mmsup.sparsity.detach() == 0).all()
 
 
 def test_mmsup_masks_differ_between_tasks_after_adaptation():
@@ -103,7 +137,10 @@ def test_mmsup_masks_differ_between_tasks_after_adaptation():
     assert 0 < summary["overlap"]["conv2"]["a|a"] < 1 and set(summary["overlap"]) == {"conv1", "conv2", "conv3", "conv4"}
 
 
-SPREAD_THRESHOLD = 0.2  # the paper form measures ~0.003 here and on real images; standardized ~0.4
+# Spread of the MLP's first-step outputs between tasks of two distributions, relative to their size:
+# the paper form measures 0.002-0.021 here (5 initialisations) and 0.003 on Omniglot vs Caltech-101 at
+# 84 px; standardized measures 0.21-0.87 here and 0.37 there (tools/bmp_embedding_study.py).
+SPREAD_THRESHOLD = 0.15
 
 
 def _two_distribution_tasks(tiny_params, n=12):
@@ -126,6 +163,7 @@ def test_bmp_default_embedding_lets_the_mask_see_the_task(tiny_params):
     spreads, differ = {}, []
     for form in ("paper", "standardized"):
         for seed in range(5):
+            torch.manual_seed(seed)  # the MLP's initialisation, as a run seeds it
             bmp = BMP.from_params({**params, "bmp_embedding": form}, seed=seed)
             bmp.calibrate(calibration)
             a, b = bmp.first_step_logits(a_tasks), bmp.first_step_logits(b_tasks)
@@ -149,3 +187,27 @@ def test_bmp_calibration_centres_and_scales_the_first_step_embedding(tiny_params
     gradient_entries, weight_entries = spread[1::2], spread[0::2]
     assert torch.allclose(gradient_entries, torch.ones(5), atol=1e-4)  # tasks differ in their gradients
     assert (weight_entries < 1e-3).all()  # every task starts from the same weights: centred, not magnified
+
+
+def test_jaccard_on_hand_made_masks():
+    from gems_core.learners.mmsup import jaccard
+    a = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.float)
+    # pairs within a: (0,1) 1/3, (0,2) 1, (1,2) 1/3
+    assert jaccard(a, a, same=True) == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
+    b = torch.tensor([[0, 0, 1, 1]], dtype=torch.float)
+    assert jaccard(a, b, same=False) == pytest.approx((0 + 1 / 3 + 0) / 3)
+
+
+def test_record_summaries_on_hand_made_records():
+    bmp, _ = _bmp([1.0] * 5)
+    masks = torch.tensor([[[1, 0, 1, 0, 0], [1, 1, 1, 0, 0]], [[1, 0, 0, 0, 1], [1, 0, 0, 0, 1]]], dtype=torch.float)
+    summary = bmp.summarize_records({"a": [{"layer_masks": masks[:1]}, {"layer_masks": masks[1:]}]})["a"]
+    assert summary["layer_adapt_frequency"] == pytest.approx([1.0, 0.25, 0.5, 0.0, 0.5])
+    assert summary["layer_adapt_frequency_by_step"] == [[1.0, 0.0, 0.5, 0.0, 0.5], [1.0, 0.5, 0.5, 0.0, 0.5]]
+    mmsup = _mmsup()
+    final = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
+    initial = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0]], dtype=torch.bool)
+    record = {f"{kind}_conv{i}": m for i in range(1, 5) for kind, m in (("masks", final), ("initial", initial))}
+    summary = mmsup.summarize_records({"a": [record], "b": [record]})
+    assert summary["overlap"]["conv3"] == pytest.approx({"a|a": 1 / 3, "a|b": (1 + 1 / 3 + 1 / 3 + 1) / 4, "b|b": 1 / 3})
+    assert summary["changed_during_adaptation"]["conv1"] == {"a": 0.25, "b": 0.25}  # 2 of 8 entries differ

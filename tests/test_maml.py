@@ -126,3 +126,23 @@ def test_bmp_adapting_every_layer_and_mmsup_at_sparsity_0_equal_learn2learn(meth
     assert_same_meta_gradient(meta_gradient(learner, device), expected)
     if method == "bmp":
         assert learner.record["layer_masks"].all()
+
+
+def test_init_conv4_has_learn2learn_cnn4_initialisation_statistics():
+    ours = init_conv4(5, 84, 64, seed=1)
+    torch.manual_seed(1)
+    theirs = from_l2l_cnn4(l2l.vision.models.CNN4(5, hidden_size=64, embedding_size=embedding_size(84, 64)))
+    assert ours.keys() == theirs.keys()
+    for name, t in theirs.items():
+        o = ours[name]
+        assert o.shape == t.shape, name
+        if t.abs().max() == 0:
+            assert o.abs().max() == 0, name  # zero-initialised biases
+            continue
+        n = o.numel()  # tolerances of 4 standard errors: the BN scales have only 64 entries
+        if n > 1000:  # Xavier-uniform: the same bound
+            assert float(o.abs().max()) == pytest.approx(float(t.abs().max()), rel=0.02), name
+        else:  # BN scale: U(0, 1)
+            assert 0 <= float(o.min()) and float(o.max()) <= 1 and 0 <= float(t.min()) and float(t.max()) <= 1, name
+        assert float(o.std()) == pytest.approx(float(t.std()), rel=4 / (2 * n) ** 0.5 + 0.01), name
+        assert float(o.mean()) == pytest.approx(float(t.mean()), abs=4 * float(t.std()) / n ** 0.5), name

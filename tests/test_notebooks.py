@@ -1,5 +1,7 @@
 """Every notebook end to end with papermill on the smoke parameters; assertions read the files the
 notebooks write, not their cell outputs."""
+import json
+
 import pandas as pd
 import pytest
 import yaml
@@ -50,37 +52,57 @@ def test_baselines_wrote_runs_and_results(smoke_run):
     baselines = table[table["method"].isin(["maml", "multi_maml"])]
     assert sorted(map(tuple, baselines[["method", "test_dataset"]].values)) == [
         ("maml", "glyphs"), ("maml", "shapes"), ("multi_maml", "glyphs"), ("multi_maml", "shapes")]
-    assert baselines["accuracy"].between(0, 1).all() and (baselines["iterations"] == 6).all()
-    assert (baselines["train_datasets"] == "glyphs+shapes").all()
-    for run_id in baselines["run_id"]:
-        assert (out / "runs" / run_id / "metrics.csv").exists()
+    assert (baselines["iterations"] == 6).all() and (baselines["train_datasets"] == "glyphs+shapes").all()
+    for row in baselines.itertuples():  # every row is what its run folder says, not a copy of something else
+        result = json.loads((out.parent / "runs" / row.run_id / "results.json").read_text())
+        assert result["method"] == row.method and result["test"][row.test_dataset]["accuracy"] == row.accuracy
+        assert result["test"][row.test_dataset]["tasks"] == 6
+    assert baselines.groupby("method")["accuracy"].apply(tuple).nunique() == 2  # two methods, two outcomes
 
 
 def _run_results(out, method):
-    import json
     table = pd.read_csv(out / "results.csv")
     run_id = table.loc[table["method"] == method, "run_id"].iloc[0]
-    return json.loads((out / "runs" / run_id / "results.json").read_text()), run_id
+    return json.loads((out.parent / "runs" / run_id / "results.json").read_text()), run_id
 
 
 def test_bmp_notebook_recorded_layer_adaptation(smoke_run):
     out, _ = smoke_run
-    result, _ = _run_results(out, "bmp")
+    result, run_id = _run_results(out, "bmp")
     assert set(result["test"]) == {"glyphs", "shapes"}
+    steps, tasks = 2, 6  # smoke: adaptation_steps, test_tasks
     for dataset in ("glyphs", "shapes"):
-        freq = result["records"][dataset]["layer_adapt_frequency"]
-        assert len(freq) == 5 and all(0 <= f <= 1 for f in freq)
+        record = result["records"][dataset]
+        by_step = record["layer_adapt_frequency_by_step"]
+        assert len(by_step) == steps and all(len(step) == 5 for step in by_step)
+        for step in by_step:  # a share of the 6 test tasks
+            assert all(abs(f * tasks - round(f * tasks)) < 1e-6 for f in step)
+        overall = [sum(step[i] for step in by_step) / steps for i in range(5)]
+        assert record["layer_adapt_frequency"] == pytest.approx(overall)
+    curve = pd.read_csv(out.parent / "runs" / run_id / "metrics.csv")
+    adapt = [c for c in curve.columns if c.startswith("adapt_")]
+    assert sorted(adapt) == sorted(f"adapt_{layer}_{d}" for layer in ("conv1", "conv2", "conv3", "conv4", "head")
+                                   for d in ("glyphs", "shapes"))
+    html = (out / "02_bmp.html").read_text()
+    assert html.count("The distributions got") >= 2  # the finding, in words, for each embedding form
+    embeddings = pd.read_csv(out / "bmp_embeddings.csv")
+    assert set(embeddings["method"]) == {"bmp (standardized)", "bmp (paper)"}
+    assert len(set(embeddings["run_id"])) == 2 and (embeddings.groupby("method")["seed"].apply(set) == {21}).all()
 
 
 def test_mmsup_notebook_recorded_sparsity_and_overlap(smoke_run):
     out, _ = smoke_run
     result, run_id = _run_results(out, "mmsup")
-    curve = pd.read_csv(out / "runs" / run_id / "metrics.csv")
-    assert [f"sparsity_conv{i}" for i in range(1, 5)] == [c for c in curve.columns if c.startswith("sparsity_")]
+    curve = pd.read_csv(out.parent / "runs" / run_id / "metrics.csv")
+    sparsity = [f"sparsity_conv{i}" for i in range(1, 5)]
+    assert sparsity == [c for c in curve.columns if c.startswith("sparsity_")]
+    assert list(curve[sparsity].iloc[-1]) == pytest.approx(list(result["records"]["sparsity"].values()))
+    assert (curve[sparsity] != 0.5).any().any() and curve[sparsity].stack().between(0, 0.99).all()  # learned, in range
     overlap = result["records"]["overlap"]
     assert set(overlap) == {"conv1", "conv2", "conv3", "conv4"}
     assert set(overlap["conv2"]) == {"glyphs|glyphs", "glyphs|shapes", "shapes|shapes"}
-    assert all(0 < v <= 1 for layer in overlap.values() for v in layer.values())
+    assert set(result["records"]["changed_during_adaptation"]["conv1"]) == {"glyphs", "shapes"}
+    assert "Task subnetworks overlap" in (out / "03_mmsup.html").read_text()
 
 
 def test_ablation_notebook_ran_its_grid(smoke_run):
@@ -106,5 +128,9 @@ def test_report_notebook_wrote_table2(smoke_run):
     table = pd.read_csv(out / "table2.csv", header=[0, 1], index_col=[0, 1])
     assert list(table.index) == [("glyphs+shapes", "glyphs"), ("glyphs+shapes", "shapes")]
     assert {m for m, _ in table.columns} == {"maml", "multi_maml", "bmp", "mmsup"}
+    runs = pd.read_csv(out / "results.csv")
+    for row in runs.itertuples():  # one seed: Table 2's accuracy is that run's, from results.csv, to 3 decimals
+        cell = table.loc[("glyphs+shapes", row.test_dataset), (row.method, "accuracy")]
+        assert "±" not in str(cell) and float(str(cell)) == pytest.approx(row.accuracy, abs=5e-4)
     html = (out / "06_report.html").read_text()
     assert "not one of the supplement&#39;s pairs" in html or "not one of the supplement's pairs" in html

@@ -22,7 +22,25 @@ def _key(name: str) -> str:
 
 
 class MAML(nn.Module):
-    """Model-agnostic meta-learning (Finn et al., 2017) on a Conv4 backbone."""
+    """Model-agnostic meta-learning (Finn et al., 2017) on a Conv4 backbone, batched over tasks.
+
+    Args:
+        ways: classes per task (the head's outputs).
+        image_size: side of the square input images (sets the head's input size).
+        hidden: filters per conv block.
+        fast_lr: inner-loop (fast) learning rate.
+        steps: inner-loop steps, in meta-training and meta-test.
+        first_order: treat inner gradients as constants (first-order MAML) instead of second order.
+        seed: seed of the initial weights (learn2learn CNN4's initialisation).
+        init: initial weights by name (``models.init_conv4`` layout) instead of a seeded draw.
+
+    Example:
+        >>> maml = MAML(ways=5, image_size=84)
+        >>> optimizer = torch.optim.Adam(maml.parameters(), lr=1e-4)
+        >>> loss, accuracy = maml.meta_loss(sampler.sample(5))   # a TaskBatch of 5 tasks
+        >>> loss.backward(); optimizer.step(); maml.after_update()
+        >>> maml.evaluate(test_batch)                              # per-task query accuracy
+    """
 
     def __init__(self, ways: int, image_size: int, hidden: int = 64, fast_lr: float = 0.01, steps: int = 5,
                  first_order: bool = False, seed: int = 0, init: Params | None = None):

@@ -25,21 +25,33 @@ OVERLAP_TASKS = 50         # tasks per dataset used for the overlap estimate
 
 
 class MMSUP(MAML):
-    """MAML whose conv layers use per-task top-(1 - sparsity) supermasks of their current weights."""
+    """MAML whose conv layers use per-task top-(1 - sparsity) supermasks of their current weights.
+
+    Args:
+        *args, **kwargs: as ``MAML`` (ways, image_size, hidden, fast_lr, steps, first_order, seed, init).
+        sparsity_init: initial masked fraction of every conv layer's weights, in [0, 0.99].
+        learn_sparsity: meta-learn the per-layer sparsity (False: fixed, the sparsity ablation).
+        temperature: of the soft-mask surrogate gradient, in units of the layer's mean |weight|.
+
+    Example:
+        >>> mmsup = MMSUP(ways=5, image_size=84, sparsity_init=0.5)
+        >>> loss, accuracy = mmsup.meta_loss(sampler.sample(5))
+        >>> loss.backward(); optimizer.step(); mmsup.after_update()   # keeps sparsity in [0, 0.99]
+        >>> mmsup.train_record()                                       # {'sparsity_conv1': ..., ...}
+    """
 
     def __init__(self, *args, sparsity_init: float = 0.5, learn_sparsity: bool = True, temperature: float = 0.1,
                  **kwargs):
         super().__init__(*args, **kwargs)
         self.sparsity = nn.Parameter(torch.full((BLOCKS,), float(sparsity_init)), requires_grad=learn_sparsity)
         self.temperature = temperature
-        sizes = [self.backbone[f"conv{i}__weight"].numel() for i in range(1, BLOCKS + 1)]
+        sizes = [self.backbone[f"{layer}__weight"].numel() for layer in CONV_LABELS]
         self.register_buffer("layer_sizes", torch.tensor(sizes), persistent=False)
         self._kept: torch.Tensor | None = None
         gen = torch.Generator().manual_seed(0)
-        for i in range(1, BLOCKS + 1):
-            n = self.backbone[f"conv{i}__weight"].numel()
+        for layer, n in zip(CONV_LABELS, sizes):
             picked = torch.randperm(n, generator=gen)[:RECORDED_POSITIONS].sort().values
-            self.register_buffer(f"positions_conv{i}", picked, persistent=False)
+            self.register_buffer(f"positions_{layer}", picked, persistent=False)
         self._capture = False
 
     @staticmethod
@@ -60,7 +72,9 @@ class MMSUP(MAML):
         temperature = self.temperature * scores.mean(1)
         mask = ComputeMask.apply(scores, self.sparsity[i], self._kept[i], temperature)
         if self._capture:
-            self.record[f"masks_{layer}"] = mask.detach()[:, getattr(self, f"positions_{layer}")].bool()
+            kept = mask.detach()[:, getattr(self, f"positions_{layer}")].bool()
+            self.record.setdefault(f"initial_{layer}", kept)  # the first forward: the unadapted weights
+            self.record[f"masks_{layer}"] = kept
         return weight * mask.view_as(weight)
 
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
@@ -68,8 +82,9 @@ class MMSUP(MAML):
         return conv4_forward(params, x, self.supermask)
 
     def predict(self, batch):
-        """As MAML's, recording each task's subnetwork (on fixed weight positions); every forward
-        overwrites the record, so what remains is the final, adapted one used on the queries."""
+        """As MAML's, recording each task's subnetwork on fixed weight positions: ``initial_<layer>`` at
+        the unadapted weights (the first forward) and ``masks_<layer>`` at the adapted ones (the last
+        forward, on the queries)."""
         self.record, self._capture = {}, True
         try:
             return super().predict(batch)
@@ -80,15 +95,18 @@ class MMSUP(MAML):
         return {f"sparsity_{CONV_LABELS[i]}": float(s) for i, s in enumerate(self.sparsity.detach())}
 
     def summarize_records(self, records: dict[str, list[dict]]) -> dict:
-        """Mean Jaccard overlap of task subnetworks, per layer, within and between test datasets."""
-        masks = {d: {k: torch.cat([r[k] for r in batches])[:OVERLAP_TASKS].float()
-                     for k in batches[0]} for d, batches in records.items()}
-        overlap = {}
-        for layer in next(iter(masks.values())):
-            overlap[layer.removeprefix("masks_")] = {
-                f"{a}|{b}": jaccard(masks[a][layer], masks[b][layer], same=a == b)
-                for a, b in itertools.combinations_with_replacement(masks, 2)}
-        return {"overlap": overlap, "sparsity": self.train_record()}
+        """Per layer: the mean Jaccard overlap of task subnetworks within and between test datasets, and
+        per dataset the share of weights whose mask changed during adaptation."""
+        def stacked(batches, key):
+            return torch.cat([r[key] for r in batches])[:OVERLAP_TASKS].float()
+        overlap, changed = {}, {}
+        for layer in CONV_LABELS:
+            final = {d: stacked(batches, f"masks_{layer}") for d, batches in records.items()}
+            overlap[layer] = {f"{a}|{b}": jaccard(final[a], final[b], same=a == b)
+                              for a, b in itertools.combinations_with_replacement(final, 2)}
+            changed[layer] = {d: float((stacked(batches, f"initial_{layer}") != final[d]).float().mean())
+                              for d, batches in records.items()}
+        return {"overlap": overlap, "changed_during_adaptation": changed, "sparsity": self.train_record()}
 
 
 def jaccard(a: torch.Tensor, b: torch.Tensor, same: bool) -> float:

@@ -1,0 +1,60 @@
+"""Meta-test statistics and the plain-language findings, on inputs whose answers are known."""
+import math
+
+import pytest
+import torch
+
+from gems_core import findings
+from gems_core.evaluation import eval_batch_size, mean_ci95
+
+
+def test_mean_ci95_on_known_inputs():
+    mean, ci = mean_ci95(torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert mean == 0.5 and ci == pytest.approx(1.96 * math.sqrt(1 / 3) / 2)  # sample std sqrt(1/3), n = 4
+    mean, ci = mean_ci95(torch.full((600,), 0.4))
+    assert mean == pytest.approx(0.4) and ci == 0.0
+    mean, ci = mean_ci95(torch.tensor([0.7]))
+    assert mean == pytest.approx(0.7) and math.isnan(ci)
+
+
+def test_eval_batch_size_is_the_parameter_or_what_fits_the_cpu_budget(tiny_params):
+    assert eval_batch_size(tiny_params(eval_batch_size=7), torch.device("cpu")) == 7
+    params = tiny_params(image_size=84, hidden_size=64, ways=5, queries=15)
+    per_task = 5 * 15 * 64 * 84 * 84 * 4 * 3  # the first block's output, three live copies
+    assert eval_batch_size(params, torch.device("cpu")) == 2**30 // per_task == 2
+
+
+def _bmp_records(a, b):
+    return {"glyphs": {"layer_adapt_frequency": a}, "shapes": {"layer_adapt_frequency": b}}
+
+
+def test_bmp_finding_says_whether_distributions_got_different_layers():
+    same = findings.bmp_layer_choices(_bmp_records([1, 1, 1, 1, 0], [1, 1, 1, 1, 0]))
+    assert same.startswith("The distributions got the same layers") and "one fixed, learned layer-freezing" in same
+    assert "glyphs adapted conv1, conv2, conv3, conv4 (kept head shared)" in same
+    different = findings.bmp_layer_choices(_bmp_records([1, 0.2, 1, 1, 0], [1, 0.9, 1, 1, 0.05]))
+    assert different.startswith("The distributions got different layers") and "conv2 by 70%" in different
+    assert "head" not in different.split(":")[1].split(".")[0]  # a 5 % gap is not a different choice
+
+
+def test_mmsup_finding_reads_overlap_within_and_across():
+    records = {"overlap": {"conv1": {"a|a": 0.99, "a|b": 0.985, "b|b": 0.992}},
+               "changed_during_adaptation": {"conv1": {"a": 0.001, "b": 0.002}}}
+    text = findings.mmsup_overlap(records)
+    assert "0.990-0.992" in text and "0.985-0.985" in text and "0.10%-0.20%" in text
+    assert "essentially one shared subnetwork" in text
+    records["overlap"]["conv1"]["a|b"] = 0.6
+    assert "distribution-specific structure" in findings.mmsup_overlap(records)
+
+
+def test_ablation_summary_on_a_hand_made_grid():
+    import pandas as pd
+    from gems_core.ablations import summary
+    table = pd.DataFrame([
+        {"setting": "fast_lr", "value": 0.1, "method": "bmp", "seed": 21, "test_dataset": "a", "accuracy": 0.4, "ci95": 0.02},
+        {"setting": "fast_lr", "value": 0.1, "method": "bmp", "seed": 42, "test_dataset": "a", "accuracy": 0.6, "ci95": 0.04},
+        {"setting": "fast_lr", "value": 0.5, "method": "bmp", "seed": 21, "test_dataset": "a", "accuracy": 0.3, "ci95": 0.01}])
+    rows = summary(table).set_index("value")
+    assert rows.loc[0.1, "accuracy"] == pytest.approx(0.5) and rows.loc[0.1, "ci95"] == pytest.approx(0.03)
+    assert rows.loc[0.1, "std_over_seeds"] == pytest.approx(2 ** 0.5 * 0.1) and rows.loc[0.1, "seeds"] == 2
+    assert rows.loc[0.5, "seeds"] == 1 and math.isnan(rows.loc[0.5, "std_over_seeds"])
