@@ -9,7 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 
 from .data import Distribution
-from .models import LAYER_LABELS
+from .models import CONV_LABELS, LAYER_LABELS
 from .training import Run, open_run, run_folder
 
 
@@ -55,7 +55,7 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10):
                       title="BMP: layers adapted (green) in each inner step")
     elif "kept_fraction" in seen["choices"]:
         kept = seen["choices"]["kept_fraction"].numpy()
-        choice_ax.bar([f"conv{i + 1}" for i in range(len(kept))], kept)
+        choice_ax.bar(CONV_LABELS[:len(kept)], kept)
         choice_ax.set(ylim=(0, 1), title="MMSUP: fraction of each conv layer's weights in this task's subnetwork")
     else:
         choice_ax.axis("off")

@@ -103,6 +103,7 @@ SCHEMA: dict[str, Param] = {
     "split_seed": Param(int, 0, "seed of the class split of folder, omniglot and synthetic sources"),
     "synthetic_classes": Param(int, 96, "classes per synthetic distribution", _between(15, 400)),
     "synthetic_images_per_class": Param(int, 20, "images per class of a synthetic distribution", _between(2, 200)),
+    "max_dropped_classes": Param(float, 0.25, "largest share of a split's classes that may be dropped (absent from the data, or with fewer than shots + queries images) before the kit stops with an error", _between(0.0, 1.0)),
     "task_sampling": Param(str, "uniform", "how a training task picks its distribution: uniform or proportional (to train classes)", _one_of("uniform", "proportional")),
     # few-shot episode
     "ways": Param(int, 5, "classes per task (N-way)", _between(2, 100)),
@@ -126,6 +127,7 @@ SCHEMA: dict[str, Param] = {
     # BMP
     "bmp_inp_embedding_init": Param(float, 1.0, "initial value of every entry of BMP's learned inp_embedding"),
     "bmp_embedding": Param(str, "standardized", "how BMP's task embedding is formed: paper (the supplement's per-layer means), log_rms, or standardized (log_rms standardised by statistics fixed before training)", _one_of(*BMP_EMBEDDINGS)),
+    "bmp_compare_embeddings": Param(list, ["paper"], "other bmp_embedding forms notebook 02 also trains BMP with, to compare with bmp_embedding (may be empty)", lambda v: None if all(f in BMP_EMBEDDINGS for f in v) else f"must list forms of {list(BMP_EMBEDDINGS)}"),
     # MMSUP
     "mmsup_sparsity_init": Param(float, 0.5, "initial fraction of each conv layer's weights that is masked", _between(0.0, 0.99)),
     "mmsup_learn_sparsity": Param(bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)"),
