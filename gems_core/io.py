@@ -1,12 +1,17 @@
 """Atomic file writes: a reader (or a resumed run) never sees a half-written file.
 
-Each writer writes a temporary file in the target's folder, flushes it to disk, then renames it
-over the target, which is atomic on POSIX file systems.
+Each writer writes a temporary file in the target's folder, flushes it to disk, then renames it over
+the target, which is atomic on POSIX file systems. Files get the permissions the user's umask gives
+any new file (a temporary file is created private). A write that runs out of space leaves the
+previous file as it was and raises ``DiskFull`` naming the folder and the space it needed.
 """
 from __future__ import annotations
 
+import errno
+import io as _io
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,27 +19,48 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import DiskFull
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
 
 @contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it."""
+def atomic_path(path: str | Path, size: int):
+    """Yield a temporary path beside ``path`` for about ``size`` bytes; on success rename it to
+    ``path``, else delete it (and name a full disk as such)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise DiskFull(f"no space left in '{path.parent}' to write {path.name}: it needs about "
+                       f"{size / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free; the previous {path.name}, "
+                       "if any, is intact. Free some space there and run again (runs resume).") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path, len(data)) as tmp:
+        tmp.write_bytes(data)
+
+
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    write_bytes(path, text.encode())
 
 
 def write_json(path: str | Path, obj) -> None:
@@ -42,11 +68,12 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, sum(a.nbytes for a in arrays.values())) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
 def save_torch(path: str | Path, obj) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    buffer = _io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())

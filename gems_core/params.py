@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .errors import KitError
 from .learners.bmp import EMBEDDINGS as BMP_EMBEDDINGS
 
 METHODS = ("maml", "multi_maml", "bmp", "mmsup")
@@ -26,7 +27,7 @@ SOURCES = (
 LOCAL_SOURCES = ("folder", "omniglot")
 
 
-class ParameterError(ValueError):
+class ParameterError(KitError, ValueError):
     """A parameter (or parameters file) is invalid; the message says which and what is valid."""
 
 
@@ -103,6 +104,7 @@ SCHEMA: dict[str, Param] = {
     "split_seed": Param(int, 0, "seed of the class split of folder, omniglot and synthetic sources"),
     "synthetic_classes": Param(int, 96, "classes per synthetic distribution", _between(15, 400)),
     "synthetic_images_per_class": Param(int, 20, "images per class of a synthetic distribution", _between(2, 200)),
+    "skip_unreadable_images": Param(bool, False, "leave out images that cannot be read or decoded (counted in data_summary.csv) instead of stopping with the list of them"),
     "max_dropped_classes": Param(float, 0.25, "largest share of a split's classes that may be dropped (absent from the data, or with fewer than shots + queries images) before the kit stops with an error", _between(0.0, 1.0)),
     "task_sampling": Param(str, "uniform", "how a training task picks its distribution: uniform or proportional (to train classes)", _one_of("uniform", "proportional")),
     # few-shot episode

@@ -18,8 +18,9 @@ from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
 from . import io
+from .errors import run_cli
 from .notebook import PROJECT_ROOT
-from .params import ParameterError, load_params
+from .params import load_params
 from .training import resolve_device
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -81,12 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these, e.g. 00 01")
     parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of NN_name.ipynb notebooks")
     args = parser.parse_args(argv)
-    try:
-        run_pipeline(args.parameters, args.only, args.notebooks)
-    except (ParameterError, NotebookFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+    def pipeline() -> int:
+        try:
+            run_pipeline(args.parameters, args.only, args.notebooks)
+        except NotebookFailed as exc:  # the notebook's own error, with its traceback in the executed copy
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    return run_cli(pipeline)
 
 
 if __name__ == "__main__":

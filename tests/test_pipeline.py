@@ -52,6 +52,6 @@ def test_bad_parameters_stop_before_any_notebook_runs(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"profile": "x", "output_root": str(tmp_path / "o"), "wayz": 3,
                                    "distributions": [{"name": "g", "source": "synthetic_glyphs"}]}))
-    assert pipeline.main([str(bad)]) == 1
+    assert pipeline.main([str(bad)]) == 2  # a parameter error: one message, status 2
     assert "unknown parameter 'wayz'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
