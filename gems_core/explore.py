@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from . import checkpoints
 from .data import Distribution
 from .models import CONV_LABELS, LAYER_LABELS
 from .training import Run, open_run, run_folder
@@ -79,7 +80,8 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
     import ipywidgets as widgets
     from IPython.display import display
 
-    available = [m for m in methods if m in params["methods"] and (run_folder(params, m, params["seeds"][0]) / "checkpoint.pt").exists()]
+    available = [m for m in methods if m in params["methods"]
+                 and (run_folder(params, m, params["seeds"][0]) / checkpoints.NEWEST).exists()]
     if not available:
         print("no trained run to explore yet")
         return

@@ -1,0 +1,69 @@
+"""A run's checkpoints: the last two kept, each with a checksum, so a damaged one is noticed and skipped.
+
+A checkpoint file is ``MAGIC``, the SHA-256 of the payload, then the payload (``torch.save`` bytes).
+Saving first renames the newest checkpoint to ``checkpoint.prev.pt`` (atomic), then writes the new one
+atomically: whenever a process dies, at least one intact checkpoint is on disk. Loading tries the
+newest, then the previous; a file that is truncated, altered at any byte, or unreadable is named in a
+warning and skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from . import io
+from .errors import KitError
+
+MAGIC = b"GEMS-checkpoint-1\n"
+NEWEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
+
+
+class CheckpointUnreadable(KitError):
+    """Every checkpoint of a run is damaged; the message names them and what to do."""
+
+
+def save(folder: Path, obj) -> None:
+    """Write ``obj`` as the run's newest checkpoint, keeping the one before as the previous."""
+    buffer = _io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getvalue()
+    newest = Path(folder) / NEWEST
+    if newest.exists():
+        os.replace(newest, Path(folder) / PREVIOUS)
+    io.write_bytes(newest, MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def read(path: Path):
+    """The object in one checkpoint file; ValueError if it is not intact."""
+    data = Path(path).read_bytes()
+    head = len(MAGIC)
+    if not data.startswith(MAGIC):
+        raise ValueError("it does not start like a GEMS checkpoint")
+    digest, payload = data[head:head + 32], data[head + 32:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise ValueError(f"its checksum does not match its {len(payload)} bytes (truncated or altered)")
+    return torch.load(_io.BytesIO(payload), map_location="cpu", weights_only=False)
+
+
+def load(folder: Path):
+    """The newest intact checkpoint of a run, or None if it has none; damaged ones are skipped with a
+    warning, and CheckpointUnreadable if there are checkpoints but none is intact."""
+    tried = []
+    for name in (NEWEST, PREVIOUS):
+        path = Path(folder) / name
+        if not path.exists():
+            continue
+        try:
+            return read(path)
+        except Exception as exc:  # noqa: BLE001 - any damage: name it and try the previous one
+            tried.append(f"{path} ({exc})")
+            warnings.warn(f"checkpoint {path} is damaged and is skipped: {exc}", stacklevel=2)
+    if tried:
+        raise CheckpointUnreadable(f"no intact checkpoint in {folder}: {'; '.join(tried)}. Delete the run folder "
+                                   "to train the run again from the start.")
+    return None
