@@ -12,27 +12,24 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import DataFileError
 from .images import ClassImages, from_items
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff"}
-
-
-class DataFileError(ValueError):
-    """A data path holds nothing usable; the message names the path and the expected layout."""
 
 
 def _is_image(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def load_folder(path: str | Path, size: int) -> ClassImages:
+def load_folder(path: str | Path, size: int, skip_unreadable: bool = False) -> ClassImages:
     """Images of ``path/<class>/*`` (one level of class folders), resized to ``size``."""
     root = Path(path)
     files = sorted(p for p in root.glob("*/*") if p.is_file() and _is_image(p.name))
     if not files:
         raise DataFileError(f"'{root}' has no images in class sub-folders; expected {root}/<class>/<image>.jpg|png")
-    items = [((lambda p=p: Image.open(p)), p.parent.name, p.name) for p in files]
-    return from_items(items, size, total=len(items), desc=root.name)
+    items = [((lambda p=p: Image.open(p)), p.parent.name, str(p)) for p in files]
+    return from_items(items, size, total=len(items), desc=root.name, skip_unreadable=skip_unreadable)
 
 
 def _zip_blobs(archive: Path) -> dict[str, bytes]:
@@ -42,7 +39,7 @@ def _zip_blobs(archive: Path) -> dict[str, bytes]:
                 for n in sorted(zf.namelist()) if _is_image(n) and len(Path(n).parts) >= 3}
 
 
-def load_omniglot(path: str | Path, size: int) -> ClassImages:
+def load_omniglot(path: str | Path, size: int, skip_unreadable: bool = False) -> ClassImages:
     """Omniglot characters from an extracted folder, a zip, or a folder of zips; class = alphabet/character."""
     root = Path(path)
     archives = [root] if root.is_file() and zipfile.is_zipfile(root) else sorted(root.glob("*.zip"))
@@ -52,11 +49,12 @@ def load_omniglot(path: str | Path, size: int) -> ClassImages:
         blobs = {}
         for archive in archives:
             blobs = {**_zip_blobs(archive), **blobs}
-        items = [((lambda b=b: Image.open(_io.BytesIO(b))), name.rsplit("/", 1)[0], name) for name, b in blobs.items()]
+        items = [((lambda b=b: Image.open(_io.BytesIO(b))), name.rsplit("/", 1)[0], f"{root}: {name}")
+                 for name, b in blobs.items()]
     else:
         files = sorted(p for p in root.glob("**/*") if p.is_file() and _is_image(p.name))
-        items = [((lambda p=p: Image.open(p)), f"{p.parent.parent.name}/{p.parent.name}", p.name) for p in files]
+        items = [((lambda p=p: Image.open(p)), f"{p.parent.parent.name}/{p.parent.name}", str(p)) for p in files]
     if not items:
         raise DataFileError(f"'{root}' holds no Omniglot images; expected <alphabet>/<character>/<image>.png, "
                             "a zip of that layout, or a folder of such zips")
-    return from_items(items, size, total=len(items), desc=root.name)
+    return from_items(items, size, total=len(items), desc=root.name, skip_unreadable=skip_unreadable)

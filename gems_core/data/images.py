@@ -1,6 +1,7 @@
 """A labelled image collection held as uint8 arrays, its decoding, and its on-disk cache."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
@@ -10,6 +11,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .. import io
+from ..errors import DataFileError
 
 
 @dataclass
@@ -19,6 +21,7 @@ class ClassImages:
     images: np.ndarray
     labels: np.ndarray
     class_names: list[str]
+    skipped: int = 0  # unreadable images left out (skip_unreadable_images)
 
     def __post_init__(self):
         if self.images.ndim != 4 or self.images.shape[-1] != 3 or self.images.dtype != np.uint8:
@@ -30,13 +33,19 @@ class ClassImages:
         """Images per class, indexed like ``class_names``."""
         return np.bincount(self.labels, minlength=len(self.class_names))
 
-    def save(self, path: Path) -> None:
-        io.save_npz(path, images=self.images, labels=self.labels, class_names=np.array(self.class_names))
+    def save(self, path: Path, built_from: str) -> None:
+        """Cache the images, recording what they were built from (compared when read back)."""
+        io.save_npz(path, images=self.images, labels=self.labels, class_names=np.array(self.class_names),
+                    built_from=np.array(built_from), skipped=np.array(self.skipped))
 
     @classmethod
-    def load(cls, path: Path) -> "ClassImages":
+    def load(cls, path: Path, built_from: str) -> "ClassImages":
+        """Read a cache; ValueError if it was built from something else than ``built_from``."""
         with np.load(path) as f:
-            return cls(f["images"], f["labels"].astype(np.int64), [str(c) for c in f["class_names"]])
+            recorded = str(f["built_from"]) if "built_from" in f.files else "(not recorded)"
+            if recorded != built_from:
+                raise ValueError(f"it was built from {recorded}, not {built_from}")
+            return cls(f["images"], f["labels"].astype(np.int64), [str(c) for c in f["class_names"]], int(f["skipped"]))
 
 
 def decode(image: Image.Image, size: int) -> np.ndarray:
@@ -48,25 +57,41 @@ def decode(image: Image.Image, size: int) -> np.ndarray:
 
 
 def from_items(items: Iterable[tuple[Callable[[], Image.Image], str, str]], size: int, total: int | None = None,
-               desc: str = "decoding") -> ClassImages:
+               desc: str = "decoding", skip_unreadable: bool = False) -> ClassImages:
     """Decode (open_image, class_name, key) triples into a ClassImages, ordered by class name, then key
-    (a path): the order, and so the fixed test tasks, does not depend on how a file system lists files."""
+    (a path): the order, and so the fixed test tasks, does not depend on how a file system lists files.
+
+    An image that cannot be opened or decoded is an error naming every such file (its key) and why,
+    all in one message, before anything is cached; with ``skip_unreadable`` they are left out and
+    counted in ``skipped``."""
     items = sorted(items, key=lambda item: (item[1], item[2]))
-    arrays, names = [], []
-    for open_image, name, _ in tqdm(items, total=total, desc=desc, leave=False):
-        arrays.append(decode(open_image(), size))
-        names.append(name)
+    arrays, names, failures = [], [], []
+    for open_image, name, key in tqdm(items, total=total, desc=desc, leave=False):
+        try:
+            arrays.append(decode(open_image(), size))
+            names.append(name)
+        except Exception as exc:  # noqa: BLE001 - PIL raises many kinds; each is named below
+            failures.append(f"{key}: {type(exc).__name__}: {exc}")
+    if failures and not skip_unreadable:
+        raise DataFileError(f"{len(failures)} of {len(items)} images of {desc} cannot be read; fix or remove them, "
+                            "or set skip_unreadable_images: true to leave them out:\n  " + "\n  ".join(failures))
     if not arrays:
-        raise ValueError("no images found")
+        raise DataFileError(f"no readable images in {desc}")
     class_names = sorted(set(names))
     index = {c: i for i, c in enumerate(class_names)}
-    return ClassImages(np.stack(arrays), np.array([index[n] for n in names], dtype=np.int64), class_names)
+    return ClassImages(np.stack(arrays), np.array([index[n] for n in names], dtype=np.int64), class_names,
+                       skipped=len(failures))
 
 
-def cached(path: Path, build: Callable[[], ClassImages]) -> tuple[ClassImages, bool]:
-    """Load ``path`` if it exists, else build, save atomically and return; also says if it was a hit."""
+def cached(path: Path, build: Callable[[], ClassImages], built_from: str) -> tuple[ClassImages, bool]:
+    """Load the cache at ``path`` if it is intact and was built from ``built_from``; else (naming why
+    in a warning) build, save atomically and return. Also says whether the cache was used."""
     if path.exists():
-        return ClassImages.load(path), True
+        try:
+            return ClassImages.load(path, built_from), True
+        except Exception as exc:  # noqa: BLE001 - a damaged or stale cache is derived data: rebuild it
+            warnings.warn(f"image cache {path} is not usable ({type(exc).__name__}: {exc}); rebuilding it",
+                          stacklevel=2)
     data = build()
-    data.save(path)
+    data.save(path, built_from)
     return data, False

@@ -14,12 +14,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import KitError
 from .images import ClassImages, from_items
 
 SPLIT_DIR = Path(__file__).parent / "splits"
 
 
-class DatasetUnavailable(RuntimeError):
+class DatasetUnavailable(KitError, RuntimeError):
     """A paper dataset is absent from the data root and could not be downloaded."""
 
 
@@ -82,7 +83,8 @@ def open_l2l_dataset(source: str, data_root: Path, download: bool = True):
         ) from exc
 
 
-def load_paper_dataset(source: str, data_root: Path, size: int, download: bool = True) -> ClassImages:
+def load_paper_dataset(source: str, data_root: Path, size: int, download: bool = True,
+                       skip_unreadable: bool = False) -> ClassImages:
     """Every image of a paper dataset, decoded through learn2learn and resized to ``size``."""
     dataset = open_l2l_dataset(source, data_root, download)
     names = PAPER_DATASETS[source].class_names()
@@ -91,4 +93,4 @@ def load_paper_dataset(source: str, data_root: Path, size: int, download: bool =
         raise DatasetUnavailable(f"{PAPER_DATASETS[source].title} under '{data_root}' has no images")
     # learn2learn lists images in the file system's order: the kit orders them by (class, path) instead
     items = [((lambda i=i: dataset[i][0]), names[label], str(path)) for i, (path, label) in enumerate(entries)]
-    return from_items(items, size, total=len(items), desc=source)
+    return from_items(items, size, total=len(items), desc=source, skip_unreadable=skip_unreadable)

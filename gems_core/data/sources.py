@@ -28,6 +28,7 @@ class Distribution:
     cache_path: Path
     cache_hit: bool
     missing: dict[str, list[str]] = field(default_factory=dict)  # per split: named by its split file, absent
+    skipped_images: int = 0  # unreadable images left out (skip_unreadable_images)
 
     @property
     def synthetic(self) -> bool:
@@ -49,6 +50,7 @@ class Distribution:
             row[f"{split}_missing_classes"] = missing
             row[f"{split}_too_few_images"] = too_few
             row[f"{split}_usable_classes"] = row[f"{split}_classes"] - too_few
+        row["skipped_unreadable_images"] = self.skipped_images
         row["cache"] = "hit" if self.cache_hit else "built"
         return row
 
@@ -67,7 +69,8 @@ CACHE_FORMAT = 2  # bumped when what a cache holds changes (2: images ordered by
 
 
 def _cache_key(dist: dict, params: dict) -> str:
-    return f"v{CACHE_FORMAT}-{_source_key(dist, params)}"
+    skipping = params["skip_unreadable_images"] and not dist["source"].startswith("synthetic_")
+    return f"v{CACHE_FORMAT}-{_source_key(dist, params)}" + ("-readable-only" if skipping else "")
 
 
 def _source_key(dist: dict, params: dict) -> str:
@@ -83,21 +86,23 @@ def _build(dist: dict, params: dict) -> ClassImages:
     source, size = dist["source"], params["image_size"]
     if source.startswith("synthetic_"):
         return synthetic.generate(source, params["synthetic_classes"], params["synthetic_images_per_class"], size)
+    skip = params["skip_unreadable_images"]
     if source in LOCAL_LOADERS:
-        return LOCAL_LOADERS[source](dist["path"], size)
-    return paper.load_paper_dataset(source, Path(params["data_root"]), size)
+        return LOCAL_LOADERS[source](dist["path"], size, skip_unreadable=skip)
+    return paper.load_paper_dataset(source, Path(params["data_root"]), size, skip_unreadable=skip)
 
 
 def load_distribution(dist: dict, params: dict) -> Distribution:
     """Load (from cache, or decode and cache) one distribution and split its classes."""
-    cache_path = Path(params["data_root"]) / "cache" / f"{_cache_key(dist, params)}.npz"
-    data, hit = cached(cache_path, lambda: _build(dist, params))
+    key = _cache_key(dist, params)
+    cache_path = Path(params["data_root"]) / "cache" / f"{key}.npz"
+    data, hit = cached(cache_path, lambda: _build(dist, params), built_from=key)
     if dist["source"] in paper.PAPER_DATASETS:
         split = paper.split_file(dist["source"])
     else:
         split = seeded_split(data.class_names, params["split_fractions"], params["split_seed"])
     parts, missing = apply_split(data, split)
-    return Distribution(dist["name"], dist["source"], parts, cache_path, hit, missing)
+    return Distribution(dist["name"], dist["source"], parts, cache_path, hit, missing, data.skipped)
 
 
 def load_distributions(params: dict) -> list[Distribution]:
