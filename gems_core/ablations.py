@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import io
+from . import io, results
 from .data import Distribution
 from .training import run_method
 
@@ -34,18 +34,19 @@ def run_grid(params: dict, distributions: list[Distribution]) -> pd.DataFrame:
     jobs = [(point, seed) for point in grid(params) for seed in params["seeds"]]
     for (setting, value, method, run_params), seed in tqdm(jobs, desc="ablation runs", unit="run"):
         result = run_method(run_params, method, seed, distributions)
-        rows += [{"setting": setting, "value": value, "method": method, "seed": seed, "test_dataset": name,
-                  "accuracy": t["accuracy"], "ci95": t["ci95"], "train_seconds": result["train_seconds"],
-                  "run_id": result["run_id"]}
-                 for name, t in result["test"].items()]
+        rows += [{"setting": setting, "value": value, **row}
+                 for row in results.result_rows(result)]
     table = pd.DataFrame(rows)
     io.write_text(Path(params["output_root"]) / params["profile"] / "ablations.csv", table.to_csv(index=False))
     return table
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (setting, method, value, test dataset): mean accuracy over seeds, its spread over seeds, the
-    mean 95% CI over test tasks and the number of seeds; ``plots.ablation_curves`` reads these columns."""
+    """Per (setting, method, value, test dataset): mean accuracy over the seeds that completed, its spread
+    over them, the mean 95% CI over test tasks, the number of seeds and of diverged seeds;
+    ``plots.ablation_curves`` reads these columns."""
+    if "status" not in table:
+        table = table.assign(status="complete")
     return table.groupby(["setting", "method", "value", "test_dataset"]).agg(
         accuracy=("accuracy", "mean"), std_over_seeds=("accuracy", "std"), ci95=("ci95", "mean"),
-        seeds=("seed", "nunique")).reset_index()
+        seeds=("seed", "nunique"), diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index()

@@ -10,6 +10,15 @@ from .models import LAYER_LABELS
 SAME_CHOICE = 0.1  # layers whose adaptation frequencies differ by less than this count as the same choice
 
 
+def diverged(run: dict) -> str | None:
+    """For a run that diverged (it has no test results to show): where and what; None otherwise."""
+    if run.get("status") != "diverged":
+        return None
+    d = run["diverged"]
+    return (f"{run['method']} seed {run['seed']} diverged: non-finite {', '.join(d['quantities'])} at iteration "
+            f"{d['iteration']}; it has no test results.")
+
+
 def _layers(frequencies: list[float], adapted: bool) -> str:
     names = [layer for layer, f in zip(LAYER_LABELS, frequencies) if (f >= 0.5) == adapted]
     return ", ".join(names) if names else "none"

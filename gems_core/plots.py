@@ -120,11 +120,17 @@ def ablation_curves(summary: pd.DataFrame, setting: str):
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for (method, dataset), rows in summary.groupby(["method", "test_dataset"]):
         rows = rows.sort_values("value")
-        spread = rows["std_over_seeds"].where(rows["seeds"] > 1, rows["ci95"])
-        ax.errorbar(rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3, label=f"{method} / {dataset}")
+        spread = rows["std_over_seeds"].where(rows["seeds"] - rows["diverged"] > 1, rows["ci95"])
+        line = ax.errorbar(rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3,
+                           label=f"{method} / {dataset}")
+        lost = rows[rows["diverged"] > 0]
+        for _, row in lost.iterrows():  # where seeds diverged: a cross at the bottom, and how many
+            ax.scatter(row["value"], 0.02, marker="x", color=line[0].get_color(), zorder=3)
+            ax.annotate(f"{row['diverged']} of {row['seeds']} diverged", (row["value"], 0.02), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
     if setting == "fast_lr":
         ax.set_xscale("log")
-    ax.set(title=f"ablation: {setting}", xlabel=setting, ylabel="test accuracy")
+    ax.set(title=f"ablation: {setting}", xlabel=setting, ylabel="test accuracy", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

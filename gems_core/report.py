@@ -36,10 +36,9 @@ def table2(results: pd.DataFrame) -> pd.DataFrame:
     seeds and mean training hours."""
     grouped = results.groupby(["train_datasets", "test_dataset", "method"], sort=False).agg(
         accuracy=("accuracy", "mean"), std=("accuracy", "std"), hours=("train_seconds", "mean"),
-        seeds=("seed", "nunique")).reset_index()
+        seeds=("seed", "nunique"), complete=("accuracy", "count")).reset_index()
     grouped["hours"] = (grouped["hours"] / 3600).round(4)
-    grouped["cell"] = grouped.apply(
-        lambda r: f"{r.accuracy:.3f}" + (f" ± {r['std']:.3f}" if r.seeds > 1 else ""), axis=1)
+    grouped["cell"] = grouped.apply(_cell, axis=1)
     rows = pd.MultiIndex.from_frame(grouped[["train_datasets", "test_dataset"]].drop_duplicates())
     methods = [m for m in METHOD_ORDER if m in set(grouped["method"])]
     indexed = grouped.set_index(["train_datasets", "test_dataset", "method"])
@@ -49,6 +48,15 @@ def table2(results: pd.DataFrame) -> pd.DataFrame:
             table[(method, label)] = [indexed[column].get((*row, method)) for row in rows]
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return table
+
+
+def _cell(row) -> str:
+    """Mean accuracy ± std over the seeds that completed; 'diverged' where none did."""
+    if row.complete == 0:
+        return "diverged"
+    text = f"{row.accuracy:.3f}" + (f" ± {row['std']:.3f}" if row.complete > 1 else "")
+    lost = row.seeds - row.complete
+    return text + (f" ({lost} of {row.seeds} seeds diverged)" if lost else "")
 
 
 def beside_paper(results: pd.DataFrame, params: dict) -> pd.DataFrame:

@@ -11,7 +11,8 @@ import pandas as pd
 from . import io
 from .training import run_folder
 
-COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "accuracy", "ci95", "train_seconds", "iterations"]
+COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "status", "accuracy", "ci95", "train_seconds",
+           "iterations"]
 
 
 def read_runs(params: dict) -> list[dict]:
@@ -26,11 +27,14 @@ def read_runs(params: dict) -> list[dict]:
 
 
 def result_rows(result: dict, method: str | None = None) -> list[dict]:
-    """One results-table row per test dataset of a run's results.json (``method`` relabels the run)."""
+    """One results-table row per test dataset of a run's results.json (``method`` relabels the run);
+    a diverged run has one per training dataset, with ``status`` diverged and no accuracy."""
+    status = result.get("status", "complete")
+    tests = result["test"] if status == "complete" else {name: {} for name in result["train_datasets"]}
     return [{"method": method or result["method"], "train_datasets": "+".join(result["train_datasets"]),
-             "test_dataset": name, "seed": result["seed"], "accuracy": t["accuracy"], "ci95": t["ci95"],
-             "train_seconds": result["train_seconds"], "iterations": result["iterations"],
-             "run_id": result.get("run_id")} for name, t in result["test"].items()]
+             "test_dataset": name, "seed": result["seed"], "status": status, "accuracy": t.get("accuracy"),
+             "ci95": t.get("ci95"), "train_seconds": result["train_seconds"], "iterations": result["iterations"],
+             "run_id": result.get("run_id")} for name, t in tests.items()]
 
 
 def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
@@ -47,10 +51,12 @@ def metrics(params: dict, method: str, seed: int) -> pd.DataFrame:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method and test dataset: mean accuracy over seeds, its spread, the mean CI and the time."""
+    """Per method and test dataset: mean accuracy over the seeds that completed, its spread, the mean CI,
+    the time, and how many seeds diverged (they have no accuracy)."""
     grouped = table.groupby(["method", "train_datasets", "test_dataset"], sort=False)
     return grouped.agg(accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"), ci95=("ci95", "mean"),
-                       train_seconds=("train_seconds", "mean"), seeds=("seed", "nunique")).reset_index()
+                       train_seconds=("train_seconds", "mean"), seeds=("seed", "nunique"),
+                       diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index()
 
 
 def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:

@@ -1,9 +1,10 @@
 """Meta-training runs: one method, one seed, one folder; resumable after a kill at any point.
 
 A run folder ``outputs/runs/<run_id>/`` holds ``params.json`` (the resolved parameters),
-``metrics.csv`` (learning curve), ``checkpoint.pt`` (everything needed to continue bit for bit:
-weights, optimiser, samplers' and torch's random states, the curve so far) and, once the run is
-complete, ``results.json``. Every file is written atomically. Meta-test runs on fixed task sets, so
+``metrics.csv`` (learning curve), ``checkpoint.pt`` and ``checkpoint.prev.pt`` (the last two
+checkpoints, each with everything needed to continue bit for bit: weights, optimiser, samplers' and
+torch's random states, the curve so far; see ``checkpoints``) and, once the run is complete,
+``results.json``. Every file is written atomically. Meta-test runs on fixed task sets, so
 every method and seed of a profile is tested on the same tasks. Run folders are shared by every
 profile under the same ``output_root``: a run's id hashes only what determines its weights and test
 results, so a profile that needs a run another profile trained (the ablations' default-setting runs
@@ -24,20 +25,23 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import io
-from . import numerics
+from . import checkpoints, io, numerics
 from .data import (SPLITS, Distribution, FixedTasks, SplitImages, TaskBatch, TaskSampler, check_against_data,
                    load_distributions)
+from .errors import run_cli
 from .evaluation import eval_batch_size, evaluate
 from .graphs import GraphedStep
 from .learners import LEARNERS, MAML, member_groups
 from .params import METHODS, ParameterError, load_params
 
-EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
+EVAL_SEED = 10_000
+NONFINITE = ("loss", "meta-gradient", "weights")  # what Member.update checks after every meta-update
+DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)  # fixed validation/test task sets: the same for every method and seed of a profile
 # Parameters that change neither a run's weights nor its test results, left out of its folder's hash
 # (validation only reads the weights; device, graph capture and deterministic kernels change rounding only).
 BOOKKEEPING = ("profile", "output_root", "data_root", "device", "cuda_graph", "deterministic", "eval_batch_size",
-               "validation_every", "validation_tasks", "checkpoint_every", "max_dropped_classes", "seeds", "methods",
+               "validation_every", "validation_tasks", "checkpoint_every", "max_dropped_classes", "skip_unreadable_images",
+               "seeds", "methods",
                "bmp_compare_embeddings",
                "ablation_methods",
                "ablation_adaptation_steps", "ablation_fast_lr", "ablation_sparsity", "ablation_iterations",
@@ -81,9 +85,16 @@ class Member:
         loss, acc = self.learner.meta_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        params = [p for p in self.learner.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
         self.optimizer.step()
         self.learner.after_update()
+        weight_norm = torch.nn.utils.get_total_norm([p.detach() for p in params])
+        nonfinite = ~torch.isfinite(torch.stack([loss.detach(), grad_norm, weight_norm]))  # see NONFINITE
+        earlier = self.sums.get("nonfinite_steps", torch.zeros((), device=loss.device))
         self.accumulate({"loss": loss.detach(), "accuracy": acc.mean(),
+                         "nonfinite_first": nonfinite.float() * (earlier == 0),  # what broke first, latched
+                         "nonfinite_steps": nonfinite.any().float(),
                          **self.learner.step_sums(batch, self.n_distributions)})
         return loss, acc, batch
 
@@ -101,6 +112,14 @@ class Member:
         for v in self.sums.values():
             v.zero_()
         return out
+
+
+class Diverged(Exception):
+    """A non-finite loss, meta-gradient or weight: the run stops and records it as its outcome."""
+
+    def __init__(self, iteration: int, quantities: list[str]):
+        super().__init__(f"non-finite {', '.join(quantities)} at iteration {iteration}")
+        self.iteration, self.quantities = iteration, quantities
 
 
 @dataclass
@@ -126,10 +145,6 @@ class Run:
         self._fixed: dict[str, dict[int, FixedTasks]] = {}
         self._steps: list | None = None
 
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.folder / "checkpoint.pt"
-
     def _members(self) -> list[Member]:
         p, train = self.params, self.splits["train"]
         members = []
@@ -151,7 +166,7 @@ class Run:
 
     # --- persistence -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        io.save_torch(self.checkpoint_path, {
+        checkpoints.save(self.folder, {
             "state": self.state.__dict__,
             "members": [{"learner": m.learner.state_dict(), "optimizer": m.optimizer.state_dict(),
                          "sampler": m.sampler.state_dict(), "sums": {k: v.cpu() for k, v in m.sums.items()}}
@@ -161,11 +176,10 @@ class Run:
         io.write_text(self.folder / "metrics.csv", pd.DataFrame(self.state.rows).to_csv(index=False))
 
     def load_checkpoint(self) -> bool:
-        if not self.checkpoint_path.exists():
+        """Restore the newest intact checkpoint (the previous one if the newest is damaged)."""
+        ckpt = checkpoints.load(self.folder)  # on the CPU: random-number states must stay CPU tensors
+        if ckpt is None:
             return False
-        # Loaded on the CPU: random-number states must stay CPU tensors; weights and optimiser state
-        # are copied onto the run's device by load_state_dict.
-        ckpt = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         self.state = RunState(**ckpt["state"])
         for member, saved in zip(self.members, ckpt["members"]):
             member.learner.load_state_dict(saved["learner"])
@@ -222,6 +236,18 @@ class Run:
         return evaluate(self.learner_for(distribution), self.fixed_tasks(split)[distribution],
                         eval_batch_size(self.params, self.device))
 
+    def check_finite(self) -> None:
+        """Raise Diverged if a meta-update of this interval produced a non-finite loss, meta-gradient or
+        weight, naming the iteration and what was non-finite there. Non-finite weights stay non-finite,
+        so every iteration from the first bad one on is bad: it follows from their count."""
+        bad = [(int(m.sums["nonfinite_steps"]), m.sums["nonfinite_first"].cpu()) for m in self.members]
+        bad = [(steps, flags) for steps, flags in bad if steps]
+        if not bad:
+            return
+        steps, flags = max(bad, key=lambda b: b[0])  # the member that broke first
+        first = self.state.iteration - steps + 1
+        raise Diverged(first, [q for q, flag in zip(NONFINITE, flags) if flag])
+
     def log_row(self) -> None:
         """Append a metrics row: the interval's training sums (read from the device) and validation."""
         names = [d.name for d in self.distributions]
@@ -241,8 +267,9 @@ class Run:
         self.state.interval_steps = 0
 
     def train(self, progress: bool = True) -> None:
-        """Meta-train to ``iterations``; ``train_seconds`` counts meta-iterations only, not validation
-        or checkpoints (the device is synchronised at those points, and only there)."""
+        """Meta-train to ``iterations``, or until Diverged. ``train_seconds`` counts meta-iterations only,
+        not validation or checkpoints. The device is synchronised only there and every
+        DIVERGENCE_CHECK_EVERY iterations, to read the non-finite flags."""
         p = self.params
         if self.state.iteration == 0:
             self.calibrate()
@@ -250,22 +277,26 @@ class Run:
                    desc=f"{self.method} seed {self.seed}", unit="it")
         self._sync()
         clock = time.perf_counter()
-        while self.state.iteration < p["iterations"]:
-            self.step()
-            bar.update(1)
-            it = self.state.iteration
-            log = it % p["validation_every"] == 0 or it == p["iterations"]
-            checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"]
-            if log or checkpoint:
-                self._sync()
-                self.state.train_seconds += time.perf_counter() - clock
-                if log:
-                    self.log_row()
-                    bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
-                if checkpoint:
-                    self.save_checkpoint()
-                clock = time.perf_counter()
-        bar.close()
+        try:
+            while self.state.iteration < p["iterations"]:
+                self.step()
+                bar.update(1)
+                it = self.state.iteration
+                log = it % p["validation_every"] == 0 or it == p["iterations"]
+                checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"]
+                if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
+                    self.check_finite()  # before anything is logged or saved from a diverged model
+                if log or checkpoint:
+                    self._sync()
+                    self.state.train_seconds += time.perf_counter() - clock
+                    if log:
+                        self.log_row()
+                        bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
+                    if checkpoint:
+                        self.save_checkpoint()
+                    clock = time.perf_counter()
+        finally:
+            bar.close()
 
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
@@ -279,14 +310,22 @@ class Run:
         return {"test": results, "records": summarize(records) if summarize and records else {}}
 
     def run(self, progress: bool = True) -> dict:
-        """Train (resuming if a checkpoint exists), test, write results.json; return the results."""
+        """Train (resuming if a checkpoint exists), test, write results.json; return the results.
+        A run that diverges is a result too: ``status: diverged``, with where and what, and no test."""
         self.folder.mkdir(parents=True, exist_ok=True)
         io.write_json(self.folder / "params.json", {**self.params, "method": self.method, "seed": self.seed})
         self.load_checkpoint()
-        self.train(progress)
         results = {"complete": True, "method": self.method, "seed": self.seed, "run_id": self.folder.name,
-                   "train_datasets": [d.name for d in self.distributions], "iterations": self.state.iteration,
-                   "train_seconds": self.state.train_seconds, "device": device_name(self.device), **self.test()}
+                   "train_datasets": [d.name for d in self.distributions], "device": device_name(self.device)}
+        try:
+            self.train(progress)
+        except Diverged as exc:
+            tqdm.write(f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept")
+            results.update(status="diverged", diverged={"iteration": exc.iteration, "quantities": exc.quantities},
+                           iterations=exc.iteration, train_seconds=self.state.train_seconds, test={}, records={})
+        else:
+            results.update(status="complete", iterations=self.state.iteration,
+                           train_seconds=self.state.train_seconds, **self.test())
         io.write_json(self.folder / "results.json", results)
         return results
 
@@ -328,14 +367,17 @@ def run_methods(params: dict, methods: list[str], distributions: list[Distributi
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one method with one seed (resumes if interrupted).")
     parser.add_argument("parameters")
-    parser.add_argument("--method", required=True)
+    parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    params = load_params(args.parameters, methods=[args.method])
-    results = run_method(params, args.method, args.seed, progress=not args.no_progress)
-    print(json.dumps(results["test"]))
-    return 0
+
+    def train() -> int:
+        params = load_params(args.parameters, methods=[args.method])
+        results = run_method(params, args.method, args.seed, progress=not args.no_progress)
+        print(json.dumps(results["test"]))
+        return 0
+    return run_cli(train)
 
 
 if __name__ == "__main__":

@@ -58,3 +58,11 @@ def test_ablation_summary_on_a_hand_made_grid():
     assert rows.loc[0.1, "accuracy"] == pytest.approx(0.5) and rows.loc[0.1, "ci95"] == pytest.approx(0.03)
     assert rows.loc[0.1, "std_over_seeds"] == pytest.approx(2 ** 0.5 * 0.1) and rows.loc[0.1, "seeds"] == 2
     assert rows.loc[0.5, "seeds"] == 1 and math.isnan(rows.loc[0.5, "std_over_seeds"])
+
+
+def test_a_diverged_run_is_said_in_words_and_others_are_not():
+    run = {"method": "bmp", "seed": 42, "status": "diverged",
+           "diverged": {"iteration": 1234, "quantities": ["loss", "meta-gradient"]}}
+    assert findings.diverged(run) == ("bmp seed 42 diverged: non-finite loss, meta-gradient at iteration 1234; "
+                                      "it has no test results.")
+    assert findings.diverged({"method": "bmp", "seed": 42, "status": "complete"}) is None
