@@ -18,7 +18,7 @@ from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
 from . import io
-from .errors import run_cli
+from .errors import KitError, run_cli
 from .notebook import PROJECT_ROOT
 from .params import load_params
 from .training import resolve_device
@@ -28,6 +28,22 @@ NOTEBOOKS = PROJECT_ROOT / "notebooks"
 
 class NotebookFailed(RuntimeError):
     """A notebook raised; the message names it, the failing cell and the error."""
+
+
+class NotebookKitError(KitError):
+    """A notebook stopped on a KitError (bad data, a full disk, ...): reported like one, without a traceback."""
+
+
+def kit_error_names() -> set[str]:
+    """Class names of every KitError, to recognise one raised inside a notebook's kernel."""
+    import gems_core.checkpoints  # noqa: F401 - defines CheckpointUnreadable
+    import gems_core.data.paper  # noqa: F401 - defines DatasetUnavailable
+    names, pending = set(), [KitError]
+    while pending:
+        cls = pending.pop()
+        names.add(cls.__name__)
+        pending += cls.__subclasses__()
+    return names
 
 
 def notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
@@ -53,6 +69,8 @@ def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, extra: di
             parameters={"parameters_file": str(parameters_file), **(extra or {})})
     except papermill.PapermillExecutionError as exc:
         render_html(executed)
+        if exc.ename in kit_error_names():  # the user's parameters, paths, data or disk: exit status 2
+            raise NotebookKitError(f"{notebook.name}: {exc.evalue}") from None
         raise NotebookFailed(f"{notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): "
                              f"{exc.ename}: {exc.evalue}; its executed copy with the traceback is {executed}") from None
     render_html(executed)

@@ -242,3 +242,16 @@ def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert all(str(path) in proc.stderr for path in bad)
+
+
+def test_a_data_error_inside_a_notebook_stops_the_pipeline_with_status_2(tmp_path):
+    from gems_core import pipeline
+    _image_folder(tmp_path / "imgs")
+    bad = _damage_images(tmp_path / "imgs")
+    params = _smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+                         split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
+    assert {"DataFileError", "ParameterError", "DiskFull", "CheckpointUnreadable"} <= pipeline.kit_error_names()
+    proc = subprocess.run([sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: 00_data_prep.ipynb: 2 of 20 images" in proc.stderr and all(str(p) in proc.stderr for p in bad)
