@@ -36,6 +36,10 @@ def test_data_prep_summary(smoke_run):
     assert summary["distribution"].tolist() == ["glyphs", "shapes"]
     assert (summary["train_classes"] + summary["validation_classes"] + summary["test_classes"] == 30).all()
     assert (summary["test_images"] == summary["test_classes"] * 6).all()
+    for split in ("train", "validation", "test"):  # nothing absent or too small in the synthetic data
+        assert (summary[f"{split}_missing_classes"] == 0).all() and (summary[f"{split}_too_few_images"] == 0).all()
+        assert (summary[f"{split}_usable_classes"] == summary[f"{split}_classes"]).all()
+    assert (summary["skipped_unreadable_images"] == 0).all()
 
 
 def test_notebooks_in_git_carry_no_outputs():
@@ -111,7 +115,13 @@ def test_ablation_notebook_ran_its_grid(smoke_run):
     assert set(table["setting"]) == {"adaptation_steps", "fast_lr", "sparsity"}
     assert set(table.loc[table["setting"] == "sparsity", "method"]) == {"mmsup"}
     assert set(table.loc[table["setting"] == "fast_lr", "value"]) == {0.05}
-    assert len(table) == 3 * 2 and table["accuracy"].between(0, 1).all()  # 3 grid points x 2 test datasets
+    assert len(table) == 3 * 2 and (table["status"] == "complete").all()  # 3 grid points x 2 test datasets
+    for row in table.itertuples():  # each row is its run's own result, and the run has the grid point's setting
+        run = out.parent / "runs" / row.run_id
+        result, params = (json.loads((run / f).read_text()) for f in ("results.json", "params.json"))
+        assert result["test"][row.test_dataset]["accuracy"] == row.accuracy
+        setting = {"sparsity": "mmsup_sparsity_init"}.get(row.setting, row.setting)
+        assert params[setting] == row.value and params["iterations"] == 3  # smoke: ablation_iterations
 
 
 def test_convergence_notebook_traced_losses_and_swaps(smoke_run):
