@@ -44,6 +44,7 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
     path = Path(path)
     if path.exists():
         return pd.read_csv(path)
+    tqdm.write(f"mmsup seed {seed}: training the convergence trace from iteration 0 into {path}")
     member = Run(params, "mmsup", seed, distributions, path.parent / "run", resolve_device(params["device"])).members[0]
     learner, rows = member.learner, []
     before = initial_masks(learner)

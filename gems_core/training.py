@@ -18,11 +18,14 @@ import argparse
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from . import checkpoints, io, numerics
@@ -58,8 +61,8 @@ def resolve_device(name: str) -> torch.device:
 
 def run_id(params: dict, method: str, seed: int) -> str:
     """Folder name of a run: method, seed and a hash of every parameter that changes its outcome
-    (another method's own parameters, named ``<method>_*``, do not)."""
-    others = tuple(f"{m}_" for m in METHODS if m != method)
+    (another method's own parameters, named ``<method>_*``, and the ``slurm_*`` resources do not)."""
+    others = tuple(f"{m}_" for m in METHODS if m != method) + ("slurm_",)  # and where it is trained
     relevant = {k: v for k, v in params.items() if k not in BOOKKEEPING and not k.startswith(others)}
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"{method}-seed{seed}-{digest}"
@@ -315,6 +318,9 @@ class Run:
         self.folder.mkdir(parents=True, exist_ok=True)
         io.write_json(self.folder / "params.json", {**self.params, "method": self.method, "seed": self.seed})
         self.load_checkpoint()
+        if progress:
+            tqdm.write(f"{self.method} seed {self.seed}: training from iteration {self.state.iteration} "
+                       f"in {self.folder}")
         results = {"complete": True, "method": self.method, "seed": self.seed, "run_id": self.folder.name,
                    "train_datasets": [d.name for d in self.distributions], "device": device_name(self.device)}
         try:
@@ -345,23 +351,47 @@ def open_run(params: dict, method: str, seed: int, distributions: list[Distribut
     return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
 
 
+def run_lock(folder: Path) -> FileLock:
+    """The lock whoever trains the run in ``folder`` holds (``<parent>/.locks/<name>.lock``). It is an OS file
+    lock: it is released when its process ends, however it ends."""
+    locks = Path(folder).parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return FileLock(locks / f"{Path(folder).name}.lock")
+
+
+@contextmanager
+def holding(folder: Path, wait: bool) -> Iterator[bool]:
+    """Hold the lock of the run in ``folder`` for the block: wait for it, or with ``wait=False`` yield
+    False at once if another process holds it."""
+    lock = run_lock(folder)
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 def run_method(params: dict, method: str, seed: int, distributions: list[Distribution] | None = None,
-               progress: bool = True) -> dict:
-    """Run (or resume, or read back) one method and seed; distributions are loaded if not given."""
-    results = run_folder(params, method, seed) / "results.json"
+               progress: bool = True, wait: bool = True) -> dict | None:
+    """Run (or resume, or read back) one method and seed; distributions are loaded if not given.
+    The run is trained under its lock: if another process holds it, wait for it (and read its result),
+    or with ``wait=False`` return None at once."""
+    folder = run_folder(params, method, seed)
+    results = folder / "results.json"
     if results.exists():
         return json.loads(results.read_text())
-    distributions = distributions if distributions is not None else load_distributions(params)
-    check_against_data(params, distributions)
-    return open_run(params, method, seed, distributions).run(progress)
-
-
-def run_methods(params: dict, methods: list[str], distributions: list[Distribution] | None = None) -> list[dict]:
-    """Run (or resume, or read back) every seed of each of ``methods`` that the profile asks for."""
-    distributions = distributions if distributions is not None else load_distributions(params)
-    wanted = [m for m in methods if m in params["methods"]]
-    jobs = [(m, s) for m in wanted for s in params["seeds"]]
-    return [run_method(params, m, s, distributions) for m, s in tqdm(jobs, desc="runs", unit="run")]
+    with holding(folder, wait) as held:
+        if not held:
+            return None
+        if results.exists():  # trained by whoever held the lock
+            return json.loads(results.read_text())
+        distributions = distributions if distributions is not None else load_distributions(params)
+        check_against_data(params, distributions)
+        return open_run(params, method, seed, distributions).run(progress)
 
 
 def main(argv: list[str] | None = None) -> int:

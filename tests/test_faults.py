@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from conftest import PROJECT_ROOT
+from test_training import run_folders
 from gems_core import checkpoints, io, report, results
 from gems_core.data import load_distributions
 from gems_core.errors import DataFileError, DiskFull
@@ -141,12 +142,12 @@ def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_one_before
     proc = subprocess.run([sys.executable, "-c", KILL_IN_CHECKPOINT_WRITE, str(killed)], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr
-    folder = next((tmp_path / "killed" / "runs").iterdir())
+    folder, = run_folders(tmp_path / "killed" / "runs")
     assert not (folder / checkpoints.NEWEST).exists() and (folder / checkpoints.PREVIOUS).exists()
     cli = [sys.executable, "-m", "gems_core.training", "--method", "mmsup", "--seed", "21", "--no-progress"]
     for path in (killed, whole):
         assert subprocess.run(cli + [str(path)], cwd=PROJECT_ROOT, capture_output=True, timeout=600).returncode == 0
-    reference = next((tmp_path / "whole" / "runs").iterdir())
+    reference, = run_folders(tmp_path / "whole" / "runs")
     a, b = (checkpoints.load(f)["members"][0]["learner"] for f in (folder, reference))
     assert all(torch.equal(a[k], b[k]) for k in b)
     assert json.loads((folder / "results.json").read_text())["test"] == \

@@ -72,7 +72,7 @@ def test_schema_table_lists_every_parameter():
 
 def test_paper_parameter_files_hold_table2_and_the_full_ablation_grid():
     from conftest import PROJECT_ROOT
-    from gems_core.ablations import grid
+    from gems_core.plan import ablation_grid as grid
     paper = PROJECT_ROOT / "parameters" / "paper"
     pairs = set()
     for path in sorted(paper.glob("table2_*.yaml")):

@@ -80,6 +80,11 @@ def _params_file(tmp_path, name, **overrides):
     return path, params
 
 
+def run_folders(runs):
+    """The run folders under ``outputs/runs`` (not its ``.locks``)."""
+    return [p for p in runs.iterdir() if not p.name.startswith(".")]
+
+
 def _train_cli(params_file, method="maml", **popen):
     cmd = [sys.executable, "-m", "gems_core.training", str(params_file), "--method", method, "--seed", "21",
            "--no-progress"]
@@ -104,13 +109,13 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
     time.sleep(0.3)  # let it get a little further than the first checkpoint
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    folder = next(runs.iterdir())
+    folder, = run_folders(runs)
     assert not (folder / "results.json").exists(), "the run finished before it could be killed"
     interrupted_at = checkpoints.load(folder)["state"]["iteration"]
     assert 0 < interrupted_at < 40
     assert _train_cli(killed_file, method).wait(timeout=600) == 0
 
-    whole = next((tmp_path / "whole" / "runs").iterdir())
+    whole, = run_folders(tmp_path / "whole" / "runs")
     a, b = (checkpoints.load(f)["members"] for f in (folder, whole))
     assert len(a) == len(b) == (2 if method == "multi_maml" else 1)
     for ma, mb in zip(a, b):

@@ -1,0 +1,145 @@
+"""Every run a profile's notebooks need, in one list: the sweep trains from it, the notebooks read from it.
+
+A profile needs its main runs (each method and seed), BMP under each form in ``bmp_compare_embeddings``
+(notebook 02), the ablation grid (notebook 04) and the convergence trace (notebook 05). ``plan``
+lists them with their resolved parameters, and each planned run knows where it lives and what state
+it is in, read from its folder: complete, diverged, failed (a sweep saw its process fail), partial
+(a checkpoint to resume from, at some iteration) or missing. Because notebooks and sweeps both go
+through this list, they can never disagree about which runs exist.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import checkpoints, convergence
+from .data import Distribution, load_distributions
+from .training import holding, run_folder, run_method
+
+KINDS = ("main", "bmp_embedding", "ablation", "convergence")
+FAILURE = "failure.json"  # written into a run folder by a sweep whose worker for that run failed
+
+
+@dataclass(frozen=True, eq=False)
+class PlannedRun:
+    """One run of a profile: what it is for, its method, seed and resolved parameters."""
+
+    kind: str
+    method: str
+    seed: int
+    params: dict
+    label: str
+    point: tuple[str, float] | None = None  # an ablation run's (setting, value)
+
+    @property
+    def folder(self) -> Path:
+        """The run folder (for the convergence trace: the folder of its CSV)."""
+        if self.kind == "convergence":
+            return self.trace_path.parent
+        return run_folder(self.params, self.method, self.seed)
+
+    @property
+    def locked(self) -> Path:
+        """What whoever trains this run locks (``training.run_lock``): its folder, or the trace's file."""
+        return self.trace_path if self.kind == "convergence" else self.folder
+
+    @property
+    def trace_path(self) -> Path:
+        return (Path(self.params["output_root"]) / self.params["profile"] / "convergence"
+                / f"trace-seed{self.seed}.csv")
+
+    @property
+    def name(self) -> str:
+        """A unique, file-name-safe name: the run folder's, or the trace's."""
+        return f"convergence-{self.params['profile']}-seed{self.seed}" if self.kind == "convergence" \
+            else self.folder.name
+
+    def state(self) -> tuple[str, int]:
+        """(complete | diverged | failed | partial | missing, the iteration reached)."""
+        if self.kind == "convergence":
+            return ("complete", self.params["convergence_iterations"]) if self.trace_path.exists() else ("missing", 0)
+        results = self.folder / "results.json"
+        if results.exists():
+            outcome = json.loads(results.read_text())
+            return outcome.get("status", "complete"), outcome["iterations"]
+        iteration = last_logged_iteration(self.folder)
+        if (self.folder / FAILURE).exists():
+            return "failed", iteration
+        return ("partial" if (self.folder / checkpoints.NEWEST).exists()
+                or (self.folder / checkpoints.PREVIOUS).exists() else "missing"), iteration
+
+    def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
+        """Train (or resume, or read back) this run; the convergence trace returns its table. With
+        ``wait=False`` a run another process is training is skipped (None)."""
+        if self.kind != "convergence":
+            return run_method(self.params, self.method, self.seed, distributions, progress=progress, wait=wait)
+        with holding(self.locked, wait) as held:
+            if not held:
+                return None
+            dists = distributions if distributions is not None else load_distributions(self.params)
+            return convergence.trace(self.params, self.seed, dists, self.trace_path)
+
+
+def last_logged_iteration(folder: Path) -> int:
+    """The iteration of the last row of a run's metrics.csv (written with each checkpoint), or 0."""
+    metrics = Path(folder) / "metrics.csv"
+    if not metrics.exists():
+        return 0
+    lines = metrics.read_text().strip().splitlines()
+    return int(float(lines[-1].split(",")[0])) if len(lines) > 1 else 0
+
+
+def ablation_grid(params: dict) -> list[tuple[str, float, str, dict]]:
+    """(setting, value, method, run parameters) for every point of the supplement's Table 1 grid that the
+    profile asks for: one setting differs from the profile's, and iterations are ``ablation_iterations``."""
+    base = {**params, "iterations": params["ablation_iterations"]}
+    points = []
+    for method in params["ablation_methods"]:
+        points += [("adaptation_steps", v, method, {**base, "adaptation_steps": v})
+                   for v in params["ablation_adaptation_steps"]]
+        points += [("fast_lr", v, method, {**base, "fast_lr": float(v)}) for v in params["ablation_fast_lr"]]
+    points += [("sparsity", v, "mmsup", {**base, "mmsup_sparsity_init": float(v), "mmsup_learn_sparsity": False})
+               for v in params["ablation_sparsity"]]
+    return points
+
+
+def plan(params: dict, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
+    """Every run the profile's notebooks need, of the given kinds, in the order the notebooks use them."""
+    runs = []
+    if "main" in kinds:
+        runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in params["methods"] for s in params["seeds"]]
+    if "bmp_embedding" in kinds and "bmp" in params["methods"]:
+        for form in dict.fromkeys(params["bmp_compare_embeddings"]):
+            if form != params["bmp_embedding"]:
+                variant = {**params, "bmp_embedding": form}
+                runs += [PlannedRun("bmp_embedding", "bmp", s, variant, f"bmp ({form}) seed {s}")
+                         for s in params["seeds"]]
+    if "ablation" in kinds:
+        runs += [PlannedRun("ablation", method, s, run_params, f"ablation {setting}={value} {method} seed {s}",
+                            (setting, value))
+                 for setting, value, method, run_params in ablation_grid(params) for s in params["seeds"]]
+    if "convergence" in kinds:
+        seed = params["seeds"][0]
+        runs.append(PlannedRun("convergence", "mmsup", seed, params, f"convergence trace seed {seed}"))
+    return runs
+
+
+def train(params: dict, kind: str, distributions: list[Distribution], methods: list[str] | None = None) -> list:
+    """Train (or resume, or read back) the profile's planned runs of ``kind`` (of ``methods``), one after
+    another, waiting for any that another process is training: what a notebook does."""
+    runs = [r for r in plan(params, (kind,)) if methods is None or r.method in methods]
+    return [run.execute(distributions) for run in tqdm(runs, desc=f"{kind} runs", unit="run")]
+
+
+def states(runs: list[PlannedRun]) -> list[dict]:
+    """A row per planned run: its label, kind, folder name, state and iteration (for tables and pages)."""
+    rows = []
+    for run in runs:
+        state, iteration = run.state()
+        rows.append({"run": run.label, "kind": run.kind, "name": run.name, "state": state, "iteration": iteration,
+                     "of": run.params["convergence_iterations"] if run.kind == "convergence"
+                     else run.params["iterations"]})
+    return rows
