@@ -134,6 +134,13 @@ SCHEMA: dict[str, Param] = {
     "mmsup_sparsity_init": Param(float, 0.5, "initial fraction of each conv layer's weights that is masked", _between(0.0, 0.99)),
     "mmsup_learn_sparsity": Param(bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)"),
     "mmsup_temperature": Param(float, 0.1, "temperature of the soft-mask surrogate, in units of the layer's mean |weight|", _between(1e-6, 100.0)),
+    # Slurm (python -m gems_core.sweep --executor slurm; flags override these)
+    "slurm_partition": Param(str, "", "partition the sweep's job array is submitted to (empty: the cluster's default)"),
+    "slurm_time_limit_min": Param(int, 240, "time limit of each job, in minutes; a job that reaches it requeues itself and resumes", _between(1, 100_000)),
+    "slurm_gpus_per_task": Param(int, 1, "GPUs per job (one run)", _between(0, 16)),
+    "slurm_array_parallelism": Param(int, 16, "jobs of the array running at once", _between(1, 10_000)),
+    "slurm_max_requeues": Param(int, 10, "times a job may reach its time limit and requeue itself", _between(0, 1000)),
+    "slurm_sbatch_options": Param(list, [], "extra sbatch options as KEY=VALUE strings, e.g. ['qos=high', 'account=lab']", lambda v: None if all(isinstance(o, str) and "=" in o for o in v) else "must be KEY=VALUE strings"),
     # ablations (supplement Table 1) and convergence analysis (supplement C.1)
     "ablation_methods": Param(list, ["bmp", "mmsup"], "methods run over the adaptation-steps and fast-lr grids (may be empty)", _method_names),
     "ablation_adaptation_steps": Param(list, [1, 2, 3, 4, 5], "adaptation-steps grid", _ints_between(1, 50)),
