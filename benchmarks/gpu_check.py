@@ -14,6 +14,8 @@ settings against learn2learn's MAML, in one process, written to ``benchmarks/res
    meta-iteration over repeats after warm-up and capture, and the peak GPU memory of the run; beside
    it learn2learn's MAML on the same settings, and variants that say what each setting costs.
 3. The time to meta-test 600 tasks of one distribution, and the GPU-hours of Table 2 and the ablations.
+4. Runs per hour when K runs share the GPU (what ``python -m gems_core.sweep --per-gpu K`` does), for
+   K = 1..4: K processes each time MAML's training step at once, and their iterations add up.
 """
 from __future__ import annotations
 
@@ -142,6 +144,32 @@ def time_l2l(settings: dict, device, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def time_alone(args) -> float:
+    """One process's ms per MAML meta-iteration (``--one-process``), printed for ``throughput``."""
+    settings = SETTINGS[args.settings]
+    params = validate({**settings, "distributions": [{"name": "a", "source": "synthetic_glyphs"},
+                                                     {"name": "b", "source": "synthetic_shapes"}],
+                       "device": args.device})
+    dists = [random_distribution("a", settings, seed=0), random_distribution("b", settings, seed=1)]
+    with tempfile.TemporaryDirectory() as tmp:
+        return time_run(params, "maml", dists, torch.device(args.device), Path(tmp), args.iterations,
+                        args.repeats)["ms"]
+
+
+def throughput(args, sharing=(1, 2, 3, 4)) -> dict:
+    """Runs of 30,000 iterations per hour on one device when K processes train at once on it."""
+    out = {}
+    for k in sharing:
+        cmd = [sys.executable, __file__, "--one-process", "--device", args.device, "--settings", args.settings,
+               "--iterations", str(args.iterations), "--repeats", "2"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
+        ms = [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
+        out[k] = round(sum(3600 * 1000 / m / ITERATIONS for m in ms), 2)
+        print(f"{k} run(s) sharing the device: {out[k]} runs of {ITERATIONS} iterations per hour "
+              f"(ms/iteration each: {', '.join(f'{m:.1f}' for m in ms)})", flush=True)
+    return out
+
+
 def run_tests(log: Path, timeout: int) -> dict:
     """``pytest -m gpu`` in a subprocess; its counts and wall-clock time (the log is kept)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -179,7 +207,12 @@ def main() -> int:
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--test-timeout", type=int, default=420)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--skip-throughput", action="store_true", help="skip runs per hour with 1-4 runs sharing")
+    parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)  # a throughput worker
     args = parser.parse_args()
+    if args.one_process:
+        print(time_alone(args))
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: torch sees no CUDA GPU; the check needs one (or --device cpu for a dry run)", file=sys.stderr)
@@ -214,6 +247,8 @@ def main() -> int:
     report["speedup_over_learn2learn"] = {m: l2l_ms / ms[m] for m in METHODS}
     report["ratio_to_kit_maml"] = {m: ms[m] / ms["maml"] for m in ("bmp", "mmsup")}
     report["gpu_hours"] = gpu_hours(ms, report["eval_seconds_per_600_tasks"], params)
+    if not args.skip_throughput:
+        report["runs_per_hour_sharing_one_gpu"] = throughput(args)
     path = args.results_dir / f"{slug(gpu)}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"learn2learn / kit MAML: {report['speedup_over_learn2learn']['maml']:.2f}x; "
