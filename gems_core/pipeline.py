@@ -35,9 +35,8 @@ class NotebookKitError(KitError):
 
 
 def kit_error_names() -> set[str]:
-    """Class names of every KitError, to recognise one raised inside a notebook's kernel."""
-    import gems_core.checkpoints  # noqa: F401 - defines CheckpointUnreadable
-    import gems_core.data.paper  # noqa: F401 - defines DatasetUnavailable
+    """Class names of every KitError (those of the modules this one imports, which are all of them), to
+    recognise one raised inside a notebook's kernel."""
     names, pending = set(), [KitError]
     while pending:
         cls = pending.pop()

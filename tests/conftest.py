@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from gems_core.params import validate
 
@@ -40,3 +41,13 @@ CUDA = torch.cuda.is_available()
 NO_GPU = "no CUDA GPU here; the gpu tests run with `make gpu-check` on a machine with one"
 GPU = [pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason=NO_GPU)]
 DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]  # parametrise a test over the CPU and, where present, CUDA
+
+
+def smoke_file(tmp_path: Path, name: str, **overrides) -> Path:
+    """parameters/smoke.yaml with outputs under tmp_path/name (data under tmp_path/data) and overrides,
+    written to tmp_path/name.yaml: a parameters file for the command-line entry points."""
+    params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
+    params.update(output_root=str(tmp_path / name), data_root=str(tmp_path / "data"), **overrides)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path

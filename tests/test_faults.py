@@ -13,7 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, smoke_file
 from test_training import run_folders
 from gems_core import checkpoints, io, report, results
 from gems_core.data import load_distributions
@@ -127,17 +127,9 @@ sys.exit(training.main([sys.argv[1], "--method", "mmsup", "--seed", "21", "--no-
 """
 
 
-def _smoke_file(tmp_path, name, **overrides):
-    params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
-    params.update(output_root=str(tmp_path / name), data_root=str(tmp_path / "data"), **overrides)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
-
-
 def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path):
     overrides = dict(iterations=9, checkpoint_every=3, validation_every=3)
-    killed, whole = _smoke_file(tmp_path, "killed", **overrides), _smoke_file(tmp_path, "whole", **overrides)
+    killed, whole = smoke_file(tmp_path, "killed", **overrides), smoke_file(tmp_path, "whole", **overrides)
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     proc = subprocess.run([sys.executable, "-c", KILL_IN_CHECKPOINT_WRITE, str(killed)], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -237,7 +229,7 @@ def test_entry_points_print_a_bad_parameter_in_a_line_and_exit_2(tmp_path, modul
 def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")
-    params = _smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+    params = smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
                          split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
     proc = subprocess.run([sys.executable, "-m", "gems_core.training", str(params), "--method", "maml", "--seed", "1"],
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
@@ -249,7 +241,7 @@ def test_a_data_error_inside_a_notebook_stops_the_pipeline_with_status_2(tmp_pat
     from gems_core import pipeline
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")
-    params = _smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+    params = smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
                          split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
     assert {"DataFileError", "ParameterError", "DiskFull", "CheckpointUnreadable"} <= pipeline.kit_error_names()
     proc = subprocess.run([sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"], cwd=PROJECT_ROOT,

@@ -10,9 +10,8 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import PROJECT_ROOT
+from conftest import PROJECT_ROOT, smoke_file
 from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.params import load_params
@@ -21,14 +20,6 @@ from gems_core.sweep import main as sweep_main
 from gems_core.training import Run, resolve_device, run_method
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the local workers' share of this CPU
-
-
-def _profile(tmp_path, name, **overrides):
-    params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
-    params.update(output_root=str(tmp_path / name), data_root=str(tmp_path / "data"), **overrides)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
 
 
 def _sweep(params_file, *args, env=None, **popen):
@@ -87,7 +78,7 @@ def test_states_read_from_the_run_folders(tiny_params, tmp_path):
 
 
 def test_local_workers_end_with_the_same_results_as_inline(tmp_path):
-    local, inline = _profile(tmp_path, "local"), _profile(tmp_path, "inline")
+    local, inline = smoke_file(tmp_path, "local"), smoke_file(tmp_path, "inline")
     assert _sweep(local, "--executor", "local", "--workers", "2").wait(timeout=900) == 0
     assert _sweep(inline, "--executor", "inline", env=ONE_THREAD).wait(timeout=900) == 0
     assert _outcomes(local) == _outcomes(inline)
@@ -97,7 +88,7 @@ def test_local_workers_end_with_the_same_results_as_inline(tmp_path):
 
 def test_a_sweep_killed_mid_way_finishes_identically_when_restarted(tmp_path):
     overrides = dict(iterations=30, checkpoint_every=3, validation_every=15, ablation_iterations=30)
-    killed, whole = _profile(tmp_path, "killed", **overrides), _profile(tmp_path, "whole", **overrides)
+    killed, whole = smoke_file(tmp_path, "killed", **overrides), smoke_file(tmp_path, "whole", **overrides)
     proc = _sweep(killed, "--executor", "local", "--workers", "2")
     runs = plan(load_params(killed))
     deadline = time.time() + 600
@@ -115,7 +106,7 @@ def test_a_sweep_killed_mid_way_finishes_identically_when_restarted(tmp_path):
 
 
 def test_two_sweeps_started_together_never_train_the_same_run(tmp_path):
-    shared = _profile(tmp_path, "shared")
+    shared = smoke_file(tmp_path, "shared")
     first, second = (_sweep(shared, "--executor", "local", "--workers", "1") for _ in range(2))
     outputs = [proc.communicate(timeout=900)[0] for proc in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
@@ -168,7 +159,7 @@ def fake_slurm(tmp_path, monkeypatch):
 
 
 def test_slurm_submits_one_array_with_its_resources_and_a_timed_out_job_requeues_and_resumes(tmp_path, fake_slurm):
-    params_file = _profile(tmp_path, "cluster", iterations=300, checkpoint_every=10, validation_every=150)
+    params_file = smoke_file(tmp_path, "cluster", iterations=300, checkpoint_every=10, validation_every=150)
     args = [str(params_file), "--executor", "slurm", "--partition", "gpu", "--time-limit", "90",
             "--gpus-per-task", "1", "--array-parallelism", "2", "--sbatch", "qos=high", "--no-render"]
     assert sweep_main(args) == 0
@@ -199,13 +190,13 @@ def test_slurm_submits_one_array_with_its_resources_and_a_timed_out_job_requeues
     # the requeued job resumes from the run folder and finishes with the same result as an uninterrupted run
     assert subprocess.run(job, cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=600).returncode == 0
     assert first.state()[0] == "complete"
-    reference = _profile(tmp_path, "reference", iterations=300, checkpoint_every=10, validation_every=150)
+    reference = smoke_file(tmp_path, "reference", iterations=300, checkpoint_every=10, validation_every=150)
     expected = run_method(load_params(reference), first.method, first.seed, progress=False)
     assert json.loads((first.folder / "results.json").read_text())["test"] == expected["test"]
 
 
 def test_submitits_debug_executor_runs_the_sweep_end_to_end(tmp_path):
-    params_file = _profile(tmp_path, "debug")
+    params_file = smoke_file(tmp_path, "debug")
     assert sweep_main([str(params_file), "--executor", "slurm", "--submitit-cluster", "debug", "--wait",
                        "--no-render"]) == 0
     assert all(r.state()[0] == "complete" for r in plan(load_params(params_file)))
@@ -215,7 +206,7 @@ def test_a_failing_run_is_named_with_its_log_and_the_sweep_exits_1(tmp_path):
     from test_faults import _damage_images, _image_folder
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")  # each worker's data load stops on them
-    params_file = _profile(tmp_path, "broken", distributions=[{"name": "f", "source": "folder",
+    params_file = smoke_file(tmp_path, "broken", distributions=[{"name": "f", "source": "folder",
                                                                "path": str(tmp_path / "imgs")}],
                            split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1, methods=["maml"])
     proc = _sweep(params_file, "--executor", "local", "--workers", "1", "--kinds", "main")

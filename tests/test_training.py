@@ -10,9 +10,8 @@ import time
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from conftest import DEVICES, PROJECT_ROOT
+from conftest import DEVICES, PROJECT_ROOT, smoke_file
 from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.data.splits import apply_split
@@ -72,14 +71,6 @@ def test_multi_maml_member_is_a_maml_trained_on_its_own_distribution(tiny_params
     assert not torch.equal(multi.members[1].learner.backbone["conv1__weight"], alone.members[0].learner.backbone["conv1__weight"])
 
 
-def _params_file(tmp_path, name, **overrides):
-    params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
-    params.update(output_root=str(tmp_path / name), data_root=str(tmp_path / "data"), **overrides)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path, params
-
-
 def run_folders(runs):
     """The run folders under ``outputs/runs`` (not its ``.locks``)."""
     return [p for p in runs.iterdir() if not p.name.startswith(".")]
@@ -97,8 +88,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
     # on a GPU, bit-for-bit repetition needs deterministic algorithms (README: GPU numerics)
     overrides = dict(iterations=40, validation_every=4, checkpoint_every=4, device=device,
                      deterministic=device == "cuda")
-    killed_file, _ = _params_file(tmp_path, "killed", **overrides)
-    whole_file, _ = _params_file(tmp_path, "whole", **overrides)
+    killed_file, whole_file = smoke_file(tmp_path, "killed", **overrides), smoke_file(tmp_path, "whole", **overrides)
     assert _train_cli(whole_file, method).wait(timeout=600) == 0
 
     proc = _train_cli(killed_file, method)
