@@ -1,7 +1,7 @@
 """Train every planned run of a profile here (CPUs or GPUs) or on a Slurm cluster, then render the notebooks.
 
     python -m gems_core.sweep parameters/demo.yaml --executor local --workers 2
-    python -m gems_core.sweep parameters/paper/table2_cub_aircraft.yaml --executor local --gpus 0,1 --per-gpu 2
+    python -m gems_core.sweep parameters/paper/table2_cub_aircraft.yaml --executor local --gpus 0,1
     python -m gems_core.sweep parameters/paper/ablations.yaml --executor slurm --partition gpu --wait
 
 The sweep trains the plan's missing, partial and failed runs (``gems_core.plan``), each under its run
