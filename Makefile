@@ -2,12 +2,13 @@
 #   make demo   set up, then run the notebook pipeline on the embedded demo data (CPU)
 #   make test   set up, then run the test suite
 #   make gpu-check   on a GPU machine: correctness on CUDA, then speed and memory at the paper's settings
+#   make lab    JupyterLab on the project
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gems-installed
 
-.PHONY: setup demo test gpu-check clean-venv
+.PHONY: setup demo test gpu-check lab clean-venv
 
 setup: $(STAMP)
 
@@ -25,6 +26,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# JupyterLab on the project, with the kit's environment (open notebooks/ and edit a parameters cell)
+lab: setup
+	$(PY) -m jupyter lab --notebook-dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # On a machine with one NVIDIA GPU: the gpu tests, then timings and memory of every method at the
 # paper's settings against learn2learn, written to benchmarks/results/<gpu>.json (README: Performance)

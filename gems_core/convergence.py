@@ -7,6 +7,8 @@ tasks), and per conv layer how many weights entered the mask of the meta-learned
 """
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +20,7 @@ from .data import Distribution
 from .learners.maml import task_losses
 from .masks import ComputeMask, kept_counts
 from .models import CONV_LABELS
-from .training import Run, resolve_device
+from .training import Run, device_name, resolve_device
 
 LAYERS = CONV_LABELS
 
@@ -40,12 +42,14 @@ def query_loss(learner, batch) -> float:
 
 
 def trace(params: dict, seed: int, distributions: list[Distribution], path: Path) -> pd.DataFrame:
-    """Train MMSUP for ``convergence_iterations`` recording losses and swaps; cached in ``path`` (CSV)."""
+    """Train MMSUP for ``convergence_iterations`` recording losses and swaps; cached in ``path`` (CSV),
+    with its training time and device in a JSON file beside it."""
     path = Path(path)
     if path.exists():
         return pd.read_csv(path)
     tqdm.write(f"mmsup seed {seed}: training the convergence trace from iteration 0 into {path}")
-    member = Run(params, "mmsup", seed, distributions, path.parent / "run", resolve_device(params["device"])).members[0]
+    device, started = resolve_device(params["device"]), time.perf_counter()
+    member = Run(params, "mmsup", seed, distributions, path.parent / "run", device).members[0]
     learner, rows = member.learner, []
     before = initial_masks(learner)
     for n in tqdm(range(params["convergence_iterations"]), desc="convergence trace", unit="it"):
@@ -59,6 +63,8 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
     table = pd.DataFrame(rows)
     table["delta"] = table["loss_after"] - table["loss_before"]
     table["swaps"] = table[[f"swaps_{layer}" for layer in LAYERS]].sum(1)
+    io.write_text(path.with_suffix(".json"), json.dumps({"train_seconds": time.perf_counter() - started,
+                                                         "device": device_name(device)}))
     io.write_text(path, table.to_csv(index=False))
     return table
 
@@ -79,10 +85,14 @@ def claim_holds(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def correlations(table: pd.DataFrame) -> pd.DataFrame:
-    """Spearman correlation between the number of swaps (per layer and in total) and the loss change."""
+    """Spearman correlation between the number of swaps (per layer and in total) and the loss change;
+    NaN, without a warning, where either never varies (a layer with no swaps, say)."""
+    def spearman(column: str) -> float:
+        if table[column].nunique() < 2 or table["delta"].nunique() < 2:
+            return float("nan")
+        return table[column].corr(table["delta"], method="spearman")
     columns = [f"swaps_{layer}" for layer in LAYERS] + ["swaps"]
-    return pd.DataFrame({"swaps": columns,
-                         "spearman_with_delta": [table[c].corr(table["delta"], method="spearman") for c in columns]})
+    return pd.DataFrame({"swaps": columns, "spearman_with_delta": [spearman(c) for c in columns]})
 
 
 def verdict(holds: pd.DataFrame, correlations: pd.DataFrame) -> str:

@@ -31,14 +31,22 @@ def inspect_task(run: Run, dataset: int, task: int) -> dict:
     choices = {k: v.cpu() for k, v in learner.record.items()}
     if hasattr(learner, "sparsity"):
         choices["kept_fraction"] = 1 - learner.sparsity.detach().cpu()
-    return {"support": batch.support_x[0].cpu(), "support_y": batch.support_y[0].cpu(),
+    return {"title": f"{run.method} seed {run.seed}, {run.distributions[dataset].name} test task {task}",
+            "support": batch.support_x[0].cpu(), "support_y": batch.support_y[0].cpu(),
             "query": batch.query_x[0].cpu(), "query_y": batch.query_y[0].cpu(),
             "prediction": logits[0].argmax(-1).cpu(), "choices": choices}
 
 
-def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10):
+def predictions_line(seen: dict) -> str:
+    """The task's query predictions in words: how many are right, and each true and predicted class."""
+    right = int((seen["prediction"] == seen["query_y"]).sum())
+    return (f"{seen['title']}: {right} of {len(seen['query_y'])} queries right; true "
+            f"{' '.join(map(str, seen['query_y'].tolist()))}; predicted {' '.join(map(str, seen['prediction'].tolist()))}")
+
+
+def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10, seen: dict | None = None):
     """Support row, the method's choices, and query images framed green (right) or red (wrong)."""
-    seen = inspect_task(run, dataset, task)
+    seen = seen or inspect_task(run, dataset, task)
     shown = min(max_queries, len(seen["query"]))
     cols = max(len(seen["support"]), shown, 5)
     fig, axes = plt.subplots(3, cols, figsize=(1.3 * cols, 4.6), squeeze=False)
@@ -69,8 +77,7 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10):
             spine.set(color="green" if p == y else "red", linewidth=3)
         ax.set_title(f"true {int(y)} / pred {int(p)}", fontsize=7)
     accuracy = float((seen["prediction"] == seen["query_y"]).float().mean())
-    fig.suptitle(f"{run.method} seed {run.seed}, {run.distributions[dataset].name} test task {task}: "
-                 f"query accuracy {accuracy:.2f}")
+    fig.suptitle(f"{seen['title']}: query accuracy {accuracy:.2f}")
     fig.tight_layout()
     return fig
 
@@ -92,11 +99,17 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
             runs[method] = load_run(params, method, params["seeds"][0], distributions)
         return runs[method]
 
-    task_figure(get(available[0]), 0, 0)
-    plt.show()
     names = [d.name for d in distributions]
-    widgets.interact(lambda method, dataset, task: (task_figure(get(method), names.index(dataset), task), plt.show()),
-                     method=widgets.Dropdown(options=available, description="run"),
+
+    def show(method: str, dataset: str, task: int):
+        run = get(method)
+        seen = inspect_task(run, names.index(dataset), task)
+        task_figure(run, names.index(dataset), task, seen=seen)
+        plt.show()
+        print(predictions_line(seen))
+
+    show(available[0], names[0], 0)
+    widgets.interact(show, method=widgets.Dropdown(options=available, description="run"),
                      dataset=widgets.Dropdown(options=names, description="dataset"),
                      task=widgets.IntSlider(0, 0, params["test_tasks"] - 1, description="test task"))
     display(widgets.HTML("<i>Interactive controls need a live kernel (JupyterLab); the figure above is static.</i>"))

@@ -10,9 +10,23 @@ from .params import load_params
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def from_project_root(path: str | Path) -> Path:
+    """``path`` as the project root sees it: a relative path that exists from the current directory (say
+    ``../parameters/demo.yaml`` from ``notebooks/``) is re-based on the project root; any path inside the
+    project is shown relative to it, so renders and pages name no machine's folders."""
+    path = Path(path)
+    if not path.is_absolute() and path.exists():
+        path = path.resolve()
+    if path.is_absolute() and path.is_relative_to(PROJECT_ROOT):
+        return path.relative_to(PROJECT_ROOT)
+    return path
+
+
 def setup(parameters_file: str, **overrides) -> tuple[dict, Path]:
-    """Work from the project root (as papermill and JupyterLab may start elsewhere), load and
-    validate ``parameters_file``, and return (params, outputs/<profile>/ folder)."""
+    """Work from the project root (papermill and JupyterLab may start anywhere, `notebooks/` say), load and
+    validate ``parameters_file`` (relative to where the caller is, or to the project root), and return
+    (params, outputs/<profile>/ folder)."""
+    parameters_file = from_project_root(parameters_file)
     os.chdir(PROJECT_ROOT)
     params = load_params(parameters_file, **{k: v for k, v in overrides.items() if v is not None})
     out = Path(params["output_root"]) / params["profile"]

@@ -3,27 +3,35 @@
 Each notebook ``notebooks/NN_name.ipynb`` is executed into ``outputs/<profile>/NN_name.ipynb`` and
 rendered to ``NN_name.html``. A failing notebook keeps its executed copy (with the error in it), the
 runner names the notebook and cell, and exits non-zero; notebooks already done keep their outputs.
-Runs inside the notebooks resume from their run folders, so re-running the pipeline is cheap.
+Runs inside the notebooks resume from their run folders, so re-running the pipeline is cheap. After each
+notebook the profile's results page ``outputs/<profile>/index.html`` is refreshed (``page``). Kernels
+talk to the runner over local IPC sockets, and while a notebook trains, the status line names the run
+and how far it got, read from the run folders.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 import papermill
+from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
-from . import io
+from . import io, page
 from .errors import KitError, run_cli
-from .notebook import PROJECT_ROOT
+from .notebook import PROJECT_ROOT, from_project_root
 from .params import load_params
+from .plan import plan, progress
 from .training import resolve_device
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
+WATCH_SECONDS = 5  # how often the status line reads the run folders while a notebook trains
 
 
 class NotebookFailed(RuntimeError):
@@ -59,12 +67,36 @@ def render_html(executed: Path) -> Path:
     return html
 
 
+class IPCKernelManager(AsyncKernelManager):
+    """Kernels on local IPC sockets (in Jupyter's runtime folder) rather than TCP: nothing listens on a
+    port, and the kernel has no reason to warn about unencrypted TCP on every launch."""
+
+    def __init__(self, **kwargs):
+        super().__init__(transport="ipc", **kwargs)
+
+
+class RunWatcher(threading.Thread):
+    """While a notebook runs, shows on the pipeline's status line which run it trains and how far it got
+    (read from the run folders every few seconds)."""
+
+    def __init__(self, params: dict, bar: tqdm, notebook: str):
+        super().__init__(daemon=True)
+        self.runs, self.bar, self.notebook = plan(params), bar, notebook
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(WATCH_SECONDS):
+            line = progress(self.runs)
+            self.bar.set_postfix_str(f"{self.notebook}, {line}" if line else self.notebook)
+
+
 def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, extra: dict | None = None) -> Path:
     """Execute one notebook into ``out_dir`` and render it; raise NotebookFailed on an error."""
     executed = out_dir / notebook.name
     try:
         papermill.execute_notebook(
             str(notebook), str(executed), cwd=str(PROJECT_ROOT), kernel_name="python3", progress_bar=False,
+            kernel_manager_class=IPCKernelManager,
             parameters={"parameters_file": str(parameters_file), **(extra or {})})
     except papermill.PapermillExecutionError as exc:
         render_html(executed)
@@ -78,18 +110,26 @@ def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, extra: di
 
 def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
     """Validate the parameters, then execute the notebooks in order; return the executed paths."""
-    parameters_file = Path(parameters_file).resolve()
+    parameters_file = from_project_root(parameters_file)  # injected into the notebooks: no machine's folders
+    os.chdir(PROJECT_ROOT)  # where the notebooks work: relative paths in parameters mean the same everywhere
     params = load_params(parameters_file)
     resolve_device(params["device"])  # a missing GPU is a parameter error, found before any notebook runs
-    out_dir = PROJECT_ROOT / params["output_root"] / params["profile"]
+    out_dir = Path(params["output_root"]) / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []
     bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook")
     for nb in bar:
         bar.set_postfix_str(nb.name)
         start = time.perf_counter()
-        done.append(run_notebook(nb, parameters_file, out_dir))
+        watcher = RunWatcher(params, bar, nb.name)
+        watcher.start()
+        try:
+            done.append(run_notebook(nb, parameters_file, out_dir))
+        finally:
+            watcher.stopped.set()
+            page.write(params, out_dir, parameters_file)  # refreshed after every notebook, failed ones too
         tqdm.write(f"{nb.name}: {time.perf_counter() - start:.0f} s -> {done[-1].with_suffix('.html')}")
+    tqdm.write(f"results page: {out_dir / 'index.html'}")
     return done
 
 

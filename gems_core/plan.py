@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from tqdm.auto import tqdm
 
 from . import checkpoints, convergence
@@ -56,6 +57,11 @@ class PlannedRun:
         """A unique, file-name-safe name: the run folder's, or the trace's."""
         return f"convergence-{self.params['profile']}-seed{self.seed}" if self.kind == "convergence" \
             else self.folder.name
+
+    def outcome(self) -> dict:
+        """What the finished run recorded (results.json; the trace's JSON beside its CSV), or {}."""
+        path = self.trace_path.with_suffix(".json") if self.kind == "convergence" else self.folder / "results.json"
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def state(self) -> tuple[str, int]:
         """(complete | diverged | failed | partial | missing, the iteration reached)."""
@@ -132,6 +138,21 @@ def train(params: dict, kind: str, distributions: list[Distribution], methods: l
     another, waiting for any that another process is training: what a notebook does."""
     runs = [r for r in plan(params, (kind,)) if methods is None or r.method in methods]
     return [run.execute(distributions) for run in tqdm(runs, desc=f"{kind} runs", unit="run")]
+
+
+def progress(runs: list[PlannedRun]) -> str | None:
+    """The run being trained (the unfinished one whose metrics.csv was written last) and how far it got:
+    iteration, latest validation accuracy and time left at its pace so far; None if none is under way."""
+    under_way = [(r.folder / "metrics.csv", r) for r in runs if r.kind != "convergence"
+                 and (r.folder / "metrics.csv").exists() and not (r.folder / "results.json").exists()]
+    if not under_way:
+        return None
+    metrics, run = max(under_way, key=lambda m: m[0].stat().st_mtime)
+    last = pd.read_csv(metrics).iloc[-1]
+    total, done = run.params["iterations"], int(last["iteration"])
+    left = (total - done) * last["train_seconds"] / max(done, 1)
+    return (f"{run.label}: iteration {done}/{total}, validation accuracy {last['val_accuracy']:.3f}, "
+            f"about {left / 60:.0f} min left")
 
 
 def states(runs: list[PlannedRun]) -> list[dict]:

@@ -59,6 +59,12 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                        diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index()
 
 
+def shown(frame: pd.DataFrame):
+    """A table as notebooks and pages show it: three decimals, and "-" where a value does not exist (the
+    spread over seeds of a single seed, the accuracy of a diverged run) instead of NaN."""
+    return frame.style.format(precision=3, na_rep="-").hide(axis="index")
+
+
 def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:
     """Each row's margin over chance (1/ways) and whether it exceeds the row's 95% CI."""
     out = table[["method", "test_dataset", "seed", "accuracy", "ci95"]].copy()

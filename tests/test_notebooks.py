@@ -1,6 +1,7 @@
 """Every notebook end to end with papermill on the smoke parameters; assertions read the files the
 notebooks write, not their cell outputs."""
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ import yaml
 
 from conftest import DEVICES, PROJECT_ROOT
 from gems_core import pipeline
+from gems_core.training import device_name, resolve_device
 
 
 @pytest.fixture(scope="module", params=DEVICES)
@@ -144,3 +146,106 @@ def test_report_notebook_wrote_table2(smoke_run):
         assert "±" not in str(cell) and float(str(cell)) == pytest.approx(row.accuracy, abs=5e-4)
     html = (out / "06_report.html").read_text()
     assert "not one of the supplement&#39;s pairs" in html or "not one of the supplement's pairs" in html
+
+
+def test_results_page_ties_the_profile_together_and_every_link_resolves(smoke_run):
+    from html.parser import HTMLParser
+
+    class Page(HTMLParser):
+        """The page's link targets and its table rows (as lists of cell texts)."""
+
+        def __init__(self):
+            super().__init__()
+            self.targets, self.rows = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.targets += [v for k, v in attrs if k in ("href", "src")]
+            if tag == "tr":
+                self.rows.append([])
+            if tag in ("td", "th"):
+                self.rows[-1].append("")
+
+        def handle_data(self, data):
+            if self.rows and self.rows[-1]:
+                self.rows[-1][-1] += data.strip()
+    out, executed = smoke_run
+    page_text = (out / "index.html").read_text()
+    page = Page()
+    page.feed(page_text)
+    assert {f"{nb.stem}.html" for nb in executed} <= set(page.targets)  # every rendered notebook
+    assert any(t.startswith("figures/") for t in page.targets)
+    for target in page.targets:  # relative, and there: the page opens from the file system
+        assert not target.startswith(("/", "http")) and (out / target).is_file(), target
+    assert "<script" not in page_text and "Table 2, reproduced" in page_text
+    header = ["run", "kind", "state", "iteration", "training time", "device", "folder"]
+    runs = [dict(zip(header, row)) for row in page.rows[page.rows.index(header) + 1:] if len(row) == len(header)]
+    device = device_name(resolve_device(yaml.safe_load((out.parents[1] / "smoke.yaml").read_text())["device"]))
+    assert len(runs) == 9 and "maml seed 21" in {r["run"] for r in runs}  # every planned run of the smoke profile
+    for run in runs:  # with its state, time and where it was trained
+        assert run["state"] == "complete" and run["device"] == device, run
+        assert re.fullmatch(r"\d+ s|\d+\.\d min", run["training time"]), run
+
+
+def test_renders_and_page_name_no_folder_of_the_machine_that_made_them(smoke_run):
+    out, executed = smoke_run
+    for path in [out / "index.html", *(nb.with_suffix(".html") for nb in executed)]:
+        assert str(PROJECT_ROOT) not in path.read_text(), path.name
+
+
+
+def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_path):
+    """JupyterLab in Chromium: run 06_report of the smoke profile, change the explorer's run, test
+    dataset and task and see its figure and predictions change; then open the results page from the
+    file system. Screenshots go to this test's tmp_path."""
+    if request.node.callspec.params["smoke_run"] != "cpu":
+        pytest.skip("the browser drives the CPU smoke run's notebooks; CUDA changes nothing it sees")
+    import browser
+    executable = browser.chromium()
+    out, executed = smoke_run
+    with browser.jupyter_lab(out, tmp_path) as (lab, token), browser.page(executable) as page:
+        page.goto(f"{lab}/tree/06_report.ipynb?token={token}")
+        page.locator(".jp-Notebook").wait_for(timeout=60_000)
+        for menu, command in (("Edit", "Clear Outputs of All Cells"), ("Run", "Run All Cells")):
+            page.locator(".lm-MenuBar-itemLabel", has_text=menu).click()
+            page.locator(".lm-Menu-itemLabel", has_text=command).first.click()
+        explorer = page.locator(".widget-interact")
+        explorer.locator("select").first.wait_for(timeout=180_000)
+        shown = explorer.locator(".widget-output")
+
+        def seen() -> tuple[str, str]:
+            """The explorer's figure (its PNG) and predictions line."""
+            line = shown.get_by_text("queries right")
+            line.wait_for(timeout=60_000)
+            return shown.locator("img").first.get_attribute("src"), line.inner_text()
+
+        def after(change, name: str, expected: str, before: tuple[str, str]) -> tuple[str, str]:
+            """Make a change in the explorer; wait until it shows ``expected``; check its figure changed."""
+            change()
+            shown.get_by_text(expected).wait_for(timeout=60_000)
+            now = seen()
+            explorer.screenshot(path=tmp_path / f"{name}.png")
+            assert now[0] != before[0], f"{name}: the figure did not change"
+            return now
+
+        state = seen()
+        page.screenshot(path=tmp_path / "report-run-all.png")
+        explorer.screenshot(path=tmp_path / "explorer-bmp.png")
+        assert state[1].startswith("bmp seed 21, glyphs test task 0:"), state[1]
+        runs, datasets = explorer.locator("select").nth(0), explorer.locator("select").nth(1)
+        state = after(lambda: runs.select_option("mmsup"), "explorer-mmsup", "mmsup seed 21, glyphs test task 0:",
+                      state)
+        state = after(lambda: datasets.select_option("shapes"), "explorer-shapes",
+                      "mmsup seed 21, shapes test task 0:", state)
+        slider = explorer.locator(".widget-slider .noUi-handle, .widget-slider [role=slider]").first
+        after(lambda: (slider.focus(), slider.press("ArrowRight"), slider.press("ArrowRight")), "explorer-task-2",
+              "mmsup seed 21, shapes test task 2:", state)
+
+        page.goto((out / "index.html").as_uri())
+        page.screenshot(path=tmp_path / "results-page.png", full_page=True)
+        assert page.locator("table").count() >= 3 and page.locator("span.complete").count() == 9
+        assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        links = page.locator("a").evaluate_all("links => links.map(a => a.href)")
+        assert len(links) == len(executed)
+        for link in links:  # each rendered notebook opens, from the file system
+            page.goto(link)
+            assert page.locator(".jp-Notebook, .jp-Cell").count() > 0, link

@@ -55,3 +55,53 @@ def test_bad_parameters_stop_before_any_notebook_runs(tmp_path, capsys):
     assert pipeline.main([str(bad)]) == 2  # a parameter error: one message, status 2
     assert "unknown parameter 'wayz'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_runner_is_quiet_and_names_its_results_page(tmp_path):
+    import subprocess
+    import sys
+    from conftest import PROJECT_ROOT, smoke_file
+    params = smoke_file(tmp_path, "quiet")
+    proc = subprocess.run([sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "without encryption" not in proc.stderr and "IPKernelApp" not in proc.stderr
+    assert f"results page: {tmp_path / 'quiet' / 'smoke' / 'index.html'}" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("where, how", [("root", "-p"), ("notebooks", "-f")])
+def test_plain_papermill_runs_a_notebook_from_the_root_or_from_notebooks(tmp_path, where, how):
+    import os
+    import subprocess
+    import sys
+    from conftest import PROJECT_ROOT, smoke_file
+    params = smoke_file(tmp_path, "pm")
+    cwd = PROJECT_ROOT if where == "root" else PROJECT_ROOT / "notebooks"
+    relative = os.path.relpath(params, cwd)  # as a user would type it from there
+    if how == "-p":
+        args = ["-p", "parameters_file", relative]
+    else:
+        (tmp_path / "nb-params.yaml").write_text(yaml.safe_dump({"parameters_file": relative}))
+        args = ["-f", str(tmp_path / "nb-params.yaml")]
+    notebook = os.path.relpath(PROJECT_ROOT / "notebooks" / "00_data_prep.ipynb", cwd)
+    papermill = [sys.executable, "-m", "papermill", notebook, str(tmp_path / "out.ipynb"), *args]
+    proc = subprocess.run(papermill, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "pm" / "smoke" / "data_summary.csv").exists()  # where the pipeline writes it
+
+
+def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
+    from gems_core.data import load_distributions
+    from gems_core.plan import plan, progress
+    from gems_core.training import Run, resolve_device
+    params = tiny_params(iterations=12, validation_every=3, checkpoint_every=3)
+    runs = plan(params, ("main",))
+    assert progress(runs) is None
+    run = Run(params, "bmp", 21, load_distributions(params), runs[2].folder, resolve_device("cpu"))
+    run.calibrate()
+    for _ in range(3):
+        run.step()
+    run.log_row()
+    run.save_checkpoint()
+    line = progress(runs)
+    assert line.startswith("bmp seed 21: iteration 3/12, validation accuracy 0.") and "min left" in line

@@ -1,4 +1,7 @@
 """Table 2 in the supplement's shape, the comparison with the paper, and the convergence summaries."""
+import warnings
+
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -55,8 +58,11 @@ def test_convergence_summaries():
     assert holds.loc["with swaps (any layer)", "loss_decreased"] == 1.0
     assert holds.loc["without swaps", "count"] == 1 and holds.loc["without swaps", "loss_decreased"] == 0.0
     assert holds.loc["with swaps in conv2", "count"] == 1
-    corr = convergence.correlations(trace).set_index("swaps")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a layer that never swaps is reported, not warned about
+        corr = convergence.correlations(trace).set_index("swaps")
     assert corr.loc["swaps_conv1", "spearman_with_delta"] < 0
+    assert np.isnan(corr.loc["swaps_conv3", "spearman_with_delta"])  # never swapped: undefined
     assert holds.loc["more swaps than the median", "count"] == 2
     text = convergence.verdict(convergence.claim_holds(trace), convergence.correlations(trace))
     assert text.startswith("The loss on the same tasks fell after 75% of 4 updates.")
@@ -71,3 +77,38 @@ def test_reference_wide_keeps_the_papers_row_and_method_order():
     assert list(wide.index)[:4] == [("cub+aircraft", "cub"), ("cub+aircraft", "aircraft"),
                                 ("vgg_flowers+aircraft", "vgg_flowers"), ("vgg_flowers+aircraft", "aircraft")]
     assert wide.loc[("vgg_flowers+aircraft", "vgg_flowers"), "bmp"] == 0.738
+
+
+def test_figures_of_fractions_use_their_whole_range():
+    """Overlap, adaptation frequency and accuracy run from 0 to 1; a colour scale or axis fitted to the data
+    would show 0.988 and 0.998 as opposites."""
+    import pandas as pd
+    from gems_core import plots
+    overlap = {"conv1": {"a|a": 0.988, "a|b": 0.998, "b|b": 0.99}}
+    fig = plots.overlap_heatmaps(overlap)
+    assert fig.axes[0].collections[0].get_clim() == (0, 1)
+    records = {"a": {"layer_adapt_frequency": [0.9, 0.95, 1, 1, 0.92]}}
+    assert plots.layer_adaptation_heatmap(records).axes[0].collections[0].get_clim() == (0, 1)
+    curve = pd.DataFrame({"iteration": [1, 2], **{f"adapt_{l}_a": [0.97, 0.99] for l in ("conv1", "head")}})
+    assert plots.adaptation_over_training(curve, ["a"]).axes[0].get_ylim() == (-0.05, 1.05)
+    summary = pd.DataFrame({"method": ["maml"], "test_dataset": ["a"], "accuracy": [0.61], "ci95": [0.02]})
+    assert plots.accuracy_bars(summary, 5).axes[0].get_ylim() == (0, 1)
+    grid = pd.DataFrame({"method": ["bmp"] * 2, "test_dataset": ["a"] * 2, "value": [0.1, 0.5], "accuracy": [0.6, None],
+                         "std_over_seeds": [None, None], "ci95": [0.02, None], "seeds": [1, 1], "diverged": [0, 1]})
+    ax = plots.ablation_curves(grid, "fast_lr").axes[0]
+    assert ax.get_ylim() == (0, 1) and any("1 of 1 diverged" in t.get_text() for t in ax.texts)
+
+
+def test_tables_show_a_missing_spread_as_a_dash():
+    import pandas as pd
+    from gems_core import results
+    table = pd.DataFrame([{"method": "maml", "train_datasets": "a+b", "test_dataset": "a", "seed": 21,
+                           "status": "complete", "accuracy": 0.61, "ci95": 0.02, "train_seconds": 5.0}])
+    html = results.shown(results.summary(table)).to_html()
+    assert "nan" not in html.lower() and "<td" in html and ">-<" in html and "0.610" in html
+
+
+def test_page_says_training_times_in_seconds_minutes_or_hours():
+    from gems_core.page import duration
+    assert [duration(t) for t in (0.4, 59, 60, 750, 3599, 3600, 11_520)] == \
+        ["0 s", "59 s", "1.0 min", "12.5 min", "60.0 min", "1.0 h", "3.2 h"]

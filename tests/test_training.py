@@ -128,6 +128,12 @@ def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
         assert seen["support"].shape == (3, 3, 16, 16) and seen["prediction"].shape == (6,)
         assert choice in seen["choices"]
         assert explore.task_figure(run, 1, 2).axes
+        line = explore.predictions_line(seen)
+        right = int((seen["prediction"] == seen["query_y"]).sum())
+        true, predicted = (line.split("; true ")[1]).split("; predicted ")
+        assert line.startswith(f"{method} seed 21, shapes test task 2: {right} of 6 queries right")
+        assert true.split() == [str(y) for y in seen["query_y"].tolist()]
+        assert predicted.split() == [str(p) for p in seen["prediction"].tolist()]
 
 
 def test_proportional_task_sampling_weights_distributions_by_train_classes(tiny_params, tmp_path):

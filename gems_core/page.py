@@ -1,0 +1,106 @@
+"""``outputs/<profile>/index.html``: the page a reader opens first.
+
+One static page per profile, written by the pipeline after its notebooks: the profile's parameters in
+brief, Table 2 as reproduced beside the paper's values, every planned run's state (complete, partial
+at some iteration, diverged, failed, missing) with its training time and device, the key figures (PNG
+files beside the page) and a link to each rendered notebook. Links are relative and there is no
+JavaScript, so the page opens from the file system, or from a copy of the folder, anywhere.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from . import io, plots, report, results
+from .notebook import from_project_root
+from .plan import plan, states
+
+BRIEF = ("image_size", "hidden_size", "ways", "shots", "queries", "meta_batch_size", "adaptation_steps", "fast_lr",
+         "meta_lr", "iterations", "seeds", "methods", "test_tasks", "device")
+STYLE = """body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.complete{color:#176b2c}.diverged,.failed{color:#a31515}.partial{color:#8a5a00}
+img{max-width:100%;border:1px solid #ddd;margin:.3em 0}code{background:#f3f3f3;padding:0 .2em}"""
+
+
+def _table(frame: pd.DataFrame, index: bool = False) -> str:
+    return frame.to_html(index=index, na_rep="-", float_format=lambda v: f"{v:.3f}", border=0)
+
+
+def _figure(fig, folder: Path, name: str) -> str:
+    """Save ``fig`` as figures/<name>.png beside the page and return its <img> tag."""
+    path = folder / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return f'<p><img src="figures/{name}.png" alt="{html.escape(name)}"></p>'
+
+
+def duration(seconds: float) -> str:
+    """A training time as people say it: 40 s, 12.5 min, 3.2 h."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _runs_table(params: dict) -> str:
+    """Every planned run: its state, how far it got, its training time and device, and its folder."""
+    runs = plan(params)
+    rows = []
+    for run, row in zip(runs, states(runs)):
+        done = run.outcome()
+        cells = [html.escape(row["run"]), row["kind"], f'<span class="{row["state"]}">{row["state"]}</span>',
+                 f'{row["iteration"]} / {row["of"]}',
+                 duration(done["train_seconds"]) if "train_seconds" in done else "-",
+                 html.escape(done.get("device", "-")), f"<code>{html.escape(str(from_project_root(run.folder)))}</code>"]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in ("run", "kind", "state", "iteration", "training time", "device", "folder"))
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
+    """The figures a reader looks at first: test accuracy, and what BMP and MMSUP chose (first seed)."""
+    parts = []
+    complete = table[table["status"] == "complete"]
+    if not complete.empty:
+        parts.append(_figure(plots.accuracy_bars(results.summary(complete), params["ways"]), folder, "accuracy"))
+    for method, key, draw in (("bmp", None, lambda r: plots.layer_adaptation_heatmap(r)),
+                              ("mmsup", "overlap", lambda r: plots.overlap_heatmaps(r))):
+        run = next((r for r in plan(params, ("main",)) if r.method == method and r.state()[0] == "complete"), None)
+        if run is not None:
+            records = json.loads((run.folder / "results.json").read_text())["records"]
+            parts.append(_figure(draw(records[key] if key else records), folder, f"{method}-seed{run.seed}"))
+    return "".join(parts) or "<p>No complete run yet.</p>"
+
+
+def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
+    """Write (or refresh) the profile's page in ``folder`` (``outputs/<profile>``) and return its path."""
+    matplotlib.use("Agg")
+    folder = Path(folder)
+    table = results.gather(folder, params)
+    brief = pd.DataFrame([{"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
+                          for k, v in params.items() if k in BRIEF])
+    data = ", ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
+    compared = report.beside_paper(table[table["status"] == "complete"], params)
+    notebooks = sorted(p.name for p in folder.glob("[0-9][0-9]_*.html"))
+    body = [
+        f"<h1>GEMS kit: profile <code>{html.escape(params['profile'])}</code></h1>",
+        f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
+        f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
+        "<h2>Notebooks</h2><ul>" + "".join(f'<li><a href="{n}">{n[:-5]}</a></li>' for n in notebooks) + "</ul>",
+        "<h2>Table 2, reproduced</h2>", _table(report.table2(table), index=True) if not table.empty else
+        "<p>No complete run yet.</p>",
+        "<h2>Beside the paper</h2>", _table(compared) if not compared.empty else
+        "<p>This profile's data are not one of the supplement's pairs: nothing to set beside the paper.</p>",
+        "<h2>Figures</h2>", _figures(params, table, folder),
+        "<h2>Runs</h2>", _runs_table(params),
+        "<h2>Parameters in brief</h2>", _table(brief),
+    ]
+    page = folder / "index.html"
+    io.write_text(page, f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>GEMS: '
+                        f'{html.escape(params["profile"])}</title><style>{STYLE}</style></head><body>'
+                        + "\n".join(body) + "</body></html>\n")
+    return page
