@@ -11,6 +11,7 @@ and how far it got, read from the run folders.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import threading
@@ -59,9 +60,17 @@ def notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[P
     return [nb for nb in found if not only or any(nb.name.startswith(o) for o in only)]
 
 
+def _not_alt_text_notice(record: logging.LogRecord) -> bool:
+    """nbconvert warns, for every notebook, that its figures have no alternative text, then gives them a
+    generic one itself; matplotlib's figures never have one, so the warning is noise to the user."""
+    return not record.getMessage().startswith("Alternative text is missing")
+
+
 def render_html(executed: Path) -> Path:
     """Write the HTML render of an executed notebook beside it."""
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    exporter = HTMLExporter()
+    exporter.log.addFilter(_not_alt_text_notice)
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     html = executed.with_suffix(".html")
     io.write_text(html, body)
     return html

@@ -81,3 +81,14 @@ def test_incomplete_dataset_is_reported_and_kept(tmp_path, no_network):
     with pytest.raises(DatasetUnavailable, match="is incomplete"):
         load_paper_dataset("cub", tmp_path / "data", 8)
     assert (folder / "my_notes.txt").exists()
+
+
+def test_loading_learn2learn_keeps_gyms_notice_out_of_notebooks():
+    import subprocess
+    import sys
+    load = "from gems_core.data.paper import PAPER_DATASETS; print(len(PAPER_DATASETS['cub'].class_names()))"
+    proc = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "200", proc.stderr
+    assert "gym" not in proc.stderr.lower(), proc.stderr
+    assert "Gym has been unmaintained" in subprocess.run([sys.executable, "-c", "import gym"], capture_output=True,
+                                                         text=True, timeout=120).stderr  # what it keeps out

@@ -66,6 +66,7 @@ def test_the_runner_is_quiet_and_names_its_results_page(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "without encryption" not in proc.stderr and "IPKernelApp" not in proc.stderr
+    assert "Alternative text" not in proc.stderr  # 00 draws figures, which have none
     assert f"results page: {tmp_path / 'quiet' / 'smoke' / 'index.html'}" in proc.stdout + proc.stderr
 
 

@@ -8,10 +8,12 @@ and how to provide the files by hand.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import shutil
 from dataclasses import dataclass
+from io import StringIO
 from pathlib import Path
 
 from ..errors import KitError
@@ -35,7 +37,11 @@ class PaperDataset:
     layout: str       # what must be inside that folder
 
     def l2l_module(self):
-        return importlib.import_module(f"learn2learn.vision.datasets.{self.module}")
+        """learn2learn's module for this dataset. Importing learn2learn imports gym, which prints a notice
+        that gym is unmaintained; the kit never uses gym, so that notice is kept out of notebooks and logs
+        (an error in the import still raises)."""
+        with contextlib.redirect_stderr(StringIO()):
+            return importlib.import_module(f"learn2learn.vision.datasets.{self.module}")
 
     def class_names(self) -> list[str]:
         """learn2learn's class order for mode='all': its labels index this list."""
