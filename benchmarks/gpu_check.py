@@ -209,7 +209,7 @@ def main() -> int:
     parser.add_argument("--test-timeout", type=int, default=420)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--throughput", action="store_true",
-                        help="also measure runs per hour with 1-4 runs sharing the GPU (about 1.5 minutes more)")
+                        help="also measure runs per hour with 1-4 runs sharing the GPU (about 3 minutes more on an H100)")
     parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)  # a throughput worker
     args = parser.parse_args()
     if args.one_process:
