@@ -59,14 +59,19 @@ def chromium() -> str:
 
 
 @contextlib.contextmanager
-def page(executable: str, width: int = 1400, height: int = 1000):
-    """A headless Chromium page, closed afterwards."""
+def page(executable: str, failure_shot: Path, width: int = 1400, height: int = 1000):
+    """A headless Chromium page, closed afterwards; if the test fails while it is open, the page as it
+    was goes to ``failure_shot``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        tab = browser.new_page(viewport={"width": width, "height": height})
         try:
-            yield browser.new_page(viewport={"width": width, "height": height})
+            yield tab
+        except BaseException:
+            tab.screenshot(path=failure_shot, full_page=True)
+            raise
         finally:
             browser.close()
 

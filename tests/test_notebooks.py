@@ -202,7 +202,7 @@ def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_pat
     import browser
     executable = browser.chromium()
     out, executed = smoke_run
-    with browser.jupyter_lab(out, tmp_path) as (lab, token), browser.page(executable) as page:
+    with browser.jupyter_lab(out, tmp_path) as (lab, token), browser.page(executable, tmp_path / "failed.png") as page:
         page.goto(f"{lab}/tree/06_report.ipynb?token={token}")
         page.locator(".jp-Notebook").wait_for(timeout=60_000)
         for menu, command in (("Edit", "Clear Outputs of All Cells"), ("Run", "Run All Cells")):
