@@ -205,6 +205,8 @@ def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_pat
     with browser.jupyter_lab(out, tmp_path) as (lab, token), browser.page(executable, tmp_path / "failed.png") as page:
         page.goto(f"{lab}/tree/06_report.ipynb?token={token}")
         page.locator(".jp-Notebook").wait_for(timeout=60_000)
+        # only once the kernel is up: "Run All" with no kernel yet can be lost
+        page.locator(".jp-StatusBar-TextItem", has_text="(ipykernel) | Idle").wait_for(timeout=120_000)
         for menu, command in (("Edit", "Clear Outputs of All Cells"), ("Run", "Run All Cells")):
             page.locator(".lm-MenuBar-itemLabel", has_text=menu).click()
             page.locator(".lm-Menu-itemLabel", has_text=command).first.click()
