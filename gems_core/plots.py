@@ -63,9 +63,10 @@ def layer_adaptation_heatmap(records: dict, title: str = "BMP: how often each la
     """Datasets x layers heatmap of BMP's adaptation frequency (over test tasks and inner steps)."""
     frame = pd.DataFrame({d: r["layer_adapt_frequency"] for d, r in records.items()},
                          index=LAYER_LABELS).T
-    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.5 * len(frame)))
+    fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(frame)))
     sns.heatmap(frame, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": "adapted"})
     ax.set(title=title, xlabel="layer", ylabel="test dataset")
+    ax.tick_params(axis="y", labelrotation=0)  # dataset names read across, clear of the axis label
     fig.tight_layout()
     return fig
 
