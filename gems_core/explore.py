@@ -82,34 +82,42 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10, seen: 
     return fig
 
 
+def explorable_runs(params: dict, distributions: list[Distribution], methods: list[str]) -> tuple[dict, list[str]]:
+    """The first seed's run of each method that has a checkpoint, loaded; and why each other run that has
+    one cannot be explored (a damaged checkpoint, or one from an older kit), so one bad run does not
+    take the explorer down."""
+    runs, problems, seed = {}, [], params["seeds"][0]
+    for method in methods:
+        if method in params["methods"] and (run_folder(params, method, seed) / checkpoints.NEWEST).exists():
+            try:
+                runs[method] = load_run(params, method, seed, distributions)
+            except checkpoints.CheckpointUnreadable as exc:
+                problems.append(f"{method}: {exc}")
+    return runs, problems
+
+
 def task_explorer(params: dict, distributions: list[Distribution], methods: list[str]):
     """A static figure of the first method's first test task, then interactive controls (JupyterLab)."""
     import ipywidgets as widgets
     from IPython.display import display
 
-    available = [m for m in methods if m in params["methods"]
-                 and (run_folder(params, m, params["seeds"][0]) / checkpoints.NEWEST).exists()]
-    if not available:
+    runs, problems = explorable_runs(params, distributions, methods)
+    for problem in problems:
+        print("cannot explore", problem)
+    if not runs:
         print("no trained run to explore yet")
         return
-    runs = {}
-
-    def get(method):
-        if method not in runs:
-            runs[method] = load_run(params, method, params["seeds"][0], distributions)
-        return runs[method]
-
     names = [d.name for d in distributions]
 
     def show(method: str, dataset: str, task: int):
-        run = get(method)
+        run = runs[method]
         seen = inspect_task(run, names.index(dataset), task)
         task_figure(run, names.index(dataset), task, seen=seen)
         plt.show()
         print(predictions_line(seen))
 
-    show(available[0], names[0], 0)
-    widgets.interact(show, method=widgets.Dropdown(options=available, description="run"),
+    show(next(iter(runs)), names[0], 0)
+    widgets.interact(show, method=widgets.Dropdown(options=list(runs), description="run"),
                      dataset=widgets.Dropdown(options=names, description="dataset"),
                      task=widgets.IntSlider(0, 0, params["test_tasks"] - 1, description="test task"))
     display(widgets.HTML("<i>Interactive controls need a live kernel (JupyterLab); the figure above is static.</i>"))

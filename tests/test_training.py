@@ -134,6 +134,10 @@ def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
         assert line.startswith(f"{method} seed 21, shapes test task 2: {right} of 6 queries right")
         assert true.split() == [str(y) for y in seen["query_y"].tolist()]
         assert predicted.split() == [str(p) for p in seen["prediction"].tolist()]
+    for name in (checkpoints.NEWEST, checkpoints.PREVIOUS):  # MMSUP's checkpoints damaged (or from an older kit)
+        (run_folder(params, "mmsup", 21) / name).write_bytes(b"not a checkpoint")
+    runs, problems = explore.explorable_runs(params, dists, ["bmp", "mmsup", "maml"])
+    assert list(runs) == ["bmp"] and len(problems) == 1 and problems[0].startswith("mmsup: ")
 
 
 def test_proportional_task_sampling_weights_distributions_by_train_classes(tiny_params, tmp_path):
