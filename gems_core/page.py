@@ -41,11 +41,6 @@ def _figure(fig, folder: Path, name: str) -> str:
     return f'<p><img src="figures/{name}.png" alt="{html.escape(name)}"></p>'
 
 
-def duration(seconds: float) -> str:
-    """A training time as people say it: 40 s, 12.5 min, 3.2 h."""
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
-
-
 def _runs_table(params: dict) -> str:
     """Every planned run: its state, how far it got, its training time and device, and its folder."""
     runs = plan(params)
@@ -54,7 +49,7 @@ def _runs_table(params: dict) -> str:
         done = run.outcome()
         cells = [html.escape(row["run"]), row["kind"], f'<span class="{row["state"]}">{row["state"]}</span>',
                  f'{row["iteration"]} / {row["of"]}',
-                 duration(done["train_seconds"]) if "train_seconds" in done else "-",
+                 results.duration(done["train_seconds"]) if "train_seconds" in done else "-",
                  html.escape(done.get("device", "-")), f"<code>{html.escape(str(from_project_root(run.folder)))}</code>"]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "kind", "state", "iteration", "training time", "device", "folder"))

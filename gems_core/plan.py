@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
+from .results import duration
 from .training import holding, run_folder, run_method
 
 KINDS = ("main", "bmp_embedding", "ablation", "convergence")
@@ -152,7 +153,7 @@ def progress(runs: list[PlannedRun]) -> str | None:
     total, done = run.params["iterations"], int(last["iteration"])
     left = (total - done) * last["train_seconds"] / max(done, 1)
     return (f"{run.label}: iteration {done}/{total}, validation accuracy {last['val_accuracy']:.3f}, "
-            f"about {left / 60:.0f} min left")
+            f"about {duration(left)} left")
 
 
 def states(runs: list[PlannedRun]) -> list[dict]:

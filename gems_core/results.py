@@ -71,3 +71,8 @@ def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:
     out["chance"] = 1.0 / ways
     out["above_chance_by_more_than_ci"] = out["accuracy"] - out["chance"] > out["ci95"]
     return out
+
+
+def duration(seconds: float) -> str:
+    """A training time as people say it: 40 s, 12.5 min, 3.2 h."""
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"

@@ -109,6 +109,6 @@ def test_tables_show_a_missing_spread_as_a_dash():
 
 
 def test_page_says_training_times_in_seconds_minutes_or_hours():
-    from gems_core.page import duration
+    from gems_core.results import duration
     assert [duration(t) for t in (0.4, 59, 60, 750, 3599, 3600, 11_520)] == \
         ["0 s", "59 s", "1.0 min", "12.5 min", "60.0 min", "1.0 h", "3.2 h"]
