@@ -54,7 +54,7 @@ def accuracy_bars(summary: pd.DataFrame, ways: int):
     ax.axhline(1.0 / ways, color="gray", ls="--", lw=1, label="chance")
     ax.set_xticks(np.arange(len(datasets)) + width * (len(methods) - 1) / 2, datasets)
     ax.set(ylabel="test accuracy", ylim=(0, 1))
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=8, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))  # below: clear of the bars
     fig.tight_layout()
     return fig
 
