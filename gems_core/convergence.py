@@ -23,6 +23,7 @@ from .models import CONV_LABELS
 from .training import Run, device_name, resolve_device
 
 LAYERS = CONV_LABELS
+PROGRESS_EVERY = 25  # iterations between the trace's progress records
 
 
 def initial_masks(learner) -> dict[str, torch.Tensor]:
@@ -42,17 +43,23 @@ def query_loss(learner, batch) -> float:
 
 
 def trace(params: dict, seed: int, distributions: list[Distribution], path: Path) -> pd.DataFrame:
-    """Train MMSUP for ``convergence_iterations`` recording losses and swaps; cached in ``path`` (CSV),
-    with its training time and device in a JSON file beside it."""
+    """Train MMSUP for ``convergence_iterations`` recording losses and swaps; cached in ``path`` (CSV).
+    A JSON file beside it holds the iteration reached, the time so far and the device, written every
+    ``PROGRESS_EVERY`` iterations (for the pipeline's status line) and at the end (for the results page)."""
     path = Path(path)
     if path.exists():
         return pd.read_csv(path)
     tqdm.write(f"mmsup seed {seed}: training the convergence trace from iteration 0 into {path}")
     device, started = resolve_device(params["device"]), time.perf_counter()
     member = Run(params, "mmsup", seed, distributions, path.parent / "run", device).members[0]
-    learner, rows = member.learner, []
+    learner, rows, total = member.learner, [], params["convergence_iterations"]
+
+    def record(iteration: int) -> None:
+        io.write_text(path.with_suffix(".json"), json.dumps({
+            "iteration": iteration, "of": total, "train_seconds": time.perf_counter() - started,
+            "device": device_name(device)}))
     before = initial_masks(learner)
-    for n in tqdm(range(params["convergence_iterations"]), desc="convergence trace", unit="it"):
+    for n in tqdm(range(total), desc="convergence trace", unit="it"):
         loss, _, batch = member.update()
         after = initial_masks(learner)
         row = {"iteration": n + 1, "loss_before": loss.item(), "loss_after": query_loss(learner, batch)}
@@ -60,11 +67,12 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
             row[f"swaps_{layer}"] = int((after[layer] & ~before[layer]).sum())  # weights that entered the mask
         rows.append(row)
         before = after
+        if (n + 1) % PROGRESS_EVERY == 0:
+            record(n + 1)
     table = pd.DataFrame(rows)
     table["delta"] = table["loss_after"] - table["loss_before"]
     table["swaps"] = table[[f"swaps_{layer}" for layer in LAYERS]].sum(1)
-    io.write_text(path.with_suffix(".json"), json.dumps({"train_seconds": time.perf_counter() - started,
-                                                         "device": device_name(device)}))
+    record(total)
     io.write_text(path, table.to_csv(index=False))
     return table
 

@@ -141,19 +141,31 @@ def train(params: dict, kind: str, distributions: list[Distribution], methods: l
     return [run.execute(distributions) for run in tqdm(runs, desc=f"{kind} runs", unit="run")]
 
 
+def _progress_record(run: PlannedRun) -> Path | None:
+    """The file an unfinished run last wrote its progress to (metrics.csv; the trace's JSON), or None."""
+    if run.kind == "convergence":
+        record = run.trace_path.with_suffix(".json")
+        return record if record.exists() and not run.trace_path.exists() else None
+    metrics = run.folder / "metrics.csv"
+    return metrics if metrics.exists() and not (run.folder / "results.json").exists() else None
+
+
 def progress(runs: list[PlannedRun]) -> str | None:
-    """The run being trained (the unfinished one whose metrics.csv was written last) and how far it got:
+    """The run being trained (the unfinished one that wrote its progress last) and how far it got:
     iteration, latest validation accuracy and time left at its pace so far; None if none is under way."""
-    under_way = [(r.folder / "metrics.csv", r) for r in runs if r.kind != "convergence"
-                 and (r.folder / "metrics.csv").exists() and not (r.folder / "results.json").exists()]
+    under_way = [(record, run) for run in runs if (record := _progress_record(run))]
     if not under_way:
         return None
-    metrics, run = max(under_way, key=lambda m: m[0].stat().st_mtime)
-    last = pd.read_csv(metrics).iloc[-1]
-    total, done = run.params["iterations"], int(last["iteration"])
-    left = (total - done) * last["train_seconds"] / max(done, 1)
-    return (f"{run.label}: iteration {done}/{total}, validation accuracy {last['val_accuracy']:.3f}, "
-            f"about {duration(left)} left")
+    record, run = max(under_way, key=lambda pair: pair[0].stat().st_mtime)
+    if run.kind == "convergence":  # the trace validates nothing
+        last = json.loads(record.read_text())
+        done, total, seconds, accuracy = last["iteration"], last["of"], last["train_seconds"], ""
+    else:
+        last = pd.read_csv(record).iloc[-1]
+        done, total, seconds = int(last["iteration"]), run.params["iterations"], last["train_seconds"]
+        accuracy = f", validation accuracy {last['val_accuracy']:.3f}"
+    left = (total - done) * seconds / max(done, 1)
+    return f"{run.label}: iteration {done}/{total}{accuracy}, about {duration(left)} left"
 
 
 def states(runs: list[PlannedRun]) -> list[dict]:

@@ -108,3 +108,28 @@ def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
     run.save_checkpoint()
     line = progress(runs)
     assert line.startswith("bmp seed 21: iteration 3/12, validation accuracy 0.") and re.search(r"about \d+ s left$", line)
+
+
+def test_progress_follows_the_convergence_trace_and_the_page_gets_its_time_and_device(tiny_params, monkeypatch):
+    from gems_core import convergence
+    from gems_core.data import load_distributions
+    from gems_core.plan import plan, progress
+    params = tiny_params(convergence_iterations=30)
+    [trace] = plan(params, ("convergence",))
+    dists, calls, real = load_distributions(params), [], convergence.query_loss
+
+    def dies_at_26(*args):  # the trace is killed after its progress record at iteration 25
+        calls.append(1)
+        if len(calls) == 26:
+            raise KeyboardInterrupt
+        return real(*args)
+    monkeypatch.setattr(convergence, "query_loss", dies_at_26)
+    with pytest.raises(KeyboardInterrupt):
+        trace.execute(dists, progress=False)
+    line = progress(plan(params))
+    assert re.fullmatch(r"convergence trace seed 21: iteration 25/30, about \d+ s left", line), line
+    monkeypatch.setattr(convergence, "query_loss", real)
+    trace.execute(dists, progress=False)
+    assert progress(plan(params)) is None and trace.state() == ("complete", 30)
+    outcome = trace.outcome()
+    assert (outcome["iteration"], outcome["of"], outcome["device"]) == (30, 30, "cpu") and outcome["train_seconds"] > 0
