@@ -9,7 +9,6 @@ JavaScript, so the page opens from the file system, or from a copy of the folder
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import matplotlib
@@ -62,11 +61,11 @@ def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
     complete = table[table["status"] == "complete"]
     if not complete.empty:
         parts.append(_figure(plots.accuracy_bars(results.summary(complete), params["ways"]), folder, "accuracy"))
-    for method, key, draw in (("bmp", None, lambda r: plots.layer_adaptation_heatmap(r)),
-                              ("mmsup", "overlap", lambda r: plots.overlap_heatmaps(r))):
-        run = next((r for r in plan(params, ("main",)) if r.method == method and r.state()[0] == "complete"), None)
+    main = plan(params, ("main",))
+    for method, key, draw in (("bmp", None, plots.layer_adaptation_heatmap), ("mmsup", "overlap", plots.overlap_heatmaps)):
+        run = next((r for r in main if r.method == method and r.state()[0] == "complete"), None)
         if run is not None:
-            records = json.loads((run.folder / "results.json").read_text())["records"]
+            records = run.outcome()["records"]
             parts.append(_figure(draw(records[key] if key else records), folder, f"{method}-seed{run.seed}"))
     return "".join(parts) or "<p>No complete run yet.</p>"
 

@@ -59,6 +59,11 @@ class PlannedRun:
         return f"convergence-{self.params['profile']}-seed{self.seed}" if self.kind == "convergence" \
             else self.folder.name
 
+    @property
+    def iterations(self) -> int:
+        """How many iterations this run trains: the trace's own count, or the run's."""
+        return self.params["convergence_iterations" if self.kind == "convergence" else "iterations"]
+
     def outcome(self) -> dict:
         """What the finished run recorded (results.json; the trace's JSON beside its CSV), or {}."""
         path = self.trace_path.with_suffix(".json") if self.kind == "convergence" else self.folder / "results.json"
@@ -66,11 +71,10 @@ class PlannedRun:
 
     def state(self) -> tuple[str, int]:
         """(complete | diverged | failed | partial | missing, the iteration reached)."""
-        if self.kind == "convergence":
-            return ("complete", self.params["convergence_iterations"]) if self.trace_path.exists() else ("missing", 0)
-        results = self.folder / "results.json"
-        if results.exists():
-            outcome = json.loads(results.read_text())
+        if self.kind == "convergence":  # its JSON is written while it trains; its CSV only once complete
+            return ("complete", self.iterations) if self.trace_path.exists() else ("missing", 0)
+        outcome = self.outcome()
+        if outcome:
             return outcome.get("status", "complete"), outcome["iterations"]
         iteration = last_logged_iteration(self.folder)
         if (self.folder / FAILURE).exists():
@@ -159,13 +163,13 @@ def progress(runs: list[PlannedRun]) -> str | None:
     record, run = max(under_way, key=lambda pair: pair[0].stat().st_mtime)
     if run.kind == "convergence":  # the trace validates nothing
         last = json.loads(record.read_text())
-        done, total, seconds, accuracy = last["iteration"], last["of"], last["train_seconds"], ""
+        done, seconds, accuracy = last["iteration"], last["train_seconds"], ""
     else:
         last = pd.read_csv(record).iloc[-1]
-        done, total, seconds = int(last["iteration"]), run.params["iterations"], last["train_seconds"]
+        done, seconds = int(last["iteration"]), last["train_seconds"]
         accuracy = f", validation accuracy {last['val_accuracy']:.3f}"
-    left = (total - done) * seconds / max(done, 1)
-    return f"{run.label}: iteration {done}/{total}{accuracy}, about {duration(left)} left"
+    left = (run.iterations - done) * seconds / max(done, 1)
+    return f"{run.label}: iteration {done}/{run.iterations}{accuracy}, about {duration(left)} left"
 
 
 def states(runs: list[PlannedRun]) -> list[dict]:
@@ -174,6 +178,5 @@ def states(runs: list[PlannedRun]) -> list[dict]:
     for run in runs:
         state, iteration = run.state()
         rows.append({"run": run.label, "kind": run.kind, "name": run.name, "state": state, "iteration": iteration,
-                     "of": run.params["convergence_iterations"] if run.kind == "convergence"
-                     else run.params["iterations"]})
+                     "of": run.iterations})
     return rows
