@@ -1,16 +1,21 @@
 """A run's checkpoints: the last two kept, each with a checksum, so a damaged one is noticed and skipped.
 
 A checkpoint file is ``MAGIC``, the SHA-256 of the payload, then the payload (``torch.save`` bytes).
-Saving first renames the newest checkpoint to ``checkpoint.prev.pt`` (atomic), then writes the new one
-atomically: whenever a process dies, at least one intact checkpoint is on disk. Loading tries the
-newest, then the previous; a file that is truncated, altered at any byte, or unreadable is named in a
-warning and skipped.
+Saving writes the new one to a temporary file, then renames the newest to ``checkpoint.prev.pt`` and the
+temporary file to ``checkpoint.pt`` (both atomic): whenever a process dies, or the disk fills, at least
+one intact checkpoint is on disk. Loading tries the newest, then the previous; a file that is
+truncated, altered at any byte, or unreadable is named in a warning and skipped.
+
+Loading reads data only (``torch.load(weights_only=True)``): tensors, numbers, strings and containers.
+Run folders are shared, and the checksum has no key, so it detects damage, not tampering; a file whose
+payload would need code to load (a crafted pickle) is refused as "not a checkpoint this kit wrote" and
+nothing in it runs.
 """
 from __future__ import annotations
 
 import hashlib
 import io as _io
-import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -32,10 +37,8 @@ def save(folder: Path, obj) -> None:
     buffer = _io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getvalue()
-    newest = Path(folder) / NEWEST
-    if newest.exists():
-        os.replace(newest, Path(folder) / PREVIOUS)
-    io.write_bytes(newest, MAGIC + hashlib.sha256(payload).digest() + payload)
+    io.write_bytes(Path(folder) / NEWEST, MAGIC + hashlib.sha256(payload).digest() + payload,
+                   keep=Path(folder) / PREVIOUS)
 
 
 def read(path: Path):
@@ -47,7 +50,12 @@ def read(path: Path):
     digest, payload = data[head:head + 32], data[head + 32:]
     if hashlib.sha256(payload).digest() != digest:
         raise ValueError(f"its checksum does not match its {len(payload)} bytes (truncated or altered)")
-    return torch.load(_io.BytesIO(payload), map_location="cpu", weights_only=False)
+    try:
+        return torch.load(_io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = str(exc).split("\n")[-1].strip() or "it holds more than tensors, numbers and strings"
+        raise ValueError(f"it is not a checkpoint this kit wrote: loading it would run code ({refused}); "
+                         "it was not loaded") from None
 
 
 def load(folder: Path):

@@ -8,7 +8,6 @@ previous file as it was and raises ``DiskFull`` naming the folder and the space 
 from __future__ import annotations
 
 import errno
-import io as _io
 import json
 import os
 import shutil
@@ -17,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import DiskFull
 
@@ -29,9 +27,10 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: str | Path, size: int):
+def atomic_path(path: str | Path, size: int, keep: str | Path | None = None):
     """Yield a temporary path beside ``path`` for about ``size`` bytes; on success rename it to
-    ``path``, else delete it (and name a full disk as such)."""
+    ``path`` (first renaming the file there to ``keep``, if given), else delete it (and name a full disk
+    as such)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -41,6 +40,8 @@ def atomic_path(path: str | Path, size: int):
         yield Path(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        if keep is not None and path.exists():
+            os.replace(path, keep)
         os.replace(tmp, path)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
@@ -54,8 +55,8 @@ def atomic_path(path: str | Path, size: int):
             os.remove(tmp)
 
 
-def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_path(path, len(data)) as tmp:
+def write_bytes(path: str | Path, data: bytes, keep: str | Path | None = None) -> None:
+    with atomic_path(path, len(data), keep) as tmp:
         tmp.write_bytes(data)
 
 
@@ -71,9 +72,3 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     with atomic_path(path, sum(a.nbytes for a in arrays.values())) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-
-
-def save_torch(path: str | Path, obj) -> None:
-    buffer = _io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes(path, buffer.getvalue())
