@@ -48,9 +48,43 @@ class ClassImages:
             return cls(f["images"], f["labels"].astype(np.int64), [str(c) for c in f["class_names"]], int(f["skipped"]))
 
 
+BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
+EIGHT_BIT = ("1", "L", "P", "RGB", "CMYK", "YCbCr")
+WITH_ALPHA = ("LA", "RGBA")
+WIDE = ("I;16", "I;16B", "I;16L", "I", "F")  # 16-bit, 32-bit integer and 32-bit float grayscale
+MODES = EIGHT_BIT + WITH_ALPHA + WIDE  # every mode the kit decodes; each is tested with a real file
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit or float grayscale image as 8-bit grayscale, scaled by its range: 16-bit values
+    (and 32-bit ones within 0..65535, as some 16-bit files open) by 65535, floats within 0..1 by 1,
+    anything else by the image's own minimum and maximum. Never clipped."""
+    values = np.asarray(image, dtype=np.float64)
+    lo, hi = float(values.min()), float(values.max())
+    if image.mode.startswith("I;16") or (image.mode == "I" and lo >= 0 and hi <= 65535):
+        lo, hi = 0.0, 65535.0
+    elif image.mode == "F" and lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    return Image.fromarray(np.round(scaled * 255).astype(np.uint8), "L")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode of ``MODES`` as 8-bit RGB: wide grayscale scaled (``to_8bit``), transparency composited
+    on ``BACKGROUND``; DataFileError for another mode."""
+    if image.mode not in MODES:
+        raise DataFileError(f"image mode {image.mode} is not supported; supported modes: {', '.join(MODES)}")
+    if image.mode in WIDE:
+        return to_8bit(image).convert("RGB")
+    if image.mode in WITH_ALPHA or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, BACKGROUND + (255,)), rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def decode(image: Image.Image, size: int) -> np.ndarray:
-    """An image as RGB uint8 [size, size, 3] (bilinear resize; grayscale is replicated)."""
-    image = image.convert("RGB")
+    """An image as RGB uint8 [size, size, 3] (``to_rgb``, then a bilinear resize)."""
+    image = to_rgb(image)
     if image.size != (size, size):
         image = image.resize((size, size), Image.BILINEAR)
     return np.asarray(image, dtype=np.uint8)

@@ -65,7 +65,8 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
-CACHE_FORMAT = 2  # bumped when what a cache holds changes (2: images ordered by class name, then path)
+CACHE_FORMAT = 3  # bumped when what a cache holds changes (2: images ordered by class name, then path;
+#                  3: wide grayscale scaled by its range, transparency composited on white)
 
 
 def _cache_key(dist: dict, params: dict) -> str:
