@@ -104,7 +104,7 @@ def correlations(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict(holds: pd.DataFrame, correlations: pd.DataFrame) -> str:
-    """The check's outcome in one paragraph of Markdown."""
+    """The check's outcome in one paragraph of plain text."""
     h = holds.set_index("iterations")
     def pct(label):
         return f"{h.loc[label, 'loss_decreased']:.0%} of {int(h.loc[label, 'count'])}"

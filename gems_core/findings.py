@@ -15,8 +15,8 @@ def diverged(run: dict) -> str | None:
     if run.get("status") != "diverged":
         return None
     d = run["diverged"]
-    return (f"{run['method']} seed {run['seed']} diverged: non-finite {', '.join(d['quantities'])} at iteration "
-            f"{d['iteration']}; it has no test results.")
+    reason = d.get("reason") or f"non-finite {', '.join(d['quantities'])} at iteration {d['iteration']}"
+    return f"{run['method']} seed {run['seed']} diverged: {reason}; it has no test results."
 
 
 def _layers(frequencies: list[float], adapted: bool) -> str:

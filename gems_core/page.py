@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from urllib.parse import quote
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -37,7 +38,7 @@ def _figure(fig, folder: Path, name: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return f'<p><img src="figures/{name}.png" alt="{html.escape(name)}"></p>'
+    return f'<p><img src="figures/{quote(name)}.png" alt="{html.escape(name)}"></p>'
 
 
 def _runs_table(params: dict) -> str:
@@ -46,10 +47,12 @@ def _runs_table(params: dict) -> str:
     rows = []
     for run, row in zip(runs, states(runs)):
         done = run.outcome()
-        cells = [html.escape(row["run"]), row["kind"], f'<span class="{row["state"]}">{row["state"]}</span>',
-                 f'{row["iteration"]} / {row["of"]}',
+        state = html.escape(str(row["state"]), quote=True)
+        cells = [html.escape(row["run"]), html.escape(row["kind"]), f'<span class="{state}">{state}</span>',
+                 html.escape(f'{row["iteration"]} / {row["of"]}'),
                  results.duration(done["train_seconds"]) if "train_seconds" in done else "-",
-                 html.escape(done.get("device", "-")), f"<code>{html.escape(str(from_project_root(run.folder)))}</code>"]
+                 html.escape(str(done.get("device", "-"))),
+                 f"<code>{html.escape(str(from_project_root(run.folder)))}</code>"]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "kind", "state", "iteration", "training time", "device", "folder"))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -84,7 +87,8 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
         f"<h1>GEMS kit: profile <code>{html.escape(params['profile'])}</code></h1>",
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
-        "<h2>Notebooks</h2><ul>" + "".join(f'<li><a href="{n}">{n[:-5]}</a></li>' for n in notebooks) + "</ul>",
+        "<h2>Notebooks</h2><ul>" + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>'
+                                            for n in notebooks) + "</ul>",
         "<h2>Table 2, reproduced</h2>", _table(report.table2(table), index=True) if not table.empty else
         "<p>No complete run yet.</p>",
         "<h2>Beside the paper</h2>", _table(compared) if not compared.empty else

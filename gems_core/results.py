@@ -60,9 +60,11 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def shown(frame: pd.DataFrame):
-    """A table as notebooks and pages show it: three decimals, and "-" where a value does not exist (the
-    spread over seeds of a single seed, the accuracy of a diverged run) instead of NaN."""
-    return frame.style.format(precision=3, na_rep="-").hide(axis="index")
+    """A table as notebooks and pages show it: three decimals, "-" where a value does not exist (the
+    spread over seeds of a single seed, the accuracy of a diverged run) instead of NaN, and every name
+    HTML-escaped (they come from users' files)."""
+    return (frame.style.format(precision=3, na_rep="-", escape="html").format_index(escape="html", axis=1)
+            .hide(axis="index"))
 
 
 def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:
