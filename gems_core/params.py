@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -82,13 +83,25 @@ def _numbers_between(lo, hi):
     return check
 
 
+MAX_SEED = 2**31 - 1  # the kit derives sampler seeds from a run's seed (seed * 1000 + k): all fit in 64 bits
+
+
 def _seeds(v):
-    return None if v and all(isinstance(s, int) and not isinstance(s, bool) for s in v) else "must be a non-empty list of integers"
+    ok = v and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED for s in v)
+    return None if ok else f"must be a non-empty list of integers between 0 and {MAX_SEED}"
+
+
+def _file_name(v):
+    """A profile names one folder under output_root: a plain name, so nothing is written outside it."""
+    if not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or v != v.strip():
+        return ("must be a plain folder name (not empty, no '/' or '\\', not '.' or '..', no surrounding "
+                "spaces), e.g. demo or cub_aircraft")
+    return None
 
 
 SCHEMA: dict[str, Param] = {
     # where things live
-    "profile": Param(str, "demo", "name of the output folder outputs/<profile>/"),
+    "profile": Param(str, "demo", "name of the output folder outputs/<profile>/ (a plain folder name)", _file_name),
     "output_root": Param(str, "outputs", "folder that holds one sub-folder per profile"),
     "data_root": Param(str, "data", "where the paper's datasets are downloaded and every image cache is kept"),
     "device": Param(str, "auto", "torch device: auto (cuda if available), cpu or cuda", _one_of("auto", "cpu", "cuda")),
@@ -101,7 +114,7 @@ SCHEMA: dict[str, Param] = {
     "distributions": Param(list, None, "the image distributions (datasets); see the README's table of sources"),
     "image_size": Param(int, 84, "images are resized once to image_size x image_size", _between(8, 512)),
     "split_fractions": Param(list, [0.6, 0.2, 0.2], "class split [train, validation, test] of folder, omniglot and synthetic sources", _fractions),
-    "split_seed": Param(int, 0, "seed of the class split of folder, omniglot and synthetic sources"),
+    "split_seed": Param(int, 0, "seed of the class split of folder, omniglot and synthetic sources", _between(0, MAX_SEED)),
     "synthetic_classes": Param(int, 96, "classes per synthetic distribution", _between(15, 400)),
     "synthetic_images_per_class": Param(int, 20, "images per class of a synthetic distribution", _between(2, 200)),
     "skip_unreadable_images": Param(bool, False, "leave out images that cannot be read or decoded (counted in data_summary.csv) instead of stopping with the list of them"),
@@ -126,6 +139,7 @@ SCHEMA: dict[str, Param] = {
     "validation_tasks": Param(int, 100, "fixed validation tasks per distribution", _between(1, 100_000)),
     "validation_every": Param(int, 500, "iterations between validations (and the learning curve's resolution)", _between(1, 10_000_000)),
     "checkpoint_every": Param(int, 500, "iterations between checkpoints", _between(1, 10_000_000)),
+    "loss_explosion_factor": Param(float, 100.0, "a run whose mean training loss over 25 iterations exceeds this many times ln(ways), the loss of a chance-level guess, stops as diverged (0: never; non-finite values always do)", _between(0.0, 1e12)),
     # BMP
     "bmp_inp_embedding_init": Param(float, 1.0, "initial value of every entry of BMP's learned inp_embedding"),
     "bmp_embedding": Param(str, "standardized", "how BMP's task embedding is formed: paper (the supplement's per-layer means), log_rms, or standardized (log_rms standardised by statistics fixed before training)", _one_of(*BMP_EMBEDDINGS)),
@@ -174,8 +188,12 @@ def _check_distribution(i: int, dist: Any) -> None:
     unknown = set(dist) - {"name", "source", "path"}
     if unknown:
         raise ParameterError(f"{where} has unknown key(s) {sorted(unknown)}; valid keys: name, source, path")
-    if not isinstance(dist.get("name"), str) or not dist["name"]:
+    name = dist.get("name")
+    if not isinstance(name, str) or not name.strip():
         raise ParameterError(f"{where} needs a non-empty string 'name'")
+    if any(c in name for c in "+|") or name != name.strip() or not name.isprintable():
+        raise ParameterError(f"{where}.name {name!r} may not contain '+' or '|' (they join names in tables), "
+                             "surrounding spaces or control characters")
     if dist.get("source") not in SOURCES:
         raise ParameterError(f"{where}.source is {dist.get('source')!r}; valid: {list(SOURCES)}")
     if dist["source"] in LOCAL_SOURCES:
@@ -220,6 +238,25 @@ def validate(params: dict) -> dict:
     return resolved
 
 
+def check_roots(params: dict) -> None:
+    """Raise ParameterError unless ``output_root`` and ``data_root`` are folders this process can write
+    (or can create): before anything is trained or written, not as a traceback half-way."""
+    for name in ("output_root", "data_root"):
+        folder = Path(params[name])
+        existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+        if not existing.is_dir():
+            where = "is a file" if existing == folder else f"lies under '{existing}', which is a file"
+            raise ParameterError(f"parameter '{name}' = '{folder}' {where}; valid: a folder (existing or not)")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            why = "is on a read-only file system" if _read_only(existing) else "is not writable by this user"
+            raise ParameterError(f"parameter '{name}' = '{folder}': '{existing}' {why}; valid: a folder this "
+                                 "user can write")
+
+
+def _read_only(path: Path) -> bool:
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
 def load_params(path: str | Path, **overrides) -> dict:
     """Read a YAML parameters file, apply keyword overrides, validate, and return the resolved dict.
 
@@ -236,12 +273,22 @@ def load_params(path: str | Path, **overrides) -> dict:
     if not isinstance(raw, dict):
         raise ParameterError(f"parameters file '{path}' must hold a mapping of parameter names to values")
     raw.update(overrides)
-    return validate(raw)
+    params = validate(raw)
+    check_roots(params)
+    return params
 
 
 def schema_table() -> str:
-    """The schema as a Markdown table (name, type, default, meaning), for the README and notebooks."""
+    """The schema as a Markdown table (name, type, default, meaning), for the README."""
     rows = ["| name | type | default | meaning |", "|---|---|---|---|"]
     for name, spec in SCHEMA.items():
         rows.append(f"| `{name}` | {spec.type.__name__} | `{spec.default!r}` | {spec.doc} |")
     return "\n".join(rows)
+
+
+def schema_frame():
+    """The schema as a table (name, type, default, meaning), for notebooks."""
+    import pandas as pd
+
+    return pd.DataFrame([{"name": name, "type": spec.type.__name__, "default": repr(spec.default), "meaning": spec.doc}
+                         for name, spec in SCHEMA.items()]).set_index("name")

@@ -5,22 +5,34 @@ rendered to ``NN_name.html``. A failing notebook keeps its executed copy (with t
 runner names the notebook and cell, and exits non-zero; notebooks already done keep their outputs.
 Runs inside the notebooks resume from their run folders, so re-running the pipeline is cheap. After each
 notebook the profile's results page ``outputs/<profile>/index.html`` is refreshed (``page``). Kernels
-talk to the runner over local IPC sockets, and while a notebook trains, the status line names the run
-and how far it got, read from the run folders.
+talk to the runner over local IPC sockets in a private folder of this pipeline's, removed when it ends,
+and while a notebook trains, the status line names the run and how far it got, read from the run folders.
+
+Pipelines may run at once: different profiles never touch each other's files, and a second pipeline
+on a profile already being run waits for the first (``outputs/<profile>/.pipeline.lock``) and says so.
+An executed notebook is written to a temporary file and renamed into place once papermill is done, so
+``NN_name.ipynb`` is always a whole execution, the one its ``NN_name.html`` was rendered from.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
+import shutil
+import signal
 import sys
+import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 import papermill
 from jupyter_client.manager import AsyncKernelManager
+from filelock import FileLock, Timeout
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
@@ -66,22 +78,83 @@ def _not_alt_text_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("Alternative text is missing")
 
 
-def render_html(executed: Path) -> Path:
-    """Write the HTML render of an executed notebook beside it."""
+JSON_SCRIPT = re.compile(r'(<script type="application/[^"]*json"[^>]*>)(.*?)(</script>)', re.S)
+
+
+def _json_escaped(match: re.Match) -> str:
+    """A JSON block's text with <, > and & as the \\u escapes that mean the same in JSON strings (the only
+    place JSON has them), as Go's HTMLEscape does: a name with a tag in it stays a string, never a tag."""
+    body = match[2].replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return match[1] + body + match[3]
+
+
+def html_of(executed: Path) -> str:
+    """The HTML render of an executed notebook. Outputs are escaped where the kit makes them; the JSON that
+    nbconvert embeds raw (ipywidgets' state, holding dataset names) is escaped here."""
     exporter = HTMLExporter()
     exporter.log.addFilter(_not_alt_text_notice)
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    return JSON_SCRIPT.sub(_json_escaped, exporter.from_notebook_node(nbformat.read(executed, as_version=4))[0])
+
+
+def render_html(executed: Path) -> Path:
+    """Write the HTML render of an executed notebook beside it."""
     html = executed.with_suffix(".html")
-    io.write_text(html, body)
+    io.write_text(html, html_of(executed))
     return html
 
 
-class IPCKernelManager(AsyncKernelManager):
-    """Kernels on local IPC sockets (in Jupyter's runtime folder) rather than TCP: nothing listens on a
-    port, and the kernel has no reason to warn about unencrypted TCP on every launch."""
+@contextmanager
+def kernel_runtime() -> Iterator[type]:
+    """A kernel manager class whose kernels listen on IPC sockets (not TCP: nothing listens on a port,
+    and the kernel has no reason to warn about unencrypted TCP) in a private folder, so pipelines running
+    at once never share a socket. When the block ends, however it ends, its kernels are stopped, then the
+    folder removed; Ctrl-C inside it stops the kernels at once (they run in a session of their own, which
+    a terminal's Ctrl-C does not reach), then interrupts the pipeline."""
+    folder = Path(tempfile.mkdtemp(prefix="gems-kernels-"))
+    started = []
 
-    def __init__(self, **kwargs):
-        super().__init__(transport="ipc", **kwargs)
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", ip=str(folder / "kernel"), **kwargs)
+            self.connection_file = str(folder / f"kernel-{len(started)}.json")
+            started.append(self)
+
+    def stop_kernels() -> None:
+        for manager in started:
+            process = getattr(manager.provisioner, "process", None)
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+    def on_ctrl_c(signum, frame):
+        stop_kernels()
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()  # where Python delivers signals
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if main else None
+    try:
+        yield IPCKernelManager
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+        stop_kernels()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def profile_lock(out_dir: Path) -> Iterator[None]:
+    """Hold the profile's pipeline lock for the block, waiting (and saying so) while another pipeline holds
+    it. An OS file lock: released when its process ends, however it ends."""
+    lock = FileLock(Path(out_dir) / ".pipeline.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        tqdm.write(f"profile {Path(out_dir).name!r} is being run by another pipeline: waiting for it to finish")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class RunWatcher(threading.Thread):
@@ -99,14 +172,29 @@ class RunWatcher(threading.Thread):
             self.bar.set_postfix_str(f"{self.notebook}, {line}" if line else self.notebook)
 
 
-def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, extra: dict | None = None) -> Path:
+def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> None:
+    """Execute ``notebook`` with papermill into ``executed``, through a temporary file renamed into place
+    when papermill is done (also when a cell failed: that copy holds the traceback); an interrupted
+    execution leaves the previous ``executed`` as it was."""
+    partial = executed.with_name(f".{executed.stem}.{os.getpid()}.partial.ipynb")
+    try:
+        papermill.execute_notebook(str(notebook), str(partial), cwd=str(PROJECT_ROOT), kernel_name="python3",
+                                   progress_bar=False, kernel_manager_class=kernels, parameters=parameters)
+    except papermill.PapermillExecutionError:
+        os.replace(partial, executed)  # a whole execution, stopped at its failing cell
+        raise
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, executed)
+
+
+def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, kernels: type,
+                 extra: dict | None = None) -> Path:
     """Execute one notebook into ``out_dir`` and render it; raise NotebookFailed on an error."""
     executed = out_dir / notebook.name
     try:
-        papermill.execute_notebook(
-            str(notebook), str(executed), cwd=str(PROJECT_ROOT), kernel_name="python3", progress_bar=False,
-            kernel_manager_class=IPCKernelManager,
-            parameters={"parameters_file": str(parameters_file), **(extra or {})})
+        execute(notebook, executed, kernels, {"parameters_file": str(parameters_file), **(extra or {})})
     except papermill.PapermillExecutionError as exc:
         render_html(executed)
         if exc.ename in kit_error_names():  # the user's parameters, paths, data or disk: exit status 2
@@ -125,19 +213,20 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     resolve_device(params["device"])  # a missing GPU is a parameter error, found before any notebook runs
     out_dir = Path(params["output_root"]) / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    done = []
-    bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook")
-    for nb in bar:
-        bar.set_postfix_str(nb.name)
-        start = time.perf_counter()
-        watcher = RunWatcher(params, bar, nb.name)
-        watcher.start()
-        try:
-            done.append(run_notebook(nb, parameters_file, out_dir))
-        finally:
-            watcher.stopped.set()
-            page.write(params, out_dir, parameters_file)  # refreshed after every notebook, failed ones too
-        tqdm.write(f"{nb.name}: {time.perf_counter() - start:.0f} s -> {done[-1].with_suffix('.html')}")
+    with profile_lock(out_dir), kernel_runtime() as kernels:
+        done = []
+        bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook")
+        for nb in bar:
+            bar.set_postfix_str(nb.name)
+            start = time.perf_counter()
+            watcher = RunWatcher(params, bar, nb.name)
+            watcher.start()
+            try:
+                done.append(run_notebook(nb, parameters_file, out_dir, kernels))
+            finally:
+                watcher.stopped.set()
+                page.write(params, out_dir, parameters_file)  # refreshed after every notebook, failed ones too
+            tqdm.write(f"{nb.name}: {time.perf_counter() - start:.0f} s -> {done[-1].with_suffix('.html')}")
     tqdm.write(f"results page: {out_dir / 'index.html'}")
     return done
 

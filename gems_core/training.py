@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags 
 # (validation only reads the weights; device, graph capture and deterministic kernels change rounding only).
 BOOKKEEPING = ("profile", "output_root", "data_root", "device", "cuda_graph", "deterministic", "eval_batch_size",
                "validation_every", "validation_tasks", "checkpoint_every", "max_dropped_classes", "skip_unreadable_images",
+               "loss_explosion_factor",  # changes only whether an exploding run is stopped
                "seeds", "methods",
                "bmp_compare_embeddings",
                "ablation_methods",
@@ -118,10 +120,11 @@ class Member:
 
 
 class Diverged(Exception):
-    """A non-finite loss, meta-gradient or weight: the run stops and records it as its outcome."""
+    """A non-finite loss, meta-gradient or weight, or an exploding loss: the run stops and records it as
+    its outcome."""
 
-    def __init__(self, iteration: int, quantities: list[str]):
-        super().__init__(f"non-finite {', '.join(quantities)} at iteration {iteration}")
+    def __init__(self, iteration: int, quantities: list[str], reason: str | None = None):
+        super().__init__(reason or f"non-finite {', '.join(quantities)} at iteration {iteration}")
         self.iteration, self.quantities = iteration, quantities
 
 
@@ -147,6 +150,7 @@ class Run:
         self.state = RunState()
         self._fixed: dict[str, dict[int, FixedTasks]] = {}
         self._steps: list | None = None
+        self._loss_checked = (0.0, 0)  # training-loss sum and steps of this metrics interval at the last check
 
     def _members(self) -> list[Member]:
         p, train = self.params, self.splits["train"]
@@ -170,6 +174,7 @@ class Run:
     # --- persistence -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
         checkpoints.save(self.folder, {
+            "method": self.method,
             "state": self.state.__dict__,
             "members": [{"learner": m.learner.state_dict(), "optimizer": m.optimizer.state_dict(),
                          "sampler": m.sampler.state_dict(), "sums": {k: v.cpu() for k, v in m.sums.items()}}
@@ -179,17 +184,28 @@ class Run:
         io.write_text(self.folder / "metrics.csv", pd.DataFrame(self.state.rows).to_csv(index=False))
 
     def load_checkpoint(self) -> bool:
-        """Restore the newest intact checkpoint (the previous one if the newest is damaged)."""
+        """Restore the newest intact checkpoint (the previous one if the newest is damaged);
+        CheckpointUnreadable if it was written for another method or other shapes."""
         ckpt = checkpoints.load(self.folder)  # on the CPU: random-number states must stay CPU tensors
         if ckpt is None:
             return False
-        self.state = RunState(**ckpt["state"])
-        for member, saved in zip(self.members, ckpt["members"]):
-            member.learner.load_state_dict(saved["learner"])
-            member.optimizer.load_state_dict(saved["optimizer"])
-            member.sampler.load_state_dict(saved["sampler"])
-            member.sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
-        torch.set_rng_state(ckpt["torch_rng"])
+        try:
+            if ckpt.get("method", self.method) != self.method:
+                raise ValueError(f"it was written by a {ckpt['method']} run")
+            if len(ckpt["members"]) != len(self.members):
+                raise ValueError(f"it holds {len(ckpt['members'])} learners, this run has {len(self.members)}")
+            self.state = RunState(**ckpt["state"])
+            for member, saved in zip(self.members, ckpt["members"]):
+                member.learner.load_state_dict(saved["learner"])
+                member.optimizer.load_state_dict(saved["optimizer"])
+                member.sampler.load_state_dict(saved["sampler"])
+                member.sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
+            torch.set_rng_state(ckpt["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise checkpoints.CheckpointUnreadable(
+                f"the checkpoint in {self.folder} does not fit a {self.method} run with these parameters "
+                f"({type(exc).__name__}: {reason}). Delete the run folder to train the run again from the start.") from None
         return True
 
     # --- training ----------------------------------------------------------------------------
@@ -251,6 +267,24 @@ class Run:
         first = self.state.iteration - steps + 1
         raise Diverged(first, [q for q, flag in zip(NONFINITE, flags) if flag])
 
+    def check_loss(self) -> None:
+        """Raise Diverged if the mean training loss since the last check exceeds ``loss_explosion_factor``
+        times ln(ways), the cross-entropy of a chance-level guess (what a run starts near): a finite loss
+        that has exploded is divergence too (0 turns the check off)."""
+        factor, ways = self.params["loss_explosion_factor"], self.params["ways"]
+        total = sum(float(m.sums["loss"]) for m in self.members if "loss" in m.sums)
+        steps = self.state.interval_steps * len(self.members)
+        (checked_total, checked_steps), self._loss_checked = self._loss_checked, (total, steps)
+        if not factor or steps <= checked_steps:
+            return
+        mean, limit = (total - checked_total) / (steps - checked_steps), factor * math.log(ways)
+        if mean > limit:
+            it = self.state.iteration
+            first = it - (steps - checked_steps) // len(self.members) + 1
+            raise Diverged(it, ["loss"], f"mean training loss {mean:.4g} over iterations {first}-{it} exceeds "
+                                         f"loss_explosion_factor {factor:g} x ln({ways}) = {limit:.4g} "
+                                         f"(the loss of a chance-level guess) at iteration {it}")
+
     def log_row(self) -> None:
         """Append a metrics row: the interval's training sums (read from the device) and validation."""
         names = [d.name for d in self.distributions]
@@ -268,6 +302,7 @@ class Run:
         row["train_seconds"] = self.state.train_seconds
         self.state.rows.append(row)
         self.state.interval_steps = 0
+        self._loss_checked = (0.0, 0)
 
     def train(self, progress: bool = True) -> None:
         """Meta-train to ``iterations``, or until Diverged. ``train_seconds`` counts meta-iterations only,
@@ -289,6 +324,7 @@ class Run:
                 checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"]
                 if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
                     self.check_finite()  # before anything is logged or saved from a diverged model
+                    self.check_loss()
                 if log or checkpoint:
                     self._sync()
                     self.state.train_seconds += time.perf_counter() - clock
@@ -327,7 +363,8 @@ class Run:
             self.train(progress)
         except Diverged as exc:
             tqdm.write(f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept")
-            results.update(status="diverged", diverged={"iteration": exc.iteration, "quantities": exc.quantities},
+            results.update(status="diverged",
+                           diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
                            iterations=exc.iteration, train_seconds=self.state.train_seconds, test={}, records={})
         else:
             results.update(status="complete", iterations=self.state.iteration,
