@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
 from gems_core.models import embedding_size  # noqa: E402
 from gems_core.params import validate  # noqa: E402
@@ -80,6 +81,22 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def time_steps(step, device: torch.device, iterations: int, repeats: int, warmup: int = 6) -> dict:
+    """Median ms per call of ``step`` over ``repeats`` timed blocks of ``iterations`` calls, after ``warmup``
+    calls (the kit's 3 eager warm-up iterations, its capture and 2 replays); the same for every timing."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(iterations):
+            step()
+        sync(device)
+        times.append((time.perf_counter() - start) / iterations)
+    return {"ms": 1000 * statistics.median(times), "ms_spread": 1000 * (max(times) - min(times))}
+
+
 def time_run(params: dict, method: str, dists, device, folder: Path, iterations: int, repeats: int) -> dict:
     """Median ms per meta-iteration of ``Run.step`` after warm-up (and capture), and peak GPU memory."""
     if device.type == "cuda":
@@ -87,17 +104,7 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
         torch.cuda.reset_peak_memory_stats(device)
     run = Run(params, method, 21, dists, folder, device)
     run.calibrate()
-    for _ in range(6):  # 3 eager warm-up iterations, the capture, 2 replays
-        run.step()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iterations):
-            run.step()
-        sync(device)
-        times.append((time.perf_counter() - start) / iterations)
-    out = {"ms": 1000 * statistics.median(times), "ms_spread": 1000 * (max(times) - min(times))}
+    out = time_steps(run.step, device, iterations, repeats)
     if device.type == "cuda":
         out["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["graph"] = [None if not hasattr(s, "graph") else ("captured" if s.graph is not None else s.failed)
@@ -123,26 +130,19 @@ def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
     path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25) + "\n")
 
 
-def time_l2l(settings: dict, device, repeats: int) -> float:
-    """Median ms per meta-iteration of learn2learn's MAML on the same settings."""
+def time_l2l(params: dict, device, iterations: int, repeats: int) -> float:
+    """Median ms per meta-iteration of learn2learn's MAML on the same settings, under the numerics the kit's
+    MAML is timed with (set here, not inherited from whichever run was built last) and the same repeats."""
+    numerics.configure(device, params["tf32"], params["deterministic"])
     torch.manual_seed(0)
-    s = settings
+    s = params
     model = l2l.vision.models.CNN4(s["ways"], hidden_size=s["hidden_size"],
                                    embedding_size=embedding_size(s["image_size"], s["hidden_size"])).to(device)
     maml = l2l.algorithms.MAML(model, lr=s["fast_lr"], first_order=s["first_order"])
     args = argparse.Namespace(meta_batch=s["meta_batch_size"], ways=s["ways"], shots=s["shots"],
                               queries=s["queries"], image_size=s["image_size"])
     step = l2l_maml_step(maml, make_tasks(args, device), s["adaptation_steps"])
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    return time_steps(step, device, iterations, repeats)["ms"]
 
 
 def time_alone(args) -> float:
@@ -238,7 +238,7 @@ def main() -> int:
                   + f", meta-test of 600 tasks {timings[name]['eval_seconds_600_tasks']:.1f} s", flush=True)
         if device.type == "cuda":
             profile_step(params, dists, device, Path(tmp) / "profile", args.results_dir / f"{slug(gpu)}-profile.txt")
-    l2l_ms = time_l2l(settings, device, max(args.repeats, 5))
+    l2l_ms = time_l2l(params, device, args.iterations, args.repeats)
     print(f"{'learn2learn_maml':>22}: {l2l_ms:8.2f} ms/iteration", flush=True)
     ms = {m: timings[m]["ms"] for m in timings}
     report["ms_per_iteration"] = {"learn2learn_maml": l2l_ms, **{m: ms[m] for m in METHODS}}

@@ -5,7 +5,9 @@
 ``ComputeMask``: per task, keeps the top ``1 - sparsity`` fraction of a layer's scores (|weight|):
 ``kept = round((1 - sparsity) * n)`` (halves up), at least 1, ties broken towards the lower flat index (a stable
 sort), so the count is exact and deterministic. The backward returns the incoming gradient as it is
-for the scores (straight-through, as the supplement says). Top-k alone gives the sparsity no gradient;
+for the scores (straight-through, as the supplement says); MMSUP passes detached scores (|weight|), as
+the supplement's listing does, so there the scores get no gradient and a weight learns only through
+the product ``weight * mask`` (nothing while it is masked). Top-k alone gives the sparsity no gradient;
 the kit's surrogate is the derivative of a soft mask ``sigmoid((score - t) / T)`` whose threshold ``t``
 keeps a soft count of ``(1 - sparsity) * n`` weights: implicit differentiation of that constraint gives
 ``d m_i / d sparsity = -n * sigma'_i / sum_j sigma'_j``, evaluated at the hard mask's threshold (the

@@ -47,7 +47,7 @@ def smoke_file(tmp_path: Path, name: str, **overrides) -> Path:
     """parameters/smoke.yaml with outputs under tmp_path/name (data under tmp_path/data) and overrides,
     written to tmp_path/name.yaml: a parameters file for the command-line entry points."""
     params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
-    params.update(output_root=str(tmp_path / name), data_root=str(tmp_path / "data"), **overrides)
+    params.update({"output_root": str(tmp_path / name), "data_root": str(tmp_path / "data"), **overrides})
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

@@ -148,8 +148,9 @@ def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_one_before
 
 def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params):
     # fast lr 10 with 10 inner steps and meta lr 1: MAML's meta-gradient overflows within 25 iterations
+    # (the loss explodes first: that check is off here, to see the non-finite one; test_attacks has the other)
     params = tiny_params(fast_lr=10.0, meta_lr=1.0, adaptation_steps=10, iterations=60, validation_every=30,
-                         checkpoint_every=10)
+                         checkpoint_every=10, loss_explosion_factor=0.0)
     result = run_method(params, "maml", 21, progress=False)
     assert result["status"] == "diverged" and result["test"] == {}
     diverged = result["diverged"]
@@ -199,7 +200,20 @@ def test_a_full_disk_leaves_the_previous_file_intact_and_says_how_much_is_needed
     assert target.read_text() == "iteration\n1\n" and [p.name for p in target.parent.iterdir()] == ["metrics.csv"]
 
 
-@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_a_full_disk_while_checkpointing_names_the_checkpoint_that_is_kept(tmp_path, monkeypatch):
+    newest = _two_checkpoints(tmp_path)
+    before = {name: (tmp_path / name).read_bytes() for name in (checkpoints.NEWEST, checkpoints.PREVIOUS)}
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(DiskFull, match=f"the previous {checkpoints.NEWEST}, if any, is intact"):
+        checkpoints.save(tmp_path, {"state": {"iteration": 9}})
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before  # both kept, neither moved
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before) and newest.exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])  # none is mkstemp's 0o600
 def test_files_get_the_users_umask(tmp_path, umask, mode):
     old = os.umask(umask)
     try:

@@ -21,6 +21,7 @@ def _batch(dtype=torch.float64, seed=0):
 
 def _bmp(final_bias, **kwargs):
     init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
+    kwargs.setdefault("embedding", "log_rms")  # needs no calibration; the masks are set by final_bias here
     bmp = BMP(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, **kwargs).double()
     with torch.no_grad():
         bmp.regularizer[-1].bias.copy_(torch.as_tensor(final_bias, dtype=torch.float64))

@@ -76,11 +76,13 @@ def test_deterministic_runs_repeat_bit_for_bit(small, method):
     assert first.evaluate("test", 0)["accuracy"] == second.evaluate("test", 0)["accuracy"] and len(tasks) == 10
 
 
-def test_evaluation_batches_many_tasks_and_keeps_no_graph(small):
+def test_evaluation_batches_many_tasks_and_keeps_no_graph(small, monkeypatch):
     run = _trained(small, "bmp", 2)
-    torch.cuda.reset_peak_memory_stats()
+    learner = run.learner_for(1)
+    sizes, evaluate = [], learner.evaluate
+    monkeypatch.setattr(learner, "evaluate", lambda batch: sizes.append(len(batch)) or evaluate(batch))
     outcome = run.evaluate("test", 1)
     assert outcome["tasks"] == 10 and 0 <= outcome["accuracy"] <= 1
-    learner = run.learner_for(1)
+    assert sizes == [10]  # all ten test tasks adapted in one batch, not one by one
     logits = learner.predict(run.fixed_tasks("test")[1].task(0))
     assert logits.grad_fn is None and not logits.requires_grad

@@ -49,10 +49,26 @@ def test_ties_are_broken_deterministically_towards_lower_index():
 
 
 def test_scores_get_the_gradient_straight_through():
+    """ComputeMask's own backward (for a caller that differentiates the scores; MMSUP does not, below)."""
     scores = torch.rand(2, 8, requires_grad=True)
     grad = torch.randn(2, 8)
     _mask(scores, torch.tensor(0.5), torch.full((2,), 0.1)).backward(grad)
     assert torch.equal(scores.grad, grad)
+
+
+def test_mmsup_masked_weights_get_no_gradient_its_scores_are_detached():
+    """MMSUP scores detached |weight| (as the supplement's listing): a weight learns only through weight * mask,
+    so a masked weight gets exactly zero gradient and a kept one the plain product's."""
+    from gems_core.learners import MMSUP
+    mmsup = MMSUP(ways=3, image_size=16, hidden=4, sparsity_init=0.5)
+    weight = torch.randn(1, 4, 3, 3, 3, requires_grad=True)
+    mmsup._kept = kept_counts(mmsup.layer_sizes, mmsup.sparsity.detach())
+    masked = mmsup.supermask("conv1.weight", weight)
+    upstream = torch.randn_like(masked)
+    masked.backward(upstream)
+    mask = (masked != 0).to(weight.dtype)
+    assert 0 < mask.mean() < 1
+    assert torch.equal(weight.grad, upstream * mask)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -62,6 +62,8 @@ class BMP(MAML):
         self.register_buffer("embedding_shift", torch.zeros(2 * n))
         self.register_buffer("embedding_scale", torch.ones(2 * n))
         self.register_buffer("calibrated", torch.tensor(embedding != "standardized"))
+        self._calibrated = bool(self.calibrated)  # the buffer's value on the host: read without a device sync
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_calibrated", bool(module.calibrated)))
         self._masks: list[torch.Tensor] = []
 
     @staticmethod
@@ -91,6 +93,7 @@ class BMP(MAML):
         self.embedding_shift.copy_(raw.mean(0))
         self.embedding_scale.copy_(raw.std(0).clamp_min(MIN_SCALE))
         self.calibrated.fill_(True)
+        self._calibrated = True
 
     def first_step_embedding(self, batch: TaskBatch) -> torch.Tensor:
         """[T, 2N] the raw embedding of each task in the first inner step (current initialisation)."""
@@ -108,7 +111,12 @@ class BMP(MAML):
             return self.regularizer(self.standardize(self.first_step_embedding(batch)) * self.inp_embedding)
 
     def standardize(self, raw: torch.Tensor) -> torch.Tensor:
-        """The embedding the MLP sees (before ``inp_embedding``): raw, or shifted and scaled."""
+        """The embedding the MLP sees (before ``inp_embedding``): raw, or shifted and scaled. A
+        ``standardized`` BMP that was never calibrated refuses: it would run silently on raw log-RMS."""
+        if not self._calibrated:
+            raise RuntimeError("BMP's standardized embedding was never calibrated: call calibrate(batch) with "
+                               "training tasks before training or evaluating it (a training run does this before "
+                               "its first iteration and saves the statistics with the model)")
         return (raw - self.embedding_shift) / self.embedding_scale
 
     def layer_mask(self, params: Params, grads: Params) -> torch.Tensor:
