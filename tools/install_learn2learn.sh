@@ -13,7 +13,7 @@ if "$PY" -c "import learn2learn, sys; sys.exit(learn2learn.__version__ != '$VERS
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$PY" -m pip download --quiet --no-deps --no-binary :all: "learn2learn==$VERSION" -d "$work"
+"$PY" -m pip download --quiet --no-deps --no-binary learn2learn --no-build-isolation "learn2learn==$VERSION" -d "$work"
 tar -xzf "$work/learn2learn-$VERSION.tar.gz" -C "$work"
 src="$work/learn2learn-$VERSION"
 ( cd "$src" && "$PY" -m cython -3 --fast-fail learn2learn/data/*.pyx )
