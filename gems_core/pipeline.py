@@ -45,6 +45,7 @@ from .training import resolve_device
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 WATCH_SECONDS = 5  # how often the status line reads the run folders while a notebook trains
+LOG_SECONDS = 60  # when the output is not a terminal: at most one progress line a minute per run
 
 
 class NotebookFailed(RuntimeError):
@@ -158,18 +159,25 @@ def profile_lock(out_dir: Path) -> Iterator[None]:
 
 
 class RunWatcher(threading.Thread):
-    """While a notebook runs, shows on the pipeline's status line which run it trains and how far it got
-    (read from the run folders every few seconds)."""
+    """While a notebook runs, says which run it trains and how far it got, read from the run folders every
+    few seconds, counting only progress written since the notebook started (an earlier process's record of
+    an unfinished run is not this one's pace). On a terminal it updates the bar's status line; elsewhere (a
+    Slurm log, CI, a file) it prints one line per run at most every ``LOG_SECONDS``."""
 
-    def __init__(self, params: dict, bar: tqdm, notebook: str):
+    def __init__(self, params: dict, bar: tqdm, notebook: str, live: bool):
         super().__init__(daemon=True)
-        self.runs, self.bar, self.notebook = plan(params), bar, notebook
+        self.runs, self.bar, self.notebook, self.live = plan(params), bar, notebook, live
+        self.since, self.printed = time.time(), {}
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(WATCH_SECONDS):
-            line = progress(self.runs)
-            self.bar.set_postfix_str(f"{self.notebook}, {line}" if line else self.notebook)
+            line = progress(self.runs, since=self.since)
+            if self.live:
+                self.bar.set_postfix_str(f"{self.notebook}, {line}" if line else self.notebook)
+            elif line and time.time() - self.printed.get(line.split(":")[0], 0) >= LOG_SECONDS:
+                self.printed[line.split(":")[0]] = time.time()
+                print(f"{self.notebook}: {line}", flush=True)
 
 
 def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> None:
@@ -213,13 +221,16 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     resolve_device(params["device"])  # a missing GPU is a parameter error, found before any notebook runs
     out_dir = Path(params["output_root"]) / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    live = sys.stderr.isatty()  # a terminal gets a live bar; a log (Slurm, CI, a file) one line per event
     with profile_lock(out_dir), kernel_runtime() as kernels:
         done = []
-        bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook")
+        bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook", disable=not live)
         for nb in bar:
             bar.set_postfix_str(nb.name)
+            if not live:
+                print(f"{nb.name}: started", flush=True)
             start = time.perf_counter()
-            watcher = RunWatcher(params, bar, nb.name)
+            watcher = RunWatcher(params, bar, nb.name, live)
             watcher.start()
             try:
                 done.append(run_notebook(nb, parameters_file, out_dir, kernels))

@@ -154,10 +154,12 @@ def _progress_record(run: PlannedRun) -> Path | None:
     return metrics if metrics.exists() and not (run.folder / "results.json").exists() else None
 
 
-def progress(runs: list[PlannedRun]) -> str | None:
-    """The run being trained (the unfinished one that wrote its progress last) and how far it got:
-    iteration, latest validation accuracy and time left at its pace so far; None if none is under way."""
-    under_way = [(record, run) for run in runs if (record := _progress_record(run))]
+def progress(runs: list[PlannedRun], since: float = 0.0) -> str | None:
+    """The run being trained (the unfinished one that wrote its progress last, at or after the time
+    ``since``) and how far it got: iteration, latest validation accuracy and time left at its pace so far;
+    None if none is under way."""
+    under_way = [(record, run) for run in runs
+                 if (record := _progress_record(run)) and record.stat().st_mtime >= since]
     if not under_way:
         return None
     record, run = max(under_way, key=lambda pair: pair[0].stat().st_mtime)

@@ -1,5 +1,6 @@
 """The runner: order, a failing notebook named with its cell, earlier outputs kept, bad parameters."""
 import re
+import time
 
 import nbformat
 import pytest
@@ -70,6 +71,9 @@ def test_the_runner_is_quiet_and_names_its_results_page(tmp_path):
     assert "without encryption" not in proc.stderr and "IPKernelApp" not in proc.stderr
     assert "Alternative text" not in proc.stderr  # 00 draws figures, which have none
     assert f"results page: {tmp_path / 'quiet' / 'smoke' / 'index.html'}" in proc.stdout + proc.stderr
+    # not a terminal (a Slurm log, CI, a file): one line per event, no carriage returns of a progress bar
+    assert "\r" not in proc.stdout + proc.stderr
+    assert re.search(r"^00_data_prep.ipynb: started\n00_data_prep.ipynb: \d+ s -> ", proc.stdout, re.M), proc.stdout
 
 
 @pytest.mark.parametrize("where, how", [("root", "-p"), ("notebooks", "-f")])
@@ -108,6 +112,7 @@ def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
     run.save_checkpoint()
     line = progress(runs)
     assert line.startswith("bmp seed 21: iteration 3/12, validation accuracy 0.") and re.search(r"about \d+ s left$", line)
+    assert progress(runs, since=time.time() + 1) is None  # written before a process started: not its progress
 
 
 def test_progress_follows_the_convergence_trace_and_the_page_gets_its_time_and_device(tiny_params, monkeypatch):
