@@ -104,14 +104,28 @@ def render_html(executed: Path) -> Path:
     return html
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextmanager
 def kernel_runtime() -> Iterator[type]:
     """A kernel manager class whose kernels listen on IPC sockets (not TCP: nothing listens on a port,
     and the kernel has no reason to warn about unencrypted TCP) in a private folder, so pipelines running
     at once never share a socket. When the block ends, however it ends, its kernels are stopped, then the
     folder removed; Ctrl-C inside it stops the kernels at once (they run in a session of their own, which
-    a terminal's Ctrl-C does not reach), then interrupts the pipeline."""
-    folder = Path(tempfile.mkdtemp(prefix="gems-kernels-"))
+    a terminal's Ctrl-C does not reach), then interrupts the pipeline. Folders left by pipelines that were
+    killed (SIGKILL runs no clean-up) are removed when the next one starts."""
+    for stale in Path(tempfile.gettempdir()).glob("gems-kernels-*-*"):
+        if not _alive(int(stale.name.split("-")[2])):
+            shutil.rmtree(stale, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{os.getpid()}-"))
     started = []
 
     class IPCKernelManager(AsyncKernelManager):

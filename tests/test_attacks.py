@@ -5,6 +5,7 @@ import hashlib
 import io as _io
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -381,3 +382,17 @@ def test_two_pipelines_at_once_with_hostile_names(tmp_path):
         shown = html.unescape((tmp_path / "out" / profile / name).read_text())
         assert SCRIPT in shown and IMG in shown, name
     assert not list((tmp_path / "out").glob("*/.*.partial.ipynb"))
+
+
+def test_kernel_folders_of_killed_pipelines_are_removed_by_the_next(tmp_path):
+    import tempfile
+    from gems_core import pipeline
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{ended.stdout.strip()}-"))
+    (stale / "kernel-1").write_text("a socket's name, once")
+    alive = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{os.getppid()}-"))
+    try:
+        with pipeline.kernel_runtime():
+            assert not stale.exists() and alive.exists()
+    finally:
+        shutil.rmtree(alive, ignore_errors=True)
