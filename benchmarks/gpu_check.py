@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
 from gems_core.models import embedding_size  # noqa: E402
-from gems_core.params import validate  # noqa: E402
+from gems_core.params import METHODS, validate  # noqa: E402
 from gems_core.training import Run  # noqa: E402
 from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
 
@@ -52,7 +52,6 @@ SETTINGS = {
     "small": dict(image_size=28, hidden_size=16, ways=5, shots=1, queries=5, meta_batch_size=4, adaptation_steps=2,
                   fast_lr=0.1, meta_lr=1.0e-3, first_order=False),
 }
-METHODS = ["maml", "multi_maml", "bmp", "mmsup"]
 VARIANTS = {  # name: (method, parameter overrides): what a setting costs against the default
     "maml_eager": ("maml", {"cuda_graph": False}),
     "maml_tf32": ("maml", {"tf32": True}),

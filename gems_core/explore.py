@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt
 from . import checkpoints
 from .data import Distribution
 from .models import CONV_LABELS, LAYER_LABELS
-from .training import Run, open_run, run_folder
+from .runs import run_folder
+from .training import Run, open_run
 
 
 def load_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:

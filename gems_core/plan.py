@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
 from .results import duration
-from .training import holding, run_folder, run_method
+from .runs import FAILURE, METRICS, RESULTS, holding, last_logged_iteration, read_results, run_folder
+from .training import run_method
 
 KINDS = ("main", "bmp_embedding", "ablation", "convergence")
-FAILURE = "failure.json"  # written into a run folder by a sweep whose worker for that run failed
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +45,7 @@ class PlannedRun:
 
     @property
     def locked(self) -> Path:
-        """What whoever trains this run locks (``training.run_lock``): its folder, or the trace's file."""
+        """What whoever trains this run locks (``runs.run_lock``): its folder, or the trace's file."""
         return self.trace_path if self.kind == "convergence" else self.folder
 
     @property
@@ -66,7 +66,9 @@ class PlannedRun:
 
     def outcome(self) -> dict:
         """What the finished run recorded (results.json; the trace's JSON beside its CSV), or {}."""
-        path = self.trace_path.with_suffix(".json") if self.kind == "convergence" else self.folder / "results.json"
+        if self.kind != "convergence":
+            return read_results(self.folder) or {}
+        path = self.trace_path.with_suffix(".json")
         return json.loads(path.read_text()) if path.exists() else {}
 
     def state(self) -> tuple[str, int]:
@@ -92,15 +94,6 @@ class PlannedRun:
                 return None
             dists = distributions if distributions is not None else load_distributions(self.params)
             return convergence.trace(self.params, self.seed, dists, self.trace_path)
-
-
-def last_logged_iteration(folder: Path) -> int:
-    """The iteration of the last row of a run's metrics.csv (written with each checkpoint), or 0."""
-    metrics = Path(folder) / "metrics.csv"
-    if not metrics.exists():
-        return 0
-    lines = metrics.read_text().strip().splitlines()
-    return int(float(lines[-1].split(",")[0])) if len(lines) > 1 else 0
 
 
 def ablation_grid(params: dict) -> list[tuple[str, float, str, dict]]:
@@ -150,8 +143,8 @@ def _progress_record(run: PlannedRun) -> Path | None:
     if run.kind == "convergence":
         record = run.trace_path.with_suffix(".json")
         return record if record.exists() and not run.trace_path.exists() else None
-    metrics = run.folder / "metrics.csv"
-    return metrics if metrics.exists() and not (run.folder / "results.json").exists() else None
+    metrics = run.folder / METRICS
+    return metrics if metrics.exists() and not (run.folder / RESULTS).exists() else None
 
 
 def progress(runs: list[PlannedRun], since: float = 0.0) -> str | None:

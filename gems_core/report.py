@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .params import METHODS
+
 REFERENCE = Path(__file__).parent / "reference" / "table2.csv"
-METHOD_ORDER = ["maml", "multi_maml", "bmp", "mmsup"]
 
 
 def reference_table() -> pd.DataFrame:
@@ -19,7 +20,7 @@ def reference_wide() -> pd.DataFrame:
     ref = reference_table()
     rows = pd.MultiIndex.from_frame(ref[["train_sources", "test_source"]].drop_duplicates())
     wide = ref.pivot_table(index=["train_sources", "test_source"], columns="method", values="accuracy")
-    return wide.reindex(index=rows, columns=METHOD_ORDER)
+    return wide.reindex(index=rows, columns=METHODS)
 
 
 def with_sources(results: pd.DataFrame, params: dict) -> pd.DataFrame:
@@ -40,7 +41,7 @@ def table2(results: pd.DataFrame) -> pd.DataFrame:
     grouped["hours"] = (grouped["hours"] / 3600).round(4)
     grouped["cell"] = grouped.apply(_cell, axis=1)
     rows = pd.MultiIndex.from_frame(grouped[["train_datasets", "test_dataset"]].drop_duplicates())
-    methods = [m for m in METHOD_ORDER if m in set(grouped["method"])]
+    methods = [m for m in METHODS if m in set(grouped["method"])]
     indexed = grouped.set_index(["train_datasets", "test_dataset", "method"])
     table = pd.DataFrame(index=rows)
     for method in methods:

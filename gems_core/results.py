@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import io
-from .training import run_folder
+from . import runs
+from .runs import run_folder
 
 COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "status", "accuracy", "ci95", "train_seconds",
            "iterations"]
@@ -17,13 +18,13 @@ COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "status", "accura
 
 def read_runs(params: dict) -> list[dict]:
     """results.json of every complete main run of the profile, with its run id."""
-    runs = []
+    found = []
     for method in params["methods"]:
         for seed in params["seeds"]:
-            path = run_folder(params, method, seed) / "results.json"
-            if path.exists():
-                runs.append({**json.loads(path.read_text()), "run_id": path.parent.name})
-    return runs
+            folder = run_folder(params, method, seed)
+            if (result := runs.read_results(folder)) is not None:
+                found.append({**result, "run_id": folder.name})
+    return found
 
 
 def result_rows(result: dict, method: str | None = None) -> list[dict]:
@@ -47,7 +48,7 @@ def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
 
 def metrics(params: dict, method: str, seed: int) -> pd.DataFrame:
     """The learning curve (metrics.csv) of one run."""
-    return pd.read_csv(run_folder(params, method, seed) / "metrics.csv")
+    return runs.metrics(run_folder(params, method, seed))
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

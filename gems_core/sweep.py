@@ -39,8 +39,9 @@ from tqdm.auto import tqdm
 from . import io
 from .errors import run_cli
 from .params import load_params
-from .plan import FAILURE, KINDS, PlannedRun, plan
-from .training import resolve_device, run_lock
+from .plan import KINDS, PlannedRun, plan
+from .runs import FAILURE, run_lock
+from .training import resolve_device
 
 EXECUTORS = ("inline", "local", "slurm")
 TODO = ("missing", "partial", "failed")

@@ -1,56 +1,39 @@
 """Meta-training runs: one method, one seed, one folder; resumable after a kill at any point.
 
-A run folder ``outputs/runs/<run_id>/`` holds ``params.json`` (the resolved parameters),
-``metrics.csv`` (learning curve), ``checkpoint.pt`` and ``checkpoint.prev.pt`` (the last two
-checkpoints, each with everything needed to continue bit for bit: weights, optimiser, samplers' and
-torch's random states, the curve so far; see ``checkpoints``) and, once the run is complete,
-``results.json``. Every file is written atomically. Meta-test runs on fixed task sets, so
-every method and seed of a profile is tested on the same tasks. Run folders are shared by every
-profile under the same ``output_root``: a run's id hashes only what determines its weights and test
-results, so a profile that needs a run another profile trained (the ablations' default-setting runs
-and Table 2's, say) reads it back instead of training it again.
+A run lives in its folder of the run store (``runs``: its id, layout and lock); its checkpoints hold
+everything needed to continue bit for bit (weights, optimiser, samplers' and torch's random states, the
+curve so far; see ``checkpoints``), and every file is written atomically. Meta-test runs on fixed task
+sets, so every method and seed of a profile is tested on the same tasks.
 
 Command line (one run, e.g. from a cluster job): ``python -m gems_core.training PARAMS.yaml --method maml --seed 21``.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import torch
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from . import checkpoints, io, numerics
+from . import checkpoints, io, numerics, runs
 from .data import (SPLITS, Distribution, FixedTasks, SplitImages, TaskBatch, TaskSampler, check_against_data,
                    load_distributions)
 from .errors import run_cli
 from .evaluation import eval_batch_size, evaluate
 from .graphs import GraphedStep
-from .learners import LEARNERS, MAML, member_groups
+from .learners import MAML
+from .learners import METHODS as REGISTRY
 from .params import METHODS, ParameterError, load_params
+from .runs import holding, run_folder
 
-EVAL_SEED = 10_000
+EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 NONFINITE = ("loss", "meta-gradient", "weights")  # what Member.update checks after every meta-update
-DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)  # fixed validation/test task sets: the same for every method and seed of a profile
-# Parameters that change neither a run's weights nor its test results, left out of its folder's hash
-# (validation only reads the weights; device, graph capture and deterministic kernels change rounding only).
-BOOKKEEPING = ("profile", "output_root", "data_root", "device", "cuda_graph", "deterministic", "eval_batch_size",
-               "validation_every", "validation_tasks", "checkpoint_every", "max_dropped_classes", "skip_unreadable_images",
-               "loss_explosion_factor",  # changes only whether an exploding run is stopped
-               "seeds", "methods",
-               "bmp_compare_embeddings",
-               "ablation_methods",
-               "ablation_adaptation_steps", "ablation_fast_lr", "ablation_sparsity", "ablation_iterations",
-               "convergence_iterations")
+DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,15 +42,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
     return torch.device(name)
-
-
-def run_id(params: dict, method: str, seed: int) -> str:
-    """Folder name of a run: method, seed and a hash of every parameter that changes its outcome
-    (another method's own parameters, named ``<method>_*``, and the ``slurm_*`` resources do not)."""
-    others = tuple(f"{m}_" for m in METHODS if m != method) + ("slurm_",)  # and where it is trained
-    relevant = {k: v for k, v in params.items() if k not in BOOKKEEPING and not k.startswith(others)}
-    digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{method}-seed{seed}-{digest}"
 
 
 @dataclass
@@ -155,9 +129,10 @@ class Run:
     def _members(self) -> list[Member]:
         p, train = self.params, self.splits["train"]
         members = []
-        for m, group in enumerate(member_groups(self.method, len(self.distributions))):
+        method = REGISTRY[self.method]
+        for m, group in enumerate(method.member_groups(len(self.distributions))):
             torch.manual_seed(self.seed)
-            learner = LEARNERS[self.method].from_params(p, seed=self.seed).to(self.device)
+            learner = method.learner.from_params(p, seed=self.seed).to(self.device)
             weights = [train.classes(i) for i in group] if p["task_sampling"] == "proportional" else None
             sampler = TaskSampler(train, group, p["ways"], p["shots"], p["queries"], seed=self.seed * 1000 + m,
                                   weights=weights, device=self.device)
@@ -181,7 +156,7 @@ class Run:
                         for m in self.members],
             "torch_rng": torch.get_rng_state(),
         })
-        io.write_text(self.folder / "metrics.csv", pd.DataFrame(self.state.rows).to_csv(index=False))
+        io.write_text(self.folder / runs.METRICS, pd.DataFrame(self.state.rows).to_csv(index=False))
 
     def load_checkpoint(self) -> bool:
         """Restore the newest intact checkpoint (the previous one if the newest is damaged);
@@ -352,7 +327,7 @@ class Run:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results.
         A run that diverges is a result too: ``status: diverged``, with where and what, and no test."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        io.write_json(self.folder / "params.json", {**self.params, "method": self.method, "seed": self.seed})
+        io.write_json(self.folder / runs.PARAMS, {**self.params, "method": self.method, "seed": self.seed})
         self.load_checkpoint()
         if progress:
             tqdm.write(f"{self.method} seed {self.seed}: training from iteration {self.state.iteration} "
@@ -369,7 +344,7 @@ class Run:
         else:
             results.update(status="complete", iterations=self.state.iteration,
                            train_seconds=self.state.train_seconds, **self.test())
-        io.write_json(self.folder / "results.json", results)
+        io.write_json(self.folder / runs.RESULTS, results)
         return results
 
 
@@ -378,38 +353,9 @@ def device_name(device: torch.device) -> str:
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
-def run_folder(params: dict, method: str, seed: int) -> Path:
-    """``<output_root>/runs/<run_id>``: shared by every profile under that output root."""
-    return Path(params["output_root"]) / "runs" / run_id(params, method, seed)
-
-
 def open_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """The Run of ``method`` and ``seed`` in its profile's run folder, on the parameters' device."""
     return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
-
-
-def run_lock(folder: Path) -> FileLock:
-    """The lock whoever trains the run in ``folder`` holds (``<parent>/.locks/<name>.lock``). It is an OS file
-    lock: it is released when its process ends, however it ends."""
-    locks = Path(folder).parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    return FileLock(locks / f"{Path(folder).name}.lock")
-
-
-@contextmanager
-def holding(folder: Path, wait: bool) -> Iterator[bool]:
-    """Hold the lock of the run in ``folder`` for the block: wait for it, or with ``wait=False`` yield
-    False at once if another process holds it."""
-    lock = run_lock(folder)
-    try:
-        lock.acquire(timeout=-1 if wait else 0)
-    except Timeout:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        lock.release()
 
 
 def run_method(params: dict, method: str, seed: int, distributions: list[Distribution] | None = None,
@@ -418,14 +364,13 @@ def run_method(params: dict, method: str, seed: int, distributions: list[Distrib
     The run is trained under its lock: if another process holds it, wait for it (and read its result),
     or with ``wait=False`` return None at once."""
     folder = run_folder(params, method, seed)
-    results = folder / "results.json"
-    if results.exists():
-        return json.loads(results.read_text())
+    if (done := runs.read_results(folder)) is not None:
+        return done
     with holding(folder, wait) as held:
         if not held:
             return None
-        if results.exists():  # trained by whoever held the lock
-            return json.loads(results.read_text())
+        if (done := runs.read_results(folder)) is not None:  # trained by whoever held the lock
+            return done
         distributions = distributions if distributions is not None else load_distributions(params)
         check_against_data(params, distributions)
         return open_run(params, method, seed, distributions).run(progress)

@@ -23,7 +23,8 @@ from gems_core.data import load_distributions
 from gems_core.data.images import MODES, to_rgb
 from gems_core.errors import DataFileError
 from gems_core.params import MAX_SEED, ParameterError, load_params, validate
-from gems_core.training import run_folder, run_method
+from gems_core.runs import run_folder
+from gems_core.training import run_method
 
 CLI = [sys.executable, "-m"]
 

@@ -5,10 +5,10 @@ import torch
 
 from conftest import GPU
 from gems_core.data import load_distributions
+from gems_core.params import METHODS
 from gems_core.training import Run
 
 pytestmark = GPU
-METHODS = ["maml", "multi_maml", "bmp", "mmsup"]
 
 
 @pytest.fixture(scope="module")

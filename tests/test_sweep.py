@@ -15,7 +15,8 @@ from conftest import PROJECT_ROOT, smoke_file
 from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.params import load_params
-from gems_core.plan import FAILURE, plan, states
+from gems_core.plan import plan, states
+from gems_core.runs import FAILURE
 from gems_core.sweep import main as sweep_main
 from gems_core.training import Run, resolve_device, run_method
 

@@ -16,7 +16,8 @@ from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.data.splits import apply_split
 from gems_core.results import COLUMNS, gather
-from gems_core.training import Run, resolve_device, run_folder, run_method
+from gems_core.runs import run_folder
+from gems_core.training import Run, resolve_device, run_method
 
 
 def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):

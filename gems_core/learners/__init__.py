@@ -1,9 +1,8 @@
-"""Meta-learners: MAML, Multi-MAML (one MAML per distribution), BMP and MMSUP, functional and batched over tasks."""
+"""Meta-learners (MAML, BMP, MMSUP), functional and batched over tasks, and the registry of the kit's
+methods built from them (``METHODS``)."""
 from .bmp import BMP
 from .maml import MAML, accuracy, task_losses
+from .methods import METHODS, Method
 from .mmsup import MMSUP
-from .multi_maml import MultiMAML, member_groups
 
-LEARNERS = {"maml": MAML, "multi_maml": MultiMAML, "bmp": BMP, "mmsup": MMSUP}  # the four methods of Table 2
-
-__all__ = ["BMP", "LEARNERS", "MAML", "MMSUP", "MultiMAML", "accuracy", "member_groups", "task_losses"]
+__all__ = ["BMP", "MAML", "METHODS", "MMSUP", "Method", "accuracy", "task_losses"]

@@ -1,0 +1,46 @@
+"""The kit's methods, registered once: every list of methods (parameters, tables, checks) comes from here.
+
+A method is a learner class and how a run of it divides the distributions among learners ("members"):
+MAML, BMP and MMSUP train one learner on the mixture of every distribution. Multi-MAML, the paper's
+baseline with a dataset oracle, is plain MAML with one member per distribution, each trained on its own
+distribution's tasks alone with the full iteration budget, its own optimiser and sampler, and tested on
+its own distribution's tasks (the dataset id is an oracle GEMS does not need); its training time is the
+sum of its members'.
+
+Adding a method is a learner module and one line here (see the README's contributor notes).
+
+Example:
+    >>> METHODS["multi_maml"].member_groups(2)   # one MAML on distribution 0, another on distribution 1
+    [[0], [1]]
+    >>> METHODS["maml"].member_groups(2)         # one MAML on the mixture
+    [[0, 1]]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .bmp import BMP
+from .maml import MAML
+from .mmsup import MMSUP
+
+
+@dataclass(frozen=True)
+class Method:
+    """A method: its learner class, and whether a run trains one learner per distribution."""
+
+    learner: type[MAML]
+    per_distribution: bool = False
+
+    def member_groups(self, n_distributions: int) -> list[list[int]]:
+        """The distributions each member of a run trains on (and is tested on)."""
+        if self.per_distribution:
+            return [[i] for i in range(n_distributions)]
+        return [list(range(n_distributions))]
+
+
+METHODS: dict[str, Method] = {  # in the order of the supplement's Table 2
+    "maml": Method(MAML),
+    "multi_maml": Method(MAML, per_distribution=True),
+    "bmp": Method(BMP),
+    "mmsup": Method(MMSUP),
+}
