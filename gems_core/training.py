@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoints, io, numerics, runs
+from .cpu_share import CpuShare
 from .data import (SPLITS, Distribution, FixedTasks, SplitImages, TaskBatch, TaskSampler, check_against_data,
                    load_distributions)
 from .errors import run_cli
@@ -125,6 +126,7 @@ class Run:
         self._fixed: dict[str, dict[int, FixedTasks]] = {}
         self._steps: list | None = None
         self._loss_checked = (0.0, 0)  # training-loss sum and steps of this metrics interval at the last check
+        self.cpu_share = CpuShare(active=device.type == "cpu")  # held while ``run`` trains and tests
 
     def _members(self) -> list[Member]:
         p, train = self.params, self.splits["train"]
@@ -294,6 +296,7 @@ class Run:
             while self.state.iteration < p["iterations"]:
                 self.step()
                 bar.update(1)
+                self.cpu_share.rebalance()  # other kit processes may have started or ended training
                 it = self.state.iteration
                 log = it % p["validation_every"] == 0 or it == p["iterations"]
                 checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"]
@@ -334,16 +337,17 @@ class Run:
                        f"in {self.folder}")
         results = {"complete": True, "method": self.method, "seed": self.seed, "run_id": self.folder.name,
                    "train_datasets": [d.name for d in self.distributions], "device": device_name(self.device)}
-        try:
-            self.train(progress)
-        except Diverged as exc:
-            tqdm.write(f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept")
-            results.update(status="diverged",
-                           diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
-                           iterations=exc.iteration, train_seconds=self.state.train_seconds, test={}, records={})
-        else:
-            results.update(status="complete", iterations=self.state.iteration,
-                           train_seconds=self.state.train_seconds, **self.test())
+        with self.cpu_share:
+            try:
+                self.train(progress)
+            except Diverged as exc:
+                tqdm.write(f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept")
+                results.update(status="diverged",
+                               diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
+                               iterations=exc.iteration, train_seconds=self.state.train_seconds, test={}, records={})
+            else:
+                results.update(status="complete", iterations=self.state.iteration,
+                               train_seconds=self.state.train_seconds, **self.test())
         io.write_json(self.folder / runs.RESULTS, results)
         return results
 
