@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine (Python 3.11 with pip):
 #   make demo   set up, then run the notebook pipeline on the embedded demo data (CPU)
 #   make test   set up, then run the test suite
+#   make test-fast   the unit tests alone, for the edit-test loop
+#   make lint   ruff's lint and format checks (CI runs them before the tests)
 #   make gpu-check   on a GPU machine: correctness on CUDA, then speed and memory at the paper's settings
 #   make lab    JupyterLab on the project
 PYTHON ?= python3
@@ -8,7 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gems-installed
 
-.PHONY: setup demo test gpu-check lab clean-venv
+.PHONY: setup demo test test-fast lint gpu-check lab clean-venv
 
 setup: $(STAMP)
 
@@ -26,6 +28,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# the unit tests alone (no processes, notebooks, sweeps or browser), for the edit-test loop
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+# ruff's lint and format checks (configured in pyproject.toml); `$(VENV)/bin/ruff format .` fixes the format
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # JupyterLab on the project, with the kit's environment (open notebooks/ and edit a parameters cell)
 lab: setup

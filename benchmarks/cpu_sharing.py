@@ -9,6 +9,7 @@ from its results.json. Printed per configuration: seconds per iteration of each 
 of a process sharing the machine as a fraction of its speed alone (``gems_core.cpu_share``: each
 process gets its share of the cores; ``GEMS_CPU_SHARE=0``: each takes every core, torch's default).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,9 +33,24 @@ def runs_at_once(params: dict, method: str, processes: int, share: bool, tmp: Pa
         path = folder.with_suffix(".yaml")
         path.write_text(yaml.safe_dump({**params, "output_root": str(folder)}))
         env = {**os.environ, "GEMS_CPU_SHARE": "1" if share else "0"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "gems_core.training", str(path), "--method", method,
-                                       "--seed", str(21 + i), "--no-progress"], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gems_core.training",
+                    str(path),
+                    "--method",
+                    method,
+                    "--seed",
+                    str(21 + i),
+                    "--no-progress",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
         folders.append(folder)
     if any(p.wait() for p in procs):
         raise SystemExit("a training process failed")
@@ -49,8 +65,13 @@ def main() -> int:
     args = parser.parse_args()
     params = yaml.safe_load((ROOT / "parameters" / "demo.yaml").read_text())
     with tempfile.TemporaryDirectory() as tmp:
-        params.update(iterations=args.iterations, validation_every=10**6, checkpoint_every=10**6, test_tasks=10,
-                      data_root=str(Path(tmp) / "data"))
+        params.update(
+            iterations=args.iterations,
+            validation_every=10**6,
+            checkpoint_every=10**6,
+            test_tasks=10,
+            data_root=str(Path(tmp) / "data"),
+        )
         runs_at_once(params, args.method, 1, True, Path(tmp))  # builds the image caches once, untimed
         alone = runs_at_once(params, args.method, 1, True, Path(tmp))[0]
         print(f"{os.cpu_count()} cores; {args.method}, demo settings, {args.iterations} iterations per run")
@@ -58,8 +79,10 @@ def main() -> int:
         for share in (False, True):
             both = runs_at_once(params, args.method, 2, share, Path(tmp))
             label = "two at once, sharing" if share else "two at once, each on every core (GEMS_CPU_SHARE=0)"
-            print(f"{label}: {' and '.join(f'{s:.3f}' for s in both)} s/iteration, "
-                  f"each at {alone / max(both):.2f}-{alone / min(both):.2f} of its speed alone")
+            print(
+                f"{label}: {' and '.join(f'{s:.3f}' for s in both)} s/iteration, "
+                f"each at {alone / max(both):.2f}-{alone / min(both):.2f} of its speed alone"
+            )
     return 0
 
 

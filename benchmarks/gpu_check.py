@@ -5,7 +5,8 @@ settings against learn2learn's MAML, in one process, written to ``benchmarks/res
     python benchmarks/gpu_check.py --skip-tests      # timings only
     python benchmarks/gpu_check.py --device cpu --settings small --skip-tests   # a dry run of the script
 
-1. (last, after the timings) ``pytest -m gpu``: meta-gradients against learn2learn on CUDA in float64 (first and second order;
+1. (last, after the timings) ``pytest -m gpu``: meta-gradients against learn2learn on CUDA in float64 (first and
+   second order;
    BMP adapting every layer and MMSUP at sparsity 0 too), the CUDA graph against the eager step, the
    hot loop under ``torch.cuda.set_sync_debug_mode("error")``, deterministic repeats, a resume after
    SIGKILL of every method, and the smoke pipeline with ``device: cuda``.
@@ -18,6 +19,7 @@ settings against learn2learn's MAML, in one process, written to ``benchmarks/res
    --per-gpu K`` does), for K = 1..4: K processes each time MAML's training step at once, and their
    iterations add up. Off by default to keep the check under 8 minutes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,18 +41,39 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
+
 from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
 from gems_core.models import embedding_size  # noqa: E402
 from gems_core.params import METHODS, validate  # noqa: E402
 from gems_core.training import Run  # noqa: E402
-from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
 
 SETTINGS = {
-    "paper": dict(image_size=84, hidden_size=64, ways=5, shots=1, queries=15, meta_batch_size=5, adaptation_steps=5,
-                  fast_lr=0.01, meta_lr=1.0e-4, first_order=False),
-    "small": dict(image_size=28, hidden_size=16, ways=5, shots=1, queries=5, meta_batch_size=4, adaptation_steps=2,
-                  fast_lr=0.1, meta_lr=1.0e-3, first_order=False),
+    "paper": dict(
+        image_size=84,
+        hidden_size=64,
+        ways=5,
+        shots=1,
+        queries=15,
+        meta_batch_size=5,
+        adaptation_steps=5,
+        fast_lr=0.01,
+        meta_lr=1.0e-4,
+        first_order=False,
+    ),
+    "small": dict(
+        image_size=28,
+        hidden_size=16,
+        ways=5,
+        shots=1,
+        queries=5,
+        meta_batch_size=4,
+        adaptation_steps=2,
+        fast_lr=0.1,
+        meta_lr=1.0e-3,
+        first_order=False,
+    ),
 }
 VARIANTS = {  # name: (method, parameter overrides): what a setting costs against the default
     "maml_eager": ("maml", {"cuda_graph": False}),
@@ -106,8 +129,9 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
     out = time_steps(run.step, device, iterations, repeats)
     if device.type == "cuda":
         out["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-        out["graph"] = [None if not hasattr(s, "graph") else ("captured" if s.graph is not None else s.failed)
-                        for s in run._steps]
+        out["graph"] = [
+            None if not hasattr(s, "graph") else ("captured" if s.graph is not None else s.failed) for s in run._steps
+        ]
     start = time.perf_counter()
     outcome = run.evaluate("test", 0)
     sync(device)
@@ -118,6 +142,7 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
 def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
     """The 25 costliest kernels of eager MAML meta-iterations (where the time goes), as a text table."""
     from torch.profiler import ProfilerActivity, profile
+
     run = Run({**params, "cuda_graph": False}, "maml", 21, dists, folder, device)
     for _ in range(3):
         run.step()
@@ -135,11 +160,17 @@ def time_l2l(params: dict, device, iterations: int, repeats: int) -> float:
     numerics.configure(device, params["tf32"], params["deterministic"])
     torch.manual_seed(0)
     s = params
-    model = l2l.vision.models.CNN4(s["ways"], hidden_size=s["hidden_size"],
-                                   embedding_size=embedding_size(s["image_size"], s["hidden_size"])).to(device)
+    model = l2l.vision.models.CNN4(
+        s["ways"], hidden_size=s["hidden_size"], embedding_size=embedding_size(s["image_size"], s["hidden_size"])
+    ).to(device)
     maml = l2l.algorithms.MAML(model, lr=s["fast_lr"], first_order=s["first_order"])
-    args = argparse.Namespace(meta_batch=s["meta_batch_size"], ways=s["ways"], shots=s["shots"],
-                              queries=s["queries"], image_size=s["image_size"])
+    args = argparse.Namespace(
+        meta_batch=s["meta_batch_size"],
+        ways=s["ways"],
+        shots=s["shots"],
+        queries=s["queries"],
+        image_size=s["image_size"],
+    )
     step = l2l_maml_step(maml, make_tasks(args, device), s["adaptation_steps"])
     return time_steps(step, device, iterations, repeats)["ms"]
 
@@ -147,26 +178,45 @@ def time_l2l(params: dict, device, iterations: int, repeats: int) -> float:
 def time_alone(args) -> float:
     """One process's ms per MAML meta-iteration (``--one-process``), printed for ``throughput``."""
     settings = SETTINGS[args.settings]
-    params = validate({**settings, "distributions": [{"name": "a", "source": "synthetic_glyphs"},
-                                                     {"name": "b", "source": "synthetic_shapes"}],
-                       "device": args.device})
+    params = validate(
+        {
+            **settings,
+            "distributions": [{"name": "a", "source": "synthetic_glyphs"}, {"name": "b", "source": "synthetic_shapes"}],
+            "device": args.device,
+        }
+    )
     dists = [random_distribution("a", settings, seed=0), random_distribution("b", settings, seed=1)]
     with tempfile.TemporaryDirectory() as tmp:
-        return time_run(params, "maml", dists, torch.device(args.device), Path(tmp), args.iterations,
-                        args.repeats)["ms"]
+        return time_run(params, "maml", dists, torch.device(args.device), Path(tmp), args.iterations, args.repeats)[
+            "ms"
+        ]
 
 
 def throughput(args, sharing=(1, 2, 3, 4)) -> dict:
     """Runs of 30,000 iterations per hour on one device when K processes train at once on it."""
     out = {}
     for k in sharing:
-        cmd = [sys.executable, __file__, "--one-process", "--device", args.device, "--settings", args.settings,
-               "--iterations", str(args.iterations), "--repeats", "2"]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one-process",
+            "--device",
+            args.device,
+            "--settings",
+            args.settings,
+            "--iterations",
+            str(args.iterations),
+            "--repeats",
+            "2",
+        ]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
         ms = [float(proc.communicate()[0].strip().splitlines()[-1]) for proc in procs]
         out[k] = round(sum(3600 * 1000 / m / ITERATIONS for m in ms), 2)
-        print(f"{k} run(s) sharing the device: {out[k]} runs of {ITERATIONS} iterations per hour "
-              f"(ms/iteration each: {', '.join(f'{m:.1f}' for m in ms)})", flush=True)
+        print(
+            f"{k} run(s) sharing the device: {out[k]} runs of {ITERATIONS} iterations per hour "
+            f"(ms/iteration each: {', '.join(f'{m:.1f}' for m in ms)})",
+            flush=True,
+        )
     return out
 
 
@@ -177,25 +227,42 @@ def run_tests(log: Path, timeout: int) -> dict:
     with open(log, "w") as f:
         # pytest-xdist where installed, one module per worker (the CUDA smoke pipeline runs once)
         parallel = ["-n", "4", "--dist", "loadscope"] if importlib.util.find_spec("xdist") else []
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rfEs",
-                               *parallel], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "-rfEs", *parallel],
+            cwd=ROOT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout,
+        )
     text = log.read_text()
-    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", text.splitlines()[-1])}
-    return {"exit_status": proc.returncode, **counts, "seconds": round(time.perf_counter() - start, 1),
-            "failures": [line for line in text.splitlines() if line.startswith(("FAILED", "ERROR"))]}
+    counts = {
+        k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", text.splitlines()[-1])
+    }
+    return {
+        "exit_status": proc.returncode,
+        **counts,
+        "seconds": round(time.perf_counter() - start, 1),
+        "failures": [line for line in text.splitlines() if line.startswith(("FAILED", "ERROR"))],
+    }
 
 
 def gpu_hours(ms: dict, eval_s: dict, params: dict) -> dict:
     """GPU-hours of Table 2 (36 runs) and of the 93 ablation runs: meta-iterations plus validation
     (every ``validation_every``, ``validation_tasks`` per distribution) and the meta-test (two datasets)."""
+
     def run_hours(method):
         validations = ITERATIONS // params["validation_every"]
         evaluation = eval_s[method] / 600 * 2 * (validations * params["validation_tasks"] + params["test_tasks"])
         return (ms[method] / 1000 * ITERATIONS + evaluation) / 3600
+
     table2 = sum(run_hours(m) for m in METHODS) * TABLE2_RUNS_PER_METHOD
     ablations = ABLATION_RUNS * (run_hours("bmp") + run_hours("mmsup")) / 2
-    return {"table2": round(table2, 1), "ablations_upper_bound": round(ablations, 1),
-            "per_run": {m: round(run_hours(m), 2) for m in METHODS}}
+    return {
+        "table2": round(table2, 1),
+        "ablations_upper_bound": round(ablations, 1),
+        "per_run": {m: round(run_hours(m), 2) for m in METHODS},
+    }
 
 
 def main() -> int:
@@ -207,8 +274,11 @@ def main() -> int:
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--test-timeout", type=int, default=420)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--throughput", action="store_true",
-                        help="also measure runs per hour with 1-4 runs sharing the GPU (about 3 minutes more on an H100)")
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="also measure runs per hour with 1-4 runs sharing the GPU (about 3 minutes more on an H100)",
+    )
     parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)  # a throughput worker
     args = parser.parse_args()
     if args.one_process:
@@ -220,21 +290,36 @@ def main() -> int:
         return 2
     args.results_dir.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    report = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda,
-              "settings": {**SETTINGS[args.settings], "name": args.settings}}
+    report = {
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "settings": {**SETTINGS[args.settings], "name": args.settings},
+    }
     settings = SETTINGS[args.settings]
-    params = validate({**settings, "distributions": [{"name": "a", "source": "synthetic_glyphs"},
-                                                     {"name": "b", "source": "synthetic_shapes"}],
-                       "device": args.device, "validation_every": 500, "validation_tasks": 100, "test_tasks": 600})
+    params = validate(
+        {
+            **settings,
+            "distributions": [{"name": "a", "source": "synthetic_glyphs"}, {"name": "b", "source": "synthetic_shapes"}],
+            "device": args.device,
+            "validation_every": 500,
+            "validation_tasks": 100,
+            "test_tasks": 600,
+        }
+    )
     dists = [random_distribution("a", settings, seed=0), random_distribution("b", settings, seed=1)]
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (method, overrides) in [(m, (m, {})) for m in METHODS] + list(VARIANTS.items()):
-            timings[name] = time_run({**params, **overrides}, method, dists, device, Path(tmp) / name,
-                                     args.iterations, args.repeats)
-            print(f"{name:>22}: {timings[name]['ms']:8.2f} ms/iteration (spread {timings[name]['ms_spread']:.2f})"
-                  + (f", peak {timings[name]['peak_mib']:.0f} MiB" if "peak_mib" in timings[name] else "")
-                  + f", meta-test of 600 tasks {timings[name]['eval_seconds_600_tasks']:.1f} s", flush=True)
+            timings[name] = time_run(
+                {**params, **overrides}, method, dists, device, Path(tmp) / name, args.iterations, args.repeats
+            )
+            print(
+                f"{name:>22}: {timings[name]['ms']:8.2f} ms/iteration (spread {timings[name]['ms_spread']:.2f})"
+                + (f", peak {timings[name]['peak_mib']:.0f} MiB" if "peak_mib" in timings[name] else "")
+                + f", meta-test of 600 tasks {timings[name]['eval_seconds_600_tasks']:.1f} s",
+                flush=True,
+            )
         if device.type == "cuda":
             profile_step(params, dists, device, Path(tmp) / "profile", args.results_dir / f"{slug(gpu)}-profile.txt")
     l2l_ms = time_l2l(params, device, args.iterations, args.repeats)
@@ -252,9 +337,12 @@ def main() -> int:
         report["runs_per_hour_sharing_one_gpu"] = throughput(args)
     path = args.results_dir / f"{slug(gpu)}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"learn2learn / kit MAML: {report['speedup_over_learn2learn']['maml']:.2f}x; "
-          f"BMP / MAML {report['ratio_to_kit_maml']['bmp']:.2f}, MMSUP / MAML {report['ratio_to_kit_maml']['mmsup']:.2f}; "
-          f"Table 2 ~{report['gpu_hours']['table2']} GPU-hours; written to {path}")
+    print(
+        f"learn2learn / kit MAML: {report['speedup_over_learn2learn']['maml']:.2f}x; "
+        f"BMP / MAML {report['ratio_to_kit_maml']['bmp']:.2f}, "
+        f"MMSUP / MAML {report['ratio_to_kit_maml']['mmsup']:.2f}; "
+        f"Table 2 ~{report['gpu_hours']['table2']} GPU-hours; written to {path}"
+    )
     if args.skip_tests:
         return 0
     report["tests"] = run_tests(args.results_dir / f"{slug(gpu)}-tests.log", args.test_timeout)

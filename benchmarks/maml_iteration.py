@@ -8,6 +8,7 @@ Prints both times (median of --repeats after --warmup), their ratio, the machine
 one gems_core meta-iteration: the bytes autograd saves for the backward pass (device-independent,
 the dominant term) and, on a GPU, the peak memory allocated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,13 @@ def make_tasks(args, device) -> TaskBatch:
     gen = torch.Generator().manual_seed(0)
     t, w, s = args.meta_batch, args.ways, args.image_size
     labels = torch.arange(w)
-    return TaskBatch(torch.rand(t, w * args.shots, 3, s, s, generator=gen).to(device),
-                     labels.repeat_interleave(args.shots).expand(t, -1).to(device),
-                     torch.rand(t, w * args.queries, 3, s, s, generator=gen).to(device),
-                     labels.repeat_interleave(args.queries).expand(t, -1).to(device),
-                     torch.zeros(t, dtype=torch.long, device=device))
+    return TaskBatch(
+        torch.rand(t, w * args.shots, 3, s, s, generator=gen).to(device),
+        labels.repeat_interleave(args.shots).expand(t, -1).to(device),
+        torch.rand(t, w * args.queries, 3, s, s, generator=gen).to(device),
+        labels.repeat_interleave(args.queries).expand(t, -1).to(device),
+        torch.zeros(t, dtype=torch.long, device=device),
+    )
 
 
 def l2l_maml_step(maml: l2l.algorithms.MAML, batch: TaskBatch, steps: int):
@@ -49,6 +52,7 @@ def l2l_maml_step(maml: l2l.algorithms.MAML, batch: TaskBatch, steps: int):
                 learner.adapt(F.cross_entropy(learner(batch.support_x[t]), batch.support_y[t]))
             (F.cross_entropy(learner(batch.query_x[t]), batch.query_y[t]) / tasks).backward()
         optimizer.step()
+
     return step
 
 
@@ -97,11 +101,13 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = l2l.vision.models.CNN4(args.ways, hidden_size=args.hidden,
-                                   embedding_size=embedding_size(args.image_size, args.hidden)).to(device)
+    model = l2l.vision.models.CNN4(
+        args.ways, hidden_size=args.hidden, embedding_size=embedding_size(args.image_size, args.hidden)
+    ).to(device)
     theirs = l2l.algorithms.MAML(model, lr=args.fast_lr, first_order=args.first_order)
-    ours = MAML(args.ways, args.image_size, args.hidden, args.fast_lr, args.steps, args.first_order,
-                init=from_l2l_cnn4(model)).to(device)
+    ours = MAML(
+        args.ways, args.image_size, args.hidden, args.fast_lr, args.steps, args.first_order, init=from_l2l_cnn4(model)
+    ).to(device)
     opt_ours = torch.optim.Adam(ours.parameters(), 1e-4)
     batch = make_tasks(args, device)
     step_theirs = l2l_maml_step(theirs, batch, args.steps)
@@ -116,18 +122,26 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     saved = saved_tensor_bytes(step_ours)
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     order = "first" if args.first_order else "second"
-    print(f"config: {args.ways}-way {args.shots}-shot, {args.queries} queries, meta-batch {args.meta_batch}, "
-          f"{args.steps} steps, {args.image_size}px, {args.hidden} filters, {order} order")
+    print(
+        f"config: {args.ways}-way {args.shots}-shot, {args.queries} queries, meta-batch {args.meta_batch}, "
+        f"{args.steps} steps, {args.image_size}px, {args.hidden} filters, {order} order"
+    )
     print(f"device: {device} ({machine}), torch {torch.__version__}")
     print(f"learn2learn MAML: {t_theirs * 1000:.1f} ms/iteration")
     print(f"gems_core MAML:   {t_ours * 1000:.1f} ms/iteration")
     print(f"ratio learn2learn / gems_core: {t_theirs / t_ours:.2f}x")
     print(f"gems_core meta-iteration: {saved / 2**20:.0f} MiB of tensors saved for backward")
     if device.type == "cuda":
-        print(f"gems_core meta-iteration: peak GPU memory allocated {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB")
+        print(
+            "gems_core meta-iteration: peak GPU memory allocated "
+            f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

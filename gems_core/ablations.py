@@ -3,6 +3,7 @@
 Each grid point is an ordinary planned run (``plan.ablation_grid``: same folders, resumable, read back when
 complete) whose parameters differ from the profile's in one setting and in ``ablation_iterations``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +33,14 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     ``plots.ablation_curves`` reads these columns."""
     if "status" not in table:
         table = table.assign(status="complete")
-    return table.groupby(["setting", "method", "value", "test_dataset"]).agg(
-        accuracy=("accuracy", "mean"), std_over_seeds=("accuracy", "std"), ci95=("ci95", "mean"),
-        seeds=("seed", "nunique"), diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index()
+    return (
+        table.groupby(["setting", "method", "value", "test_dataset"])
+        .agg(
+            accuracy=("accuracy", "mean"),
+            std_over_seeds=("accuracy", "std"),
+            ci95=("ci95", "mean"),
+            seeds=("seed", "nunique"),
+            diverged=("status", lambda s: int((s == "diverged").sum())),
+        )
+        .reset_index()
+    )

@@ -11,6 +11,7 @@ Run folders are shared, and the checksum has no key, so it detects damage, not t
 payload would need code to load (a crafted pickle) is refused as "not a checkpoint this kit wrote" and
 nothing in it runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,9 @@ def save(folder: Path, obj) -> None:
     buffer = _io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getvalue()
-    io.write_bytes(Path(folder) / NEWEST, MAGIC + hashlib.sha256(payload).digest() + payload,
-                   keep=Path(folder) / PREVIOUS)
+    io.write_bytes(
+        Path(folder) / NEWEST, MAGIC + hashlib.sha256(payload).digest() + payload, keep=Path(folder) / PREVIOUS
+    )
 
 
 def read(path: Path):
@@ -47,15 +49,16 @@ def read(path: Path):
     head = len(MAGIC)
     if not data.startswith(MAGIC):
         raise ValueError("it does not start like a GEMS checkpoint")
-    digest, payload = data[head:head + 32], data[head + 32:]
+    digest, payload = data[head : head + 32], data[head + 32 :]
     if hashlib.sha256(payload).digest() != digest:
         raise ValueError(f"its checksum does not match its {len(payload)} bytes (truncated or altered)")
     try:
         return torch.load(_io.BytesIO(payload), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         refused = str(exc).split("\n")[-1].strip() or "it holds more than tensors, numbers and strings"
-        raise ValueError(f"it is not a checkpoint this kit wrote: loading it would run code ({refused}); "
-                         "it was not loaded") from None
+        raise ValueError(
+            f"it is not a checkpoint this kit wrote: loading it would run code ({refused}); it was not loaded"
+        ) from None
 
 
 def load(folder: Path):
@@ -72,6 +75,8 @@ def load(folder: Path):
             tried.append(f"{path} ({exc})")
             warnings.warn(f"checkpoint {path} is damaged and is skipped: {exc}", stacklevel=2)
     if tried:
-        raise CheckpointUnreadable(f"no intact checkpoint in {folder}: {'; '.join(tried)}. Delete the run folder "
-                                   "to train the run again from the start.")
+        raise CheckpointUnreadable(
+            f"no intact checkpoint in {folder}: {'; '.join(tried)}. Delete the run folder "
+            "to train the run again from the start."
+        )
     return None

@@ -5,6 +5,7 @@ Per meta-iteration of an MMSUP run it records the meta-loss on the iteration's t
 update and, on the same tasks, after it (so the change is the update's effect, not a change of
 tasks), and per conv layer how many weights entered the mask of the meta-learned initialisation.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,9 +56,18 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
     learner, rows, total = member.learner, [], params["convergence_iterations"]
 
     def record(iteration: int) -> None:
-        io.write_text(path.with_suffix(".json"), json.dumps({
-            "iteration": iteration, "of": total, "train_seconds": time.perf_counter() - started,
-            "device": device_name(device)}))
+        io.write_text(
+            path.with_suffix(".json"),
+            json.dumps(
+                {
+                    "iteration": iteration,
+                    "of": total,
+                    "train_seconds": time.perf_counter() - started,
+                    "device": device_name(device),
+                }
+            ),
+        )
+
     before = initial_masks(learner)
     for n in tqdm(range(total), desc="convergence trace", unit="it"):
         loss, _, batch = member.update()
@@ -79,15 +89,23 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
 
 def claim_holds(table: pd.DataFrame) -> pd.DataFrame:
     """How often L_{n+1} < L_n holds: overall, with and without swaps, and per layer with swaps."""
+
     def share(rows: pd.DataFrame, label: str) -> dict:
-        return {"iterations": label, "count": len(rows),
-                "loss_decreased": float((rows["delta"] < 0).mean()) if len(rows) else float("nan"),
-                "mean_delta": float(rows["delta"].mean()) if len(rows) else float("nan")}
+        return {
+            "iterations": label,
+            "count": len(rows),
+            "loss_decreased": float((rows["delta"] < 0).mean()) if len(rows) else float("nan"),
+            "mean_delta": float(rows["delta"].mean()) if len(rows) else float("nan"),
+        }
+
     median = table["swaps"].median()
-    out = [share(table, "all"), share(table[table["swaps"] > 0], "with swaps (any layer)"),
-           share(table[table["swaps"] == 0], "without swaps"),
-           share(table[table["swaps"] > median], "more swaps than the median"),
-           share(table[table["swaps"] <= median], "at most the median swaps")]
+    out = [
+        share(table, "all"),
+        share(table[table["swaps"] > 0], "with swaps (any layer)"),
+        share(table[table["swaps"] == 0], "without swaps"),
+        share(table[table["swaps"] > median], "more swaps than the median"),
+        share(table[table["swaps"] <= median], "at most the median swaps"),
+    ]
     out += [share(table[table[f"swaps_{layer}"] > 0], f"with swaps in {layer}") for layer in LAYERS]
     return pd.DataFrame(out)
 
@@ -95,10 +113,12 @@ def claim_holds(table: pd.DataFrame) -> pd.DataFrame:
 def correlations(table: pd.DataFrame) -> pd.DataFrame:
     """Spearman correlation between the number of swaps (per layer and in total) and the loss change;
     NaN, without a warning, where either never varies (a layer with no swaps, say)."""
+
     def spearman(column: str) -> float:
         if table[column].nunique() < 2 or table["delta"].nunique() < 2:
             return float("nan")
         return table[column].corr(table["delta"], method="spearman")
+
     columns = [f"swaps_{layer}" for layer in LAYERS] + ["swaps"]
     return pd.DataFrame({"swaps": columns, "spearman_with_delta": [spearman(c) for c in columns]})
 
@@ -106,17 +126,21 @@ def correlations(table: pd.DataFrame) -> pd.DataFrame:
 def verdict(holds: pd.DataFrame, correlations: pd.DataFrame) -> str:
     """The check's outcome in one paragraph of plain text."""
     h = holds.set_index("iterations")
+
     def pct(label):
         return f"{h.loc[label, 'loss_decreased']:.0%} of {int(h.loc[label, 'count'])}"
+
     text = f"The loss on the same tasks fell after {pct('all')} updates. "
     if h.loc["without swaps", "count"] == 0:
         text += "Every update swapped weights in some layer, so there is no swap-free baseline; "
     else:
         text += f"It fell after {pct('with swaps (any layer)')} updates with swaps and {pct('without swaps')} without; "
     rho = correlations.set_index("swaps").loc["swaps", "spearman_with_delta"]
-    text += (f"after {pct('more swaps than the median')} updates with more swaps than the median and "
-             f"{pct('at most the median swaps')} with fewer. Spearman correlation between the number of swaps and "
-             f"the loss change: {rho:.2f} (negative means more swaps went with larger decreases, as the argument "
-             "predicts). The argument is first order and per neuron; a meta-update also moves every unmasked "
-             "weight, so swaps are never its only effect, and this check shows association, not cause.")
+    text += (
+        f"after {pct('more swaps than the median')} updates with more swaps than the median and "
+        f"{pct('at most the median swaps')} with fewer. Spearman correlation between the number of swaps and "
+        f"the loss change: {rho:.2f} (negative means more swaps went with larger decreases, as the argument "
+        "predicts). The argument is first order and per neuron; a meta-update also moves every unmasked "
+        "weight, so swaps are never its only effect, and this check shows association, not cause."
+    )
     return text

@@ -9,6 +9,7 @@ cores: cores // processes, at least 1, at most what it started with (a sweep wor
 ``OMP_NUM_THREADS``, say). ``GEMS_CPU_SHARE=0`` turns this off (each process takes every core, as torch
 does by default).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,7 +51,7 @@ class CpuShare:
         self.lock: FileLock | None = None
         self.counted = -RECOUNT_SECONDS  # time.monotonic() of the last count
 
-    def __enter__(self) -> "CpuShare":
+    def __enter__(self) -> CpuShare:
         if self.active:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.lock = FileLock(self.path)

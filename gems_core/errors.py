@@ -4,10 +4,11 @@ Every entry point (``python -m gems_core.pipeline``, ``.training``, ``.sweep``) 
 as its message alone and exits with status 2, and Ctrl-C as one line saying how to continue, with
 status 130; any other exception is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a program stopped by Ctrl-C
@@ -34,6 +35,7 @@ def run_cli(main: Callable[[], int]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("\ninterrupted: every run keeps its last checkpoint; run the same command again to resume",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: every run keeps its last checkpoint; run the same command again to resume", file=sys.stderr
+        )
         return EXIT_INTERRUPTED

@@ -1,4 +1,5 @@
 """Meta-test: accuracy over a fixed task set with its 95% confidence interval, many tasks at a time."""
+
 from __future__ import annotations
 
 import math
@@ -7,9 +8,9 @@ import torch
 
 from .data import FixedTasks
 
-CPU_EVAL_BUDGET = 2**30     # bytes of activations an evaluation batch may use on the CPU
-GPU_EVAL_SHARE = 8          # ... and on a GPU: 1/GPU_EVAL_SHARE of its memory
-ACTIVATION_COPIES = 3       # live copies of the largest activation in a no-grad forward (conv, norm, relu)
+CPU_EVAL_BUDGET = 2**30  # bytes of activations an evaluation batch may use on the CPU
+GPU_EVAL_SHARE = 8  # ... and on a GPU: 1/GPU_EVAL_SHARE of its memory
+ACTIVATION_COPIES = 3  # live copies of the largest activation in a no-grad forward (conv, norm, relu)
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
@@ -27,8 +28,11 @@ def eval_batch_size(params: dict, device: torch.device) -> int:
     if params["eval_batch_size"]:
         return params["eval_batch_size"]
     per_task = params["ways"] * params["queries"] * params["hidden_size"] * params["image_size"] ** 2 * 4
-    budget = (torch.cuda.get_device_properties(device).total_memory // GPU_EVAL_SHARE if device.type == "cuda"
-              else CPU_EVAL_BUDGET)
+    budget = (
+        torch.cuda.get_device_properties(device).total_memory // GPU_EVAL_SHARE
+        if device.type == "cuda"
+        else CPU_EVAL_BUDGET
+    )
     return max(1, budget // (per_task * ACTIVATION_COPIES))
 
 

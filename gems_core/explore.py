@@ -4,6 +4,7 @@ it (BMP's layer mask per inner step, MMSUP's kept fraction per layer) and its qu
 ``task_explorer`` shows a static figure first, so a headless (papermill/HTML) render keeps something
 to read, then ipywidgets controls to pick the run, dataset and task in JupyterLab.
 """
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -32,17 +33,24 @@ def inspect_task(run: Run, dataset: int, task: int) -> dict:
     choices = {k: v.cpu() for k, v in learner.record.items()}
     if hasattr(learner, "sparsity"):
         choices["kept_fraction"] = 1 - learner.sparsity.detach().cpu()
-    return {"title": f"{run.method} seed {run.seed}, {run.distributions[dataset].name} test task {task}",
-            "support": batch.support_x[0].cpu(), "support_y": batch.support_y[0].cpu(),
-            "query": batch.query_x[0].cpu(), "query_y": batch.query_y[0].cpu(),
-            "prediction": logits[0].argmax(-1).cpu(), "choices": choices}
+    return {
+        "title": f"{run.method} seed {run.seed}, {run.distributions[dataset].name} test task {task}",
+        "support": batch.support_x[0].cpu(),
+        "support_y": batch.support_y[0].cpu(),
+        "query": batch.query_x[0].cpu(),
+        "query_y": batch.query_y[0].cpu(),
+        "prediction": logits[0].argmax(-1).cpu(),
+        "choices": choices,
+    }
 
 
 def predictions_line(seen: dict) -> str:
     """The task's query predictions in words: how many are right, and each true and predicted class."""
     right = int((seen["prediction"] == seen["query_y"]).sum())
-    return (f"{seen['title']}: {right} of {len(seen['query_y'])} queries right; true "
-            f"{' '.join(map(str, seen['query_y'].tolist()))}; predicted {' '.join(map(str, seen['prediction'].tolist()))}")
+    return (
+        f"{seen['title']}: {right} of {len(seen['query_y'])} queries right; true "
+        f"{' '.join(map(str, seen['query_y'].tolist()))}; predicted {' '.join(map(str, seen['prediction'].tolist()))}"
+    )
 
 
 def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10, seen: dict | None = None):
@@ -60,12 +68,16 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10, seen: 
     if "layer_masks" in seen["choices"]:
         masks = seen["choices"]["layer_masks"][0].numpy()
         choice_ax.imshow(masks, cmap="Greens", vmin=0, vmax=1, aspect="auto")
-        choice_ax.set(yticks=range(len(masks)), yticklabels=[f"step {i + 1}" for i in range(len(masks))],
-                      xticks=range(len(LAYER_LABELS)), xticklabels=LAYER_LABELS,
-                      title="BMP: layers adapted (green) in each inner step")
+        choice_ax.set(
+            yticks=range(len(masks)),
+            yticklabels=[f"step {i + 1}" for i in range(len(masks))],
+            xticks=range(len(LAYER_LABELS)),
+            xticklabels=LAYER_LABELS,
+            title="BMP: layers adapted (green) in each inner step",
+        )
     elif "kept_fraction" in seen["choices"]:
         kept = seen["choices"]["kept_fraction"].numpy()
-        choice_ax.bar(CONV_LABELS[:len(kept)], kept)
+        choice_ax.bar(CONV_LABELS[: len(kept)], kept)
         choice_ax.set(ylim=(0, 1), title="MMSUP: fraction of each conv layer's weights in this task's subnetwork")
     else:
         choice_ax.axis("off")
@@ -118,7 +130,10 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
         print(predictions_line(seen))
 
     show(next(iter(runs)), names[0], 0)
-    widgets.interact(show, method=widgets.Dropdown(options=list(runs), description="run"),
-                     dataset=widgets.Dropdown(options=names, description="dataset"),
-                     task=widgets.IntSlider(0, 0, params["test_tasks"] - 1, description="test task"))
+    widgets.interact(
+        show,
+        method=widgets.Dropdown(options=list(runs), description="run"),
+        dataset=widgets.Dropdown(options=names, description="dataset"),
+        task=widgets.IntSlider(0, 0, params["test_tasks"] - 1, description="test task"),
+    )
     display(widgets.HTML("<i>Interactive controls need a live kernel (JupyterLab); the figure above is static.</i>"))

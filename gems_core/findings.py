@@ -3,6 +3,7 @@
 Each function reads the summaries a run's ``results.json`` holds (``records``) and states the finding
 plainly, with the numbers it rests on, so a reader does not have to judge colours on a heatmap.
 """
+
 from __future__ import annotations
 
 from .models import LAYER_LABELS
@@ -28,17 +29,26 @@ def bmp_layer_choices(records: dict) -> str:
     """Whether BMP adapted different layers for the test tasks of different distributions."""
     frequencies = {d: r["layer_adapt_frequency"] for d, r in records.items()}
     datasets = list(frequencies)
-    gaps = [max(frequencies[d][i] for d in datasets) - min(frequencies[d][i] for d in datasets)
-            for i in range(len(LAYER_LABELS))]
-    per_dataset = "; ".join(f"{d} adapted {_layers(f, True)} (kept {_layers(f, False)} shared)"
-                            for d, f in frequencies.items())
+    gaps = [
+        max(frequencies[d][i] for d in datasets) - min(frequencies[d][i] for d in datasets)
+        for i in range(len(LAYER_LABELS))
+    ]
+    per_dataset = "; ".join(
+        f"{d} adapted {_layers(f, True)} (kept {_layers(f, False)} shared)" for d, f in frequencies.items()
+    )
     varies = [LAYER_LABELS[i] for i, g in enumerate(gaps) if g >= SAME_CHOICE]
     fixed = all(f in (0.0, 1.0) for fs in frequencies.values() for f in fs)
     if not varies:
-        verdict = ("The distributions got the same layers: no layer's adaptation frequency differs between them by "
-                   f"{SAME_CHOICE:.0%} or more")
-        verdict += (", and every task made the same choice in every step, so BMP acted as one fixed, learned "
-                    "layer-freezing pattern." if fixed else ".")
+        verdict = (
+            "The distributions got the same layers: no layer's adaptation frequency differs between them by "
+            f"{SAME_CHOICE:.0%} or more"
+        )
+        verdict += (
+            ", and every task made the same choice in every step, so BMP acted as one fixed, learned "
+            "layer-freezing pattern."
+            if fixed
+            else "."
+        )
     else:
         detail = ", ".join(f"{LAYER_LABELS[i]} by {g:.0%}" for i, g in enumerate(gaps) if g >= SAME_CHOICE)
         verdict = f"The distributions got different layers: adaptation frequencies differ in {detail}."
@@ -54,20 +64,24 @@ def mmsup_overlap(records: dict) -> str:
             a, b = pair.split("|")
             (within if a == b else across).append(value)
     moved = [v for layer in changed.values() for v in layer.values()]
-    text = (f"Task subnetworks overlap {min(within):.3f}-{max(within):.3f} (Jaccard) between tasks of the same "
-            f"dataset")
+    text = f"Task subnetworks overlap {min(within):.3f}-{max(within):.3f} (Jaccard) between tasks of the same dataset"
     if across:
         gap = sum(within) / len(within) - sum(across) / len(across)
-        text += (f" and {min(across):.3f}-{max(across):.3f} between tasks of different datasets, a mean gap of "
-                 f"{gap:.3f}. ")
+        text += (
+            f" and {min(across):.3f}-{max(across):.3f} between tasks of different datasets, a mean gap of {gap:.3f}. "
+        )
     else:
         text += " (one test dataset: no cross-dataset overlap). "
-    text += (f"Adaptation changed the mask of {min(moved):.2%}-{max(moved):.2%} of a layer's weights. ")
+    text += f"Adaptation changed the mask of {min(moved):.2%}-{max(moved):.2%} of a layer's weights. "
     if across and gap < 0.02:
-        text += ("The subnetworks are essentially one shared subnetwork: the masks come from the magnitudes of the "
-                 "adapted weights, and a few small inner steps move few weights across the threshold, so this "
-                 "run does not show distribution-specific subnetworks.")
+        text += (
+            "The subnetworks are essentially one shared subnetwork: the masks come from the magnitudes of the "
+            "adapted weights, and a few small inner steps move few weights across the threshold, so this "
+            "run does not show distribution-specific subnetworks."
+        )
     elif across:
-        text += ("Tasks of one dataset share more of their subnetwork than tasks of different datasets: the masks "
-                 "carry some distribution-specific structure.")
+        text += (
+            "Tasks of one dataset share more of their subnetwork than tasks of different datasets: the masks "
+            "carry some distribution-specific structure."
+        )
     return text

@@ -9,10 +9,11 @@ with the graph, the optimiser is capturable Adam, and running sums are updated i
 warm-up, capture or replay, is exactly one training iteration, so the caller cannot tell them apart.
 If capture fails, the step says so once and stays eager.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -22,8 +23,14 @@ WARMUP_ITERATIONS = 3  # eager iterations before capture (lazy initialisation, c
 class GraphedStep:
     """Call to run one iteration of ``step``: eagerly for the first ``warmup`` calls, then from a graph."""
 
-    def __init__(self, step: Callable[[], object], generators: list[torch.Generator], name: str,
-                 warmup: int = WARMUP_ITERATIONS, pool=None):
+    def __init__(
+        self,
+        step: Callable[[], object],
+        generators: list[torch.Generator],
+        name: str,
+        warmup: int = WARMUP_ITERATIONS,
+        pool=None,
+    ):
         self.step, self.generators, self.name = step, generators, name
         self.warmup, self.pool = warmup, pool
         self.calls = 0

@@ -5,6 +5,7 @@ the target, which is atomic on POSIX file systems. Files get the permissions the
 any new file (a temporary file is created private). A write that runs out of space leaves the
 previous file as it was and raises ``DiskFull`` naming the folder and the space it needed.
 """
+
 from __future__ import annotations
 
 import errno
@@ -47,9 +48,11 @@ def atomic_path(path: str | Path, size: int, keep: str | Path | None = None):
         if exc.errno != errno.ENOSPC:
             raise
         free = shutil.disk_usage(path.parent).free
-        raise DiskFull(f"no space left in '{path.parent}' to write {path.name}: it needs about "
-                       f"{size / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free; the previous {path.name}, "
-                       "if any, is intact. Free some space there and run again (runs resume).") from None
+        raise DiskFull(
+            f"no space left in '{path.parent}' to write {path.name}: it needs about "
+            f"{size / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free; the previous {path.name}, "
+            "if any, is intact. Free some space there and run again (runs resume)."
+        ) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

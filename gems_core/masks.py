@@ -13,6 +13,7 @@ keeps a soft count of ``(1 - sparsity) * n`` weights: implicit differentiation o
 ``d m_i / d sparsity = -n * sigma'_i / sum_j sigma'_j``, evaluated at the hard mask's threshold (the
 midpoint between the last kept and the first dropped score). It sums to ``-n``, as the hard count does.
 """
+
 from __future__ import annotations
 
 import torch
@@ -67,8 +68,9 @@ class ComputeMask(torch.autograd.Function):
         return grad, sparsity_surrogate(grad, scores, threshold, temperature), None, None
 
 
-def sparsity_surrogate(grad: torch.Tensor, scores: torch.Tensor, threshold: torch.Tensor,
-                       temperature: torch.Tensor) -> torch.Tensor:
+def sparsity_surrogate(
+    grad: torch.Tensor, scores: torch.Tensor, threshold: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
     """sum_i grad_i * d soft_mask_i / d sparsity, summed over tasks (see the module docstring)."""
     z = (scores - threshold.unsqueeze(1)) / temperature.unsqueeze(1)
     slope = torch.sigmoid(z) * torch.sigmoid(-z)  # sigma'(z)

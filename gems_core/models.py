@@ -7,9 +7,10 @@ examples use it); each task's channels are normalised on their own. Tasks are ba
 than with torch.func.vmap, whose batching rule for batch norm's double backward is wrong
 (pytorch/functorch#534); tests/test_maml.py checks the meta-gradients against learn2learn to 1e-9.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +41,13 @@ def embedding_size(image_size: int, hidden: int, blocks: int = BLOCKS) -> int:
     for _ in range(blocks):
         side //= 2
     if side < 1:
-        raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks (needs >= {2 ** blocks})")
+        raise ValueError(f"image_size {image_size} is too small for {blocks} pooling blocks (needs >= {2**blocks})")
     return hidden * side * side
 
 
-def init_conv4(ways: int, image_size: int, hidden: int = 64, channels: int = 3, seed: int = 0,
-               dtype: torch.dtype = torch.float32) -> Params:
+def init_conv4(
+    ways: int, image_size: int, hidden: int = 64, channels: int = 3, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> Params:
     """Initial weights as learn2learn's CNN4: Xavier-uniform convs and head, zero biases, BN scale U(0, 1)."""
     gen = torch.Generator().manual_seed(seed)
 
@@ -90,8 +92,15 @@ def conv4_forward(params: Params, x: torch.Tensor, transform: WeightTransform | 
         if transform is not None:
             w = transform(f"conv{i}.weight", w)
         h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), params[f"conv{i}.bias"].reshape(-1), padding=1, groups=t)
-        h = F.batch_norm(h, None, None, params[f"bn{i}.weight"].reshape(-1), params[f"bn{i}.bias"].reshape(-1),
-                         training=True, eps=BN_EPS)
+        h = F.batch_norm(
+            h,
+            None,
+            None,
+            params[f"bn{i}.weight"].reshape(-1),
+            params[f"bn{i}.bias"].reshape(-1),
+            training=True,
+            eps=BN_EPS,
+        )
         h = F.max_pool2d(F.relu(h), 2)
     features = h.reshape(b, t, -1).transpose(0, 1)  # [T, B, hidden*side*side], (channel, y, x) order
     return torch.einsum("tbd,tcd->tbc", features, params["head.weight"]) + params["head.bias"].unsqueeze(1)

@@ -12,6 +12,7 @@ process (a notebook kernel) do not inherit each other's choices.
   torch and driver. Without it, float32 sums may be ordered differently from run to run; BMP's
   ``> 0`` and MMSUP's top-k turn such 1-ulp differences into different masks, so runs then differ.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ def configure(device: torch.device, tf32: bool, deterministic: bool) -> None:
     if deterministic and device.type == "cuda":
         configured = os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         if configured not in (":4096:8", ":16:8"):
-            raise RuntimeError(f"deterministic runs need CUBLAS_WORKSPACE_CONFIG=:4096:8 or :16:8, found {configured!r}")
+            raise RuntimeError(
+                f"deterministic runs need CUBLAS_WORKSPACE_CONFIG=:4096:8 or :16:8, found {configured!r}"
+            )
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic

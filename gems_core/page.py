@@ -6,6 +6,7 @@ at some iteration, diverged, failed, missing) with its training time and device,
 files beside the page) and a link to each rendered notebook. Links are relative and there is no
 JavaScript, so the page opens from the file system, or from a copy of the folder, anywhere.
 """
+
 from __future__ import annotations
 
 import html
@@ -20,8 +21,22 @@ from . import io, plots, report, results
 from .notebook import from_project_root
 from .plan import plan, states
 
-BRIEF = ("image_size", "hidden_size", "ways", "shots", "queries", "meta_batch_size", "adaptation_steps", "fast_lr",
-         "meta_lr", "iterations", "seeds", "methods", "test_tasks", "device")
+BRIEF = (
+    "image_size",
+    "hidden_size",
+    "ways",
+    "shots",
+    "queries",
+    "meta_batch_size",
+    "adaptation_steps",
+    "fast_lr",
+    "meta_lr",
+    "iterations",
+    "seeds",
+    "methods",
+    "test_tasks",
+    "device",
+)
 STYLE = """body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.complete{color:#176b2c}.diverged,.failed{color:#a31515}.partial{color:#8a5a00}
@@ -48,11 +63,15 @@ def _runs_table(params: dict) -> str:
     for run, row in zip(runs, states(runs)):
         done = run.outcome()
         state = html.escape(str(row["state"]), quote=True)
-        cells = [html.escape(row["run"]), html.escape(row["kind"]), f'<span class="{state}">{state}</span>',
-                 html.escape(f'{row["iteration"]} / {row["of"]}'),
-                 results.duration(done["train_seconds"]) if "train_seconds" in done else "-",
-                 html.escape(str(done.get("device", "-"))),
-                 f"<code>{html.escape(str(from_project_root(run.folder)))}</code>"]
+        cells = [
+            html.escape(row["run"]),
+            html.escape(row["kind"]),
+            f'<span class="{state}">{state}</span>',
+            html.escape(f"{row['iteration']} / {row['of']}"),
+            results.duration(done["train_seconds"]) if "train_seconds" in done else "-",
+            html.escape(str(done.get("device", "-"))),
+            f"<code>{html.escape(str(from_project_root(run.folder)))}</code>",
+        ]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     head = "".join(f"<th>{h}</th>" for h in ("run", "kind", "state", "iteration", "training time", "device", "folder"))
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -65,7 +84,10 @@ def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
     if not complete.empty:
         parts.append(_figure(plots.accuracy_bars(results.summary(complete), params["ways"]), folder, "accuracy"))
     main = plan(params, ("main",))
-    for method, key, draw in (("bmp", None, plots.layer_adaptation_heatmap), ("mmsup", "overlap", plots.overlap_heatmaps)):
+    for method, key, draw in (
+        ("bmp", None, plots.layer_adaptation_heatmap),
+        ("mmsup", "overlap", plots.overlap_heatmaps),
+    ):
         run = next((r for r in main if r.method == method and r.state()[0] == "complete"), None)
         if run is not None:
             records = run.outcome()["records"]
@@ -78,8 +100,13 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
     matplotlib.use("Agg")
     folder = Path(folder)
     table = results.gather(folder, params)
-    brief = pd.DataFrame([{"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
-                          for k, v in params.items() if k in BRIEF])
+    brief = pd.DataFrame(
+        [
+            {"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
+            for k, v in params.items()
+            if k in BRIEF
+        ]
+    )
     data = ", ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
     compared = report.beside_paper(table[table["status"] == "complete"], params)
     notebooks = sorted(p.name for p in folder.glob("[0-9][0-9]_*.html"))
@@ -87,18 +114,28 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
         f"<h1>GEMS kit: profile <code>{html.escape(params['profile'])}</code></h1>",
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
-        "<h2>Notebooks</h2><ul>" + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>'
-                                            for n in notebooks) + "</ul>",
-        "<h2>Table 2, reproduced</h2>", _table(report.table2(table), index=True) if not table.empty else
-        "<p>No complete run yet.</p>",
-        "<h2>Beside the paper</h2>", _table(compared) if not compared.empty else
-        "<p>This profile's data are not one of the supplement's pairs: nothing to set beside the paper.</p>",
-        "<h2>Figures</h2>", _figures(params, table, folder),
-        "<h2>Runs</h2>", _runs_table(params),
-        "<h2>Parameters in brief</h2>", _table(brief),
+        "<h2>Notebooks</h2><ul>"
+        + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>' for n in notebooks)
+        + "</ul>",
+        "<h2>Table 2, reproduced</h2>",
+        _table(report.table2(table), index=True) if not table.empty else "<p>No complete run yet.</p>",
+        "<h2>Beside the paper</h2>",
+        _table(compared)
+        if not compared.empty
+        else "<p>This profile's data are not one of the supplement's pairs: nothing to set beside the paper.</p>",
+        "<h2>Figures</h2>",
+        _figures(params, table, folder),
+        "<h2>Runs</h2>",
+        _runs_table(params),
+        "<h2>Parameters in brief</h2>",
+        _table(brief),
     ]
     page = folder / "index.html"
-    io.write_text(page, f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>GEMS: '
-                        f'{html.escape(params["profile"])}</title><style>{STYLE}</style></head><body>'
-                        + "\n".join(body) + "</body></html>\n")
+    io.write_text(
+        page,
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>GEMS: '
+        f"{html.escape(params['profile'])}</title><style>{STYLE}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n",
+    )
     return page

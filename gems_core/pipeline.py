@@ -13,6 +13,7 @@ on a profile already being run waits for the first (``outputs/<profile>/.pipelin
 An executed notebook is written to a temporary file and renamed into place once papermill is done, so
 ``NN_name.ipynb`` is always a whole execution, the one its ``NN_name.html`` was rendered from.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,14 +26,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import nbformat
 import papermill
-from jupyter_client.manager import AsyncKernelManager
 from filelock import FileLock, Timeout
+from jupyter_client.manager import AsyncKernelManager
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
@@ -200,8 +201,15 @@ def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> 
     execution leaves the previous ``executed`` as it was."""
     partial = executed.with_name(f".{executed.stem}.{os.getpid()}.partial.ipynb")
     try:
-        papermill.execute_notebook(str(notebook), str(partial), cwd=str(PROJECT_ROOT), kernel_name="python3",
-                                   progress_bar=False, kernel_manager_class=kernels, parameters=parameters)
+        papermill.execute_notebook(
+            str(notebook),
+            str(partial),
+            cwd=str(PROJECT_ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+            kernel_manager_class=kernels,
+            parameters=parameters,
+        )
     except papermill.PapermillExecutionError:
         os.replace(partial, executed)  # a whole execution, stopped at its failing cell
         raise
@@ -211,8 +219,9 @@ def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> 
     os.replace(partial, executed)
 
 
-def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, kernels: type,
-                 extra: dict | None = None) -> Path:
+def run_notebook(
+    notebook: Path, parameters_file: Path, out_dir: Path, kernels: type, extra: dict | None = None
+) -> Path:
     """Execute one notebook into ``out_dir`` and render it; raise NotebookFailed on an error."""
     executed = out_dir / notebook.name
     try:
@@ -221,8 +230,10 @@ def run_notebook(notebook: Path, parameters_file: Path, out_dir: Path, kernels: 
         render_html(executed)
         if exc.ename in kit_error_names():  # the user's parameters, paths, data or disk: exit status 2
             raise NotebookKitError(f"{notebook.name}: {exc.evalue}") from None
-        raise NotebookFailed(f"{notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): "
-                             f"{exc.ename}: {exc.evalue}; its executed copy with the traceback is {executed}") from None
+        raise NotebookFailed(
+            f"{notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): "
+            f"{exc.ename}: {exc.evalue}; its executed copy with the traceback is {executed}"
+        ) from None
     render_html(executed)
     return executed
 
@@ -270,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
+
     return run_cli(pipeline)
 
 

@@ -7,6 +7,7 @@ it is in, read from its folder: complete, diverged, failed (a sweep saw its proc
 (a checkpoint to resume from, at some iteration) or missing. Because notebooks and sweeps both go
 through this list, they can never disagree about which runs exist.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,14 +51,14 @@ class PlannedRun:
 
     @property
     def trace_path(self) -> Path:
-        return (Path(self.params["output_root"]) / self.params["profile"] / "convergence"
-                / f"trace-seed{self.seed}.csv")
+        return Path(self.params["output_root"]) / self.params["profile"] / "convergence" / f"trace-seed{self.seed}.csv"
 
     @property
     def name(self) -> str:
         """A unique, file-name-safe name: the run folder's, or the trace's."""
-        return f"convergence-{self.params['profile']}-seed{self.seed}" if self.kind == "convergence" \
-            else self.folder.name
+        return (
+            f"convergence-{self.params['profile']}-seed{self.seed}" if self.kind == "convergence" else self.folder.name
+        )
 
     @property
     def iterations(self) -> int:
@@ -81,8 +82,11 @@ class PlannedRun:
         iteration = last_logged_iteration(self.folder)
         if (self.folder / FAILURE).exists():
             return "failed", iteration
-        return ("partial" if (self.folder / checkpoints.NEWEST).exists()
-                or (self.folder / checkpoints.PREVIOUS).exists() else "missing"), iteration
+        return (
+            "partial"
+            if (self.folder / checkpoints.NEWEST).exists() or (self.folder / checkpoints.PREVIOUS).exists()
+            else "missing"
+        ), iteration
 
     def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
         """Train (or resume, or read back) this run; the convergence trace returns its table. With
@@ -102,11 +106,15 @@ def ablation_grid(params: dict) -> list[tuple[str, float, str, dict]]:
     base = {**params, "iterations": params["ablation_iterations"]}
     points = []
     for method in params["ablation_methods"]:
-        points += [("adaptation_steps", v, method, {**base, "adaptation_steps": v})
-                   for v in params["ablation_adaptation_steps"]]
+        points += [
+            ("adaptation_steps", v, method, {**base, "adaptation_steps": v})
+            for v in params["ablation_adaptation_steps"]
+        ]
         points += [("fast_lr", v, method, {**base, "fast_lr": float(v)}) for v in params["ablation_fast_lr"]]
-    points += [("sparsity", v, "mmsup", {**base, "mmsup_sparsity_init": float(v), "mmsup_learn_sparsity": False})
-               for v in params["ablation_sparsity"]]
+    points += [
+        ("sparsity", v, "mmsup", {**base, "mmsup_sparsity_init": float(v), "mmsup_learn_sparsity": False})
+        for v in params["ablation_sparsity"]
+    ]
     return points
 
 
@@ -119,12 +127,17 @@ def plan(params: dict, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
         for form in dict.fromkeys(params["bmp_compare_embeddings"]):
             if form != params["bmp_embedding"]:
                 variant = {**params, "bmp_embedding": form}
-                runs += [PlannedRun("bmp_embedding", "bmp", s, variant, f"bmp ({form}) seed {s}")
-                         for s in params["seeds"]]
+                runs += [
+                    PlannedRun("bmp_embedding", "bmp", s, variant, f"bmp ({form}) seed {s}") for s in params["seeds"]
+                ]
     if "ablation" in kinds:
-        runs += [PlannedRun("ablation", method, s, run_params, f"ablation {setting}={value} {method} seed {s}",
-                            (setting, value))
-                 for setting, value, method, run_params in ablation_grid(params) for s in params["seeds"]]
+        runs += [
+            PlannedRun(
+                "ablation", method, s, run_params, f"ablation {setting}={value} {method} seed {s}", (setting, value)
+            )
+            for setting, value, method, run_params in ablation_grid(params)
+            for s in params["seeds"]
+        ]
     if "convergence" in kinds:
         seed = params["seeds"][0]
         runs.append(PlannedRun("convergence", "mmsup", seed, params, f"convergence trace seed {seed}"))
@@ -151,8 +164,7 @@ def progress(runs: list[PlannedRun], since: float = 0.0) -> str | None:
     """The run being trained (the unfinished one that wrote its progress last, at or after the time
     ``since``) and how far it got: iteration, latest validation accuracy and time left at its pace so far;
     None if none is under way."""
-    under_way = [(record, run) for run in runs
-                 if (record := _progress_record(run)) and record.stat().st_mtime >= since]
+    under_way = [(record, run) for run in runs if (record := _progress_record(run)) and record.stat().st_mtime >= since]
     if not under_way:
         return None
     record, run = max(under_way, key=lambda pair: pair[0].stat().st_mtime)
@@ -172,6 +184,14 @@ def states(runs: list[PlannedRun]) -> list[dict]:
     rows = []
     for run in runs:
         state, iteration = run.state()
-        rows.append({"run": run.label, "kind": run.kind, "name": run.name, "state": state, "iteration": iteration,
-                     "of": run.iterations})
+        rows.append(
+            {
+                "run": run.label,
+                "kind": run.kind,
+                "name": run.name,
+                "state": state,
+                "iteration": iteration,
+                "of": run.iterations,
+            }
+        )
     return rows

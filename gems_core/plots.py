@@ -1,4 +1,5 @@
 """Figures shared by the notebooks."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -50,7 +51,9 @@ def accuracy_bars(summary: pd.DataFrame, ways: int):
     fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(datasets) * len(methods) / 2, 3.4))
     for k, method in enumerate(methods):
         rows = summary[summary["method"] == method].set_index("test_dataset").reindex(datasets)
-        ax.bar(np.arange(len(datasets)) + k * width, rows["accuracy"], width, yerr=rows["ci95"], capsize=3, label=method)
+        ax.bar(
+            np.arange(len(datasets)) + k * width, rows["accuracy"], width, yerr=rows["ci95"], capsize=3, label=method
+        )
     ax.axhline(1.0 / ways, color="gray", ls="--", lw=1, label="chance")
     ax.set_xticks(np.arange(len(datasets)) + width * (len(methods) - 1) / 2, datasets)
     ax.set(ylabel="test accuracy", ylim=(0, 1))
@@ -61,8 +64,7 @@ def accuracy_bars(summary: pd.DataFrame, ways: int):
 
 def layer_adaptation_heatmap(records: dict, title: str = "BMP: how often each layer adapts"):
     """Datasets x layers heatmap of BMP's adaptation frequency (over test tasks and inner steps)."""
-    frame = pd.DataFrame({d: r["layer_adapt_frequency"] for d, r in records.items()},
-                         index=LAYER_LABELS).T
+    frame = pd.DataFrame({d: r["layer_adapt_frequency"] for d, r in records.items()}, index=LAYER_LABELS).T
     fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(frame)))
     sns.heatmap(frame, vmin=0, vmax=1, annot=True, fmt=".2f", cmap="viridis", ax=ax, cbar_kws={"label": "adapted"})
     ax.set(title=title, xlabel="layer", ylabel="test dataset")
@@ -80,8 +82,12 @@ def adaptation_over_training(curve: pd.DataFrame, distributions: list[str], titl
             column = f"adapt_{layer}_{name}"
             if column in curve:
                 ax.plot(curve["iteration"], curve[column], marker=".", label=layer)
-        ax.set(title=f"{title}: {name} tasks", xlabel="meta-iteration", ylabel="share of inner steps adapted",
-               ylim=(-0.05, 1.05))
+        ax.set(
+            title=f"{title}: {name} tasks",
+            xlabel="meta-iteration",
+            ylabel="share of inner steps adapted",
+            ylim=(-0.05, 1.05),
+        )
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
@@ -122,13 +128,19 @@ def ablation_curves(summary: pd.DataFrame, setting: str):
     for (method, dataset), rows in summary.groupby(["method", "test_dataset"]):
         rows = rows.sort_values("value")
         spread = rows["std_over_seeds"].where(rows["seeds"] - rows["diverged"] > 1, rows["ci95"])
-        line = ax.errorbar(rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3,
-                           label=f"{method} / {dataset}")
+        line = ax.errorbar(
+            rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3, label=f"{method} / {dataset}"
+        )
         lost = rows[rows["diverged"] > 0]
         for _, row in lost.iterrows():  # where seeds diverged: a cross at the bottom, and how many
             ax.scatter(row["value"], 0.02, marker="x", color=line[0].get_color(), zorder=3)
-            ax.annotate(f"{row['diverged']} of {row['seeds']} diverged", (row["value"], 0.02), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"{row['diverged']} of {row['seeds']} diverged",
+                (row["value"], 0.02),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     if setting == "fast_lr":
         ax.set_xscale("log")
     ax.set(title=f"ablation: {setting}", xlabel=setting, ylabel="test accuracy", ylim=(0, 1))
@@ -150,8 +162,9 @@ def convergence_panels(trace: pd.DataFrame, layers: list[str]):
     axes[1].legend(fontsize=8)
     axes[2].scatter(trace["swaps"], trace["delta"], s=6, alpha=0.5)
     axes[2].axhline(0, color="gray", lw=1)
-    axes[2].set(title="loss change vs swaps", xlabel="swaps (all layers)", ylabel="L(n+1) - L(n), same tasks",
-                xscale="symlog")
+    axes[2].set(
+        title="loss change vs swaps", xlabel="swaps (all layers)", ylabel="L(n+1) - L(n), same tasks", xscale="symlog"
+    )
     axes[2].set_xlim(left=0)
     fig.tight_layout()
     return fig

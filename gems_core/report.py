@@ -1,4 +1,5 @@
 """Table 2 of the supplement, reproduced from a profile's results.csv and set beside the paper's values."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,9 +36,17 @@ def with_sources(results: pd.DataFrame, params: dict) -> pd.DataFrame:
 def table2(results: pd.DataFrame) -> pd.DataFrame:
     """The supplement's shape: a row per (train pair, test dataset), per method mean accuracy ± std over
     seeds and mean training hours."""
-    grouped = results.groupby(["train_datasets", "test_dataset", "method"], sort=False).agg(
-        accuracy=("accuracy", "mean"), std=("accuracy", "std"), hours=("train_seconds", "mean"),
-        seeds=("seed", "nunique"), complete=("accuracy", "count")).reset_index()
+    grouped = (
+        results.groupby(["train_datasets", "test_dataset", "method"], sort=False)
+        .agg(
+            accuracy=("accuracy", "mean"),
+            std=("accuracy", "std"),
+            hours=("train_seconds", "mean"),
+            seeds=("seed", "nunique"),
+            complete=("accuracy", "count"),
+        )
+        .reset_index()
+    )
     grouped["hours"] = (grouped["hours"] / 3600).round(4)
     grouped["cell"] = grouped.apply(_cell, axis=1)
     rows = pd.MultiIndex.from_frame(grouped[["train_datasets", "test_dataset"]].drop_duplicates())
@@ -63,9 +72,17 @@ def _cell(row) -> str:
 def beside_paper(results: pd.DataFrame, params: dict) -> pd.DataFrame:
     """Each (pair, test dataset, method) of the profile that the paper also reports: ours, the paper's,
     and the difference. Empty when the profile used other data than the paper's."""
-    ours = with_sources(results, params).groupby(["train_sources", "test_source", "method"]).agg(
-        ours=("accuracy", "mean"), ours_std=("accuracy", "std"), seeds=("seed", "nunique"),
-        ours_hours=("train_seconds", lambda s: s.mean() / 3600)).reset_index()
+    ours = (
+        with_sources(results, params)
+        .groupby(["train_sources", "test_source", "method"])
+        .agg(
+            ours=("accuracy", "mean"),
+            ours_std=("accuracy", "std"),
+            seeds=("seed", "nunique"),
+            ours_hours=("train_seconds", lambda s: s.mean() / 3600),
+        )
+        .reset_index()
+    )
     paper = reference_table().rename(columns={"accuracy": "paper", "time": "paper_time"})
     joined = ours.merge(paper, on=["train_sources", "test_source", "method"], how="inner")
     joined["difference"] = joined["ours"] - joined["paper"]
@@ -79,6 +96,8 @@ def data_note(params: dict) -> str:
     if "+".join(sources) in pairs:
         return f"This profile trains on {' + '.join(sources)}, one of the supplement's Table 2 pairs."
     used = " + ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
-    return (f"This profile trains on {used}, "
-            "which is not one of the supplement's pairs (CUB + Aircraft, VGG Flowers + Aircraft, Fungi + "
-            "Aircraft): its numbers cannot be compared with the paper's, which are shown for reference only.")
+    return (
+        f"This profile trains on {used}, "
+        "which is not one of the supplement's pairs (CUB + Aircraft, VGG Flowers + Aircraft, Fungi + "
+        "Aircraft): its numbers cannot be compared with the paper's, which are shown for reference only."
+    )

@@ -1,19 +1,27 @@
 """Results of a profile: its main runs (each method and seed at the profile's own parameters; ablation
 runs are gathered separately) read back from their shared run folders into ``outputs/<profile>/results.csv``,
 whose ``run_id`` column names the folder (``outputs/runs/<run_id>``) of every row."""
+
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from . import io
-from . import runs
+from . import io, runs
 from .runs import run_folder
 
-COLUMNS = ["method", "train_datasets", "test_dataset", "seed", "status", "accuracy", "ci95", "train_seconds",
-           "iterations"]
+COLUMNS = [
+    "method",
+    "train_datasets",
+    "test_dataset",
+    "seed",
+    "status",
+    "accuracy",
+    "ci95",
+    "train_seconds",
+    "iterations",
+]
 
 
 def read_runs(params: dict) -> list[dict]:
@@ -32,10 +40,21 @@ def result_rows(result: dict, method: str | None = None) -> list[dict]:
     a diverged run has one per training dataset, with ``status`` diverged and no accuracy."""
     status = result.get("status", "complete")
     tests = result["test"] if status == "complete" else {name: {} for name in result["train_datasets"]}
-    return [{"method": method or result["method"], "train_datasets": "+".join(result["train_datasets"]),
-             "test_dataset": name, "seed": result["seed"], "status": status, "accuracy": t.get("accuracy"),
-             "ci95": t.get("ci95"), "train_seconds": result["train_seconds"], "iterations": result["iterations"],
-             "run_id": result.get("run_id")} for name, t in tests.items()]
+    return [
+        {
+            "method": method or result["method"],
+            "train_datasets": "+".join(result["train_datasets"]),
+            "test_dataset": name,
+            "seed": result["seed"],
+            "status": status,
+            "accuracy": t.get("accuracy"),
+            "ci95": t.get("ci95"),
+            "train_seconds": result["train_seconds"],
+            "iterations": result["iterations"],
+            "run_id": result.get("run_id"),
+        }
+        for name, t in tests.items()
+    ]
 
 
 def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
@@ -55,17 +74,25 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per method and test dataset: mean accuracy over the seeds that completed, its spread, the mean CI,
     the time, and how many seeds diverged (they have no accuracy)."""
     grouped = table.groupby(["method", "train_datasets", "test_dataset"], sort=False)
-    return grouped.agg(accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"), ci95=("ci95", "mean"),
-                       train_seconds=("train_seconds", "mean"), seeds=("seed", "nunique"),
-                       diverged=("status", lambda s: int((s == "diverged").sum()))).reset_index()
+    return grouped.agg(
+        accuracy=("accuracy", "mean"),
+        accuracy_std=("accuracy", "std"),
+        ci95=("ci95", "mean"),
+        train_seconds=("train_seconds", "mean"),
+        seeds=("seed", "nunique"),
+        diverged=("status", lambda s: int((s == "diverged").sum())),
+    ).reset_index()
 
 
 def shown(frame: pd.DataFrame):
     """A table as notebooks and pages show it: three decimals, "-" where a value does not exist (the
     spread over seeds of a single seed, the accuracy of a diverged run) instead of NaN, and every name
     HTML-escaped (they come from users' files)."""
-    return (frame.style.format(precision=3, na_rep="-", escape="html").format_index(escape="html", axis=1)
-            .hide(axis="index"))
+    return (
+        frame.style.format(precision=3, na_rep="-", escape="html")
+        .format_index(escape="html", axis=1)
+        .hide(axis="index")
+    )
 
 
 def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:
@@ -78,4 +105,10 @@ def above_chance(table: pd.DataFrame, ways: int) -> pd.DataFrame:
 
 def duration(seconds: float) -> str:
     """A training time as people say it: 40 s, 12.5 min, 3.2 h."""
-    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 60
+        else f"{seconds / 60:.1f} min"
+        if seconds < 3600
+        else f"{seconds / 3600:.1f} h"
+    )

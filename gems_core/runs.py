@@ -17,13 +17,14 @@ A run folder holds, each written atomically:
 Whoever trains a run holds its lock (``<output_root>/runs/.locks/<run_id>.lock``), an OS file lock
 released when its process ends, however it ends.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 from filelock import FileLock, Timeout

@@ -21,6 +21,7 @@ A status line shows runs queued / running (with the iteration each reached) / co
 sweep exits with status 1 naming every failed run and its log, and renders the notebooks with the
 pipeline (unless ``--no-render``) once every run is complete or diverged.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,13 +57,25 @@ def sweep_dir(params: dict) -> Path:
 # --- one run, as a worker or a cluster job runs it -----------------------------------------------
 def job_spec(run: PlannedRun) -> dict:
     """What a worker needs to train ``run``: JSON, so it travels as a file or a pickle."""
-    return {"kind": run.kind, "method": run.method, "seed": run.seed, "params": run.params, "label": run.label,
-            "point": list(run.point) if run.point else None}
+    return {
+        "kind": run.kind,
+        "method": run.method,
+        "seed": run.seed,
+        "params": run.params,
+        "label": run.label,
+        "point": list(run.point) if run.point else None,
+    }
 
 
 def from_spec(spec: dict) -> PlannedRun:
-    return PlannedRun(spec["kind"], spec["method"], spec["seed"], spec["params"], spec["label"],
-                      tuple(spec["point"]) if spec["point"] else None)
+    return PlannedRun(
+        spec["kind"],
+        spec["method"],
+        spec["seed"],
+        spec["params"],
+        spec["label"],
+        tuple(spec["point"]) if spec["point"] else None,
+    )
 
 
 def train_one(spec: dict, wait: bool, progress: bool = False) -> str:
@@ -84,6 +97,7 @@ class SlurmRun:
 
     def checkpoint(self, spec: dict):
         import submitit
+
         return submitit.helpers.DelayedSubmission(self, spec)  # the run folder holds the state
 
 
@@ -99,8 +113,10 @@ class Status:
     def show(self, queued: int, running: list[PlannedRun], done: int) -> None:
         self.bar.n = done
         reached = ", ".join(f"{r.label} at {r.state()[1]}" for r in running[:3]) + (" ..." if len(running) > 3 else "")
-        self.bar.set_postfix_str(f"queued {queued}, running {len(running)}{': ' + reached if running else ''}, "
-                                 f"complete {done}, failed {len(self.failures)}")
+        self.bar.set_postfix_str(
+            f"queued {queued}, running {len(running)}{': ' + reached if running else ''}, "
+            f"complete {done}, failed {len(self.failures)}"
+        )
 
     def fail(self, run: PlannedRun, log: str, why: str) -> None:
         self.failures[run.label] = log
@@ -153,9 +169,13 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
                 spec, log = folder / "jobs" / f"{run.name}.json", folder / "logs" / f"{run.name}.log"
                 io.write_json(spec, job_spec(run))
                 with open(log, "ab") as out:
-                    proc = subprocess.Popen([sys.executable, "-m", "gems_core.sweep", "--job", str(spec)],
-                                            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **slots[slot]},
-                                            preexec_fn=_die_with_parent)
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "gems_core.sweep", "--job", str(spec)],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env={**os.environ, **slots[slot]},
+                        preexec_fn=_die_with_parent,
+                    )
                 running[slot] = (proc, run, str(log))
             for slot, (proc, run, log) in list(running.items()):
                 code = proc.poll()
@@ -181,15 +201,19 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
 def slurm_executor(params: dict, args, folder: Path):
     """A submitit executor for a job array with the resources from flags, else the ``slurm_*`` parameters."""
     import submitit
-    executor = submitit.AutoExecutor(folder=folder / "slurm", cluster=args.submitit_cluster,
-                                     slurm_max_num_timeout=params["slurm_max_requeues"])
+
+    executor = submitit.AutoExecutor(
+        folder=folder / "slurm", cluster=args.submitit_cluster, slurm_max_num_timeout=params["slurm_max_requeues"]
+    )
     extra = dict(option.split("=", 1) for option in (args.sbatch or params["slurm_sbatch_options"]))
     executor.update_parameters(
-        name=f"gems-{params['profile']}", timeout_min=args.time_limit or params["slurm_time_limit_min"],
+        name=f"gems-{params['profile']}",
+        timeout_min=args.time_limit or params["slurm_time_limit_min"],
         slurm_partition=args.partition or params["slurm_partition"] or None,
         slurm_gpus_per_task=args.gpus_per_task if args.gpus_per_task is not None else params["slurm_gpus_per_task"],
         slurm_array_parallelism=args.array_parallelism or params["slurm_array_parallelism"],
-        slurm_additional_parameters=extra)
+        slurm_additional_parameters=extra,
+    )
     return executor
 
 
@@ -197,10 +221,14 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: dict, args, folder
     """Submit the runs not already queued as one job array; with ``--wait`` follow all of them. Returns
     whether every job has ended."""
     import submitit
+
     record = folder / "slurm_jobs.json"
     known = json.loads(record.read_text()) if record.exists() else {}
-    watched = {name: submitit.SlurmJob(folder / "slurm", job_id) for name, job_id in known.items()} \
-        if args.submitit_cluster == "slurm" else {}
+    watched = (
+        {name: submitit.SlurmJob(folder / "slurm", job_id) for name, job_id in known.items()}
+        if args.submitit_cluster == "slurm"
+        else {}
+    )
     live = {name for name, job in watched.items() if not job.done()}
     new = [r for r in runs if r.name not in live]
     if new:
@@ -208,13 +236,18 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: dict, args, folder
         known.update({r.name: job.job_id for r, job in zip(new, jobs)})
         io.write_json(record, known)
         watched.update({r.name: job for r, job in zip(new, jobs)})
-        tqdm.write(f"submitted {len(new)} runs as job array {jobs[0].job_id.split('_')[0]} "
-                   f"(logs in {folder / 'slurm'}); {len(live)} still queued or running from before")
+        tqdm.write(
+            f"submitted {len(new)} runs as job array {jobs[0].job_id.split('_')[0]} "
+            f"(logs in {folder / 'slurm'}); {len(live)} still queued or running from before"
+        )
     by_name = {r.name: r for r in runs}
     while True:
         pending = [n for n in by_name if n in watched and not watched[n].done()]
-        status.show(len(pending), [by_name[n] for n in pending if watched[n].state == "RUNNING"],
-                    len(by_name) - len(pending) - len(status.failures))
+        status.show(
+            len(pending),
+            [by_name[n] for n in pending if watched[n].state == "RUNNING"],
+            len(by_name) - len(pending) - len(status.failures),
+        )
         if not pending or not args.wait:
             break
         time.sleep(POLL_SECONDS)
@@ -232,8 +265,10 @@ def sweep(parameters_file: str, args) -> int:
         resolve_device("cuda" if args.gpus else params["device"])
     runs = plan(params, tuple(args.kinds))
     todo = list({r.name: r for r in runs if r.state()[0] in TODO}.values())  # a folder shared by two is trained once
-    tqdm.write(f"{params['profile']}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
-               f"{len(todo)} to train ({args.executor})")
+    tqdm.write(
+        f"{params['profile']}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
+        f"{len(todo)} to train ({args.executor})"
+    )
     folder = sweep_dir(params)
     status = Status(todo, f"sweep {params['profile']}")
     ended = True
@@ -252,14 +287,17 @@ def sweep(parameters_file: str, args) -> int:
         return 130
     status.close()
     if status.failures:
-        print("error: runs failed:\n" + "\n".join(f"  {label}: log {log}" for label, log in status.failures.items()),
-              file=sys.stderr)
+        print(
+            "error: runs failed:\n" + "\n".join(f"  {label}: log {log}" for label, log in status.failures.items()),
+            file=sys.stderr,
+        )
         return 1
     if not ended:
         print("jobs are queued or running; run the same command again to see them and collect the results")
         return 0
     if not args.no_render:
         from .pipeline import run_pipeline
+
         run_pipeline(parameters_file)
     return 0
 
@@ -295,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus-per-task", type=int, help="slurm: default slurm_gpus_per_task")
     parser.add_argument("--array-parallelism", type=int, help="slurm: jobs of the array at once")
     parser.add_argument("--sbatch", action="append", metavar="KEY=VALUE", help="slurm: extra sbatch option")
-    parser.add_argument("--submitit-cluster", default="slurm", choices=("slurm", "local", "debug"),
-                        help="slurm: submitit's executor; local and debug run the jobs on this machine")
+    parser.add_argument(
+        "--submitit-cluster",
+        default="slurm",
+        choices=("slurm", "local", "debug"),
+        help="slurm: submitit's executor; local and debug run the jobs on this machine",
+    )
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # a local worker: train one run
     args = parser.parse_args(argv)
     if args.job:

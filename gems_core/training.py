@@ -7,6 +7,7 @@ sets, so every method and seed of a profile is tested on the same tasks.
 
 Command line (one run, e.g. from a cluster job): ``python -m gems_core.training PARAMS.yaml --method maml --seed 21``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,16 @@ from tqdm.auto import tqdm
 
 from . import checkpoints, io, numerics, runs
 from .cpu_share import CpuShare
-from .data import (SPLITS, Distribution, FixedTasks, SplitImages, TaskBatch, TaskSampler, check_against_data,
-                   load_distributions)
+from .data import (
+    SPLITS,
+    Distribution,
+    FixedTasks,
+    SplitImages,
+    TaskBatch,
+    TaskSampler,
+    check_against_data,
+    load_distributions,
+)
 from .errors import run_cli
 from .evaluation import eval_batch_size, evaluate
 from .graphs import GraphedStep
@@ -55,7 +64,7 @@ class Member:
     sampler: TaskSampler
     distributions: list[int]  # indices of the distributions it trains on (and is tested on)
     meta_batch_size: int
-    n_distributions: int      # of the whole run: the size of per-distribution sums
+    n_distributions: int  # of the whole run: the size of per-distribution sums
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def update(self) -> tuple[torch.Tensor, torch.Tensor, TaskBatch]:
@@ -72,10 +81,15 @@ class Member:
         weight_norm = torch.nn.utils.get_total_norm([p.detach() for p in params])
         nonfinite = ~torch.isfinite(torch.stack([loss.detach(), grad_norm, weight_norm]))  # see NONFINITE
         earlier = self.sums.get("nonfinite_steps", torch.zeros((), device=loss.device))
-        self.accumulate({"loss": loss.detach(), "accuracy": acc.mean(),
-                         "nonfinite_first": nonfinite.float() * (earlier == 0),  # what broke first, latched
-                         "nonfinite_steps": nonfinite.any().float(),
-                         **self.learner.step_sums(batch, self.n_distributions)})
+        self.accumulate(
+            {
+                "loss": loss.detach(),
+                "accuracy": acc.mean(),
+                "nonfinite_first": nonfinite.float() * (earlier == 0),  # what broke first, latched
+                "nonfinite_steps": nonfinite.any().float(),
+                **self.learner.step_sums(batch, self.n_distributions),
+            }
+        )
         return loss, acc, batch
 
     def accumulate(self, values: dict[str, torch.Tensor]) -> None:
@@ -114,8 +128,15 @@ class RunState:
 class Run:
     """A meta-training run of ``method`` with ``seed`` on ``distributions``, kept in ``folder``."""
 
-    def __init__(self, params: dict, method: str, seed: int, distributions: list[Distribution], folder: Path,
-                 device: torch.device):
+    def __init__(
+        self,
+        params: dict,
+        method: str,
+        seed: int,
+        distributions: list[Distribution],
+        folder: Path,
+        device: torch.device,
+    ):
         self.params, self.method, self.seed, self.device = params, method, seed, device
         self.distributions, self.folder = distributions, Path(folder)
         numerics.configure(device, params["tf32"], params["deterministic"])
@@ -136,8 +157,16 @@ class Run:
             torch.manual_seed(self.seed)
             learner = method.learner.from_params(p, seed=self.seed).to(self.device)
             weights = [train.classes(i) for i in group] if p["task_sampling"] == "proportional" else None
-            sampler = TaskSampler(train, group, p["ways"], p["shots"], p["queries"], seed=self.seed * 1000 + m,
-                                  weights=weights, device=self.device)
+            sampler = TaskSampler(
+                train,
+                group,
+                p["ways"],
+                p["shots"],
+                p["queries"],
+                seed=self.seed * 1000 + m,
+                weights=weights,
+                device=self.device,
+            )
             # capturable Adam on every CUDA run, graphed or not, so eager and replayed steps compute the same
             optimizer = torch.optim.Adam(learner.parameters(), lr=p["meta_lr"], capturable=self.device.type == "cuda")
             members.append(Member(learner, optimizer, sampler, group, p["meta_batch_size"], len(self.distributions)))
@@ -150,14 +179,23 @@ class Run:
 
     # --- persistence -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        checkpoints.save(self.folder, {
-            "method": self.method,
-            "state": self.state.__dict__,
-            "members": [{"learner": m.learner.state_dict(), "optimizer": m.optimizer.state_dict(),
-                         "sampler": m.sampler.state_dict(), "sums": {k: v.cpu() for k, v in m.sums.items()}}
-                        for m in self.members],
-            "torch_rng": torch.get_rng_state(),
-        })
+        checkpoints.save(
+            self.folder,
+            {
+                "method": self.method,
+                "state": self.state.__dict__,
+                "members": [
+                    {
+                        "learner": m.learner.state_dict(),
+                        "optimizer": m.optimizer.state_dict(),
+                        "sampler": m.sampler.state_dict(),
+                        "sums": {k: v.cpu() for k, v in m.sums.items()},
+                    }
+                    for m in self.members
+                ],
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
         io.write_text(self.folder / runs.METRICS, pd.DataFrame(self.state.rows).to_csv(index=False))
 
     def load_checkpoint(self) -> bool:
@@ -182,7 +220,8 @@ class Run:
             reason = str(exc).strip().splitlines()[0]
             raise checkpoints.CheckpointUnreadable(
                 f"the checkpoint in {self.folder} does not fit a {self.method} run with these parameters "
-                f"({type(exc).__name__}: {reason}). Delete the run folder to train the run again from the start.") from None
+                f"({type(exc).__name__}: {reason}). Delete the run folder to train the run again from the start."
+            ) from None
         return True
 
     # --- training ----------------------------------------------------------------------------
@@ -195,8 +234,10 @@ class Run:
         if not self.graphed:
             return [m.update for m in self.members]
         pool = torch.cuda.graph_pool_handle()  # members replay one after the other: one memory pool
-        return [GraphedStep(m.update, [m.sampler.gen], f"{self.method} (member {i})", pool=pool)
-                for i, m in enumerate(self.members)]
+        return [
+            GraphedStep(m.update, [m.sampler.gen], f"{self.method} (member {i})", pool=pool)
+            for i, m in enumerate(self.members)
+        ]
 
     def step(self) -> None:
         """One meta-iteration of every member, queued on the device without waiting for it."""
@@ -223,14 +264,19 @@ class Run:
         if split not in self._fixed:
             p = self.params
             n_tasks = p["validation_tasks"] if split == "validation" else p["test_tasks"]
-            self._fixed[split] = {i: FixedTasks(self.splits[split], i, n_tasks, p["ways"], p["shots"], p["queries"],
-                                                EVAL_SEED + i) for i in range(len(self.distributions))}
+            self._fixed[split] = {
+                i: FixedTasks(self.splits[split], i, n_tasks, p["ways"], p["shots"], p["queries"], EVAL_SEED + i)
+                for i in range(len(self.distributions))
+            }
         return self._fixed[split]
 
     def evaluate(self, split: str, distribution: int) -> dict:
         """Accuracy (and records) of the learner of ``distribution`` on its fixed ``split`` tasks."""
-        return evaluate(self.learner_for(distribution), self.fixed_tasks(split)[distribution],
-                        eval_batch_size(self.params, self.device))
+        return evaluate(
+            self.learner_for(distribution),
+            self.fixed_tasks(split)[distribution],
+            eval_batch_size(self.params, self.device),
+        )
 
     def check_finite(self) -> None:
         """Raise Diverged if a meta-update of this interval produced a non-finite loss, meta-gradient or
@@ -258,18 +304,24 @@ class Run:
         if mean > limit:
             it = self.state.iteration
             first = it - (steps - checked_steps) // len(self.members) + 1
-            raise Diverged(it, ["loss"], f"mean training loss {mean:.4g} over iterations {first}-{it} exceeds "
-                                         f"loss_explosion_factor {factor:g} x ln({ways}) = {limit:.4g} "
-                                         f"(the loss of a chance-level guess) at iteration {it}")
+            raise Diverged(
+                it,
+                ["loss"],
+                f"mean training loss {mean:.4g} over iterations {first}-{it} exceeds "
+                f"loss_explosion_factor {factor:g} x ln({ways}) = {limit:.4g} "
+                f"(the loss of a chance-level guess) at iteration {it}",
+            )
 
     def log_row(self) -> None:
         """Append a metrics row: the interval's training sums (read from the device) and validation."""
         names = [d.name for d in self.distributions]
         sums = [m.read_sums() for m in self.members]
         steps = self.state.interval_steps * len(self.members)
-        row = {"iteration": self.state.iteration,
-               "train_loss": sum(float(s["loss"]) for s in sums) / steps,
-               "train_accuracy": sum(float(s["accuracy"]) for s in sums) / steps}
+        row = {
+            "iteration": self.state.iteration,
+            "train_loss": sum(float(s["loss"]) for s in sums) / steps,
+            "train_accuracy": sum(float(s["accuracy"]) for s in sums) / steps,
+        }
         for i, name in enumerate(names):
             row[f"val_accuracy_{name}"] = self.evaluate("validation", i)["accuracy"]
         row["val_accuracy"] = sum(row[f"val_accuracy_{n}"] for n in names) / len(names)
@@ -288,8 +340,14 @@ class Run:
         p = self.params
         if self.state.iteration == 0:
             self.calibrate()
-        bar = tqdm(total=p["iterations"], initial=self.state.iteration, disable=not progress, leave=False,
-                   desc=f"{self.method} seed {self.seed}", unit="it")
+        bar = tqdm(
+            total=p["iterations"],
+            initial=self.state.iteration,
+            disable=not progress,
+            leave=False,
+            desc=f"{self.method} seed {self.seed}",
+            unit="it",
+        )
         self._sync()
         clock = time.perf_counter()
         try:
@@ -333,21 +391,39 @@ class Run:
         io.write_json(self.folder / runs.PARAMS, {**self.params, "method": self.method, "seed": self.seed})
         self.load_checkpoint()
         if progress:
-            tqdm.write(f"{self.method} seed {self.seed}: training from iteration {self.state.iteration} "
-                       f"in {self.folder}")
-        results = {"complete": True, "method": self.method, "seed": self.seed, "run_id": self.folder.name,
-                   "train_datasets": [d.name for d in self.distributions], "device": device_name(self.device)}
+            tqdm.write(
+                f"{self.method} seed {self.seed}: training from iteration {self.state.iteration} in {self.folder}"
+            )
+        results = {
+            "complete": True,
+            "method": self.method,
+            "seed": self.seed,
+            "run_id": self.folder.name,
+            "train_datasets": [d.name for d in self.distributions],
+            "device": device_name(self.device),
+        }
         with self.cpu_share:
             try:
                 self.train(progress)
             except Diverged as exc:
-                tqdm.write(f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept")
-                results.update(status="diverged",
-                               diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
-                               iterations=exc.iteration, train_seconds=self.state.train_seconds, test={}, records={})
+                tqdm.write(
+                    f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept"
+                )
+                results.update(
+                    status="diverged",
+                    diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
+                    iterations=exc.iteration,
+                    train_seconds=self.state.train_seconds,
+                    test={},
+                    records={},
+                )
             else:
-                results.update(status="complete", iterations=self.state.iteration,
-                               train_seconds=self.state.train_seconds, **self.test())
+                results.update(
+                    status="complete",
+                    iterations=self.state.iteration,
+                    train_seconds=self.state.train_seconds,
+                    **self.test(),
+                )
         io.write_json(self.folder / runs.RESULTS, results)
         return results
 
@@ -362,8 +438,14 @@ def open_run(params: dict, method: str, seed: int, distributions: list[Distribut
     return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
 
 
-def run_method(params: dict, method: str, seed: int, distributions: list[Distribution] | None = None,
-               progress: bool = True, wait: bool = True) -> dict | None:
+def run_method(
+    params: dict,
+    method: str,
+    seed: int,
+    distributions: list[Distribution] | None = None,
+    progress: bool = True,
+    wait: bool = True,
+) -> dict | None:
     """Run (or resume, or read back) one method and seed; distributions are loaded if not given.
     The run is trained under its lock: if another process holds it, wait for it (and read its result),
     or with ``wait=False`` return None at once."""
@@ -393,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run_method(params, args.method, args.seed, progress=not args.no_progress)
         print(json.dumps(results["test"]))
         return 0
+
     return run_cli(train)
 
 

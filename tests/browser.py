@@ -1,5 +1,6 @@
 """A real browser for the tests: Debian's Chromium (installed here if missing), driven by Playwright,
 and JupyterLab on a free local port with a token and its own settings folders."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,14 @@ from pathlib import Path
 import pytest
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-extensions", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-extensions",
+    "--no-first-run",
+]
 
 
 def _installed() -> str | None:
@@ -37,12 +44,16 @@ def _apt_install() -> str:
 
     def run(command: list[str]) -> subprocess.CompletedProcess:
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
     done = run(install)
     if done.returncode != 0:  # perhaps stale package lists
         run(sudo + ["apt-get", "update", "-q"])
         done = run(install)
-    return "" if done.returncode == 0 else \
-        f"`{' '.join(install)}` failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+    return (
+        ""
+        if done.returncode == 0
+        else f"`{' '.join(install)}` failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}"
+    )
 
 
 def chromium() -> str:
@@ -91,15 +102,38 @@ def jupyter_lab(root: Path, scratch: Path, timeout: float = 90):
     notification = scratch / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True, exist_ok=True)
     notification.write_text('{"checkForUpdates": false, "fetchNews": "false"}')  # no pop-up over the page
-    env = {**os.environ, **{name: str(scratch / folder) for name, folder in (
-        ("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_RUNTIME_DIR", "runtime"),
-        ("JUPYTERLAB_SETTINGS_DIR", "settings"), ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"))}}
+    env = {
+        **os.environ,
+        **{
+            name: str(scratch / folder)
+            for name, folder in (
+                ("JUPYTER_CONFIG_DIR", "config"),
+                ("JUPYTER_RUNTIME_DIR", "runtime"),
+                ("JUPYTERLAB_SETTINGS_DIR", "settings"),
+                ("JUPYTERLAB_WORKSPACES_DIR", "workspaces"),
+            )
+        },
+    }
     log = open(scratch / "jupyterlab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+        ]
         + (["--allow-root"] if os.geteuid() == 0 else []),
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -1,4 +1,5 @@
 """Shared fixtures: the project root, the real images in ../shared/data, and small parameter sets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,16 +25,38 @@ def shared_data() -> Path:
 @pytest.fixture
 def tiny_params(tmp_path):
     """Validated parameters for two small synthetic distributions, with data and outputs under tmp_path."""
+
     def make(**overrides):
-        base = dict(distributions=[{"name": "glyphs", "source": "synthetic_glyphs"},
-                                   {"name": "shapes", "source": "synthetic_shapes"}],
-                    image_size=16, synthetic_classes=30, synthetic_images_per_class=6, hidden_size=8,
-                    ways=3, shots=1, queries=2, meta_batch_size=2, adaptation_steps=2, fast_lr=0.1,
-                    meta_lr=1.0e-3, iterations=6, seeds=[21], test_tasks=6, validation_tasks=4,
-                    validation_every=3, checkpoint_every=3, device="cpu",
-                    data_root=str(tmp_path / "data"), output_root=str(tmp_path / "outputs"), profile="t")
+        base = dict(
+            distributions=[
+                {"name": "glyphs", "source": "synthetic_glyphs"},
+                {"name": "shapes", "source": "synthetic_shapes"},
+            ],
+            image_size=16,
+            synthetic_classes=30,
+            synthetic_images_per_class=6,
+            hidden_size=8,
+            ways=3,
+            shots=1,
+            queries=2,
+            meta_batch_size=2,
+            adaptation_steps=2,
+            fast_lr=0.1,
+            meta_lr=1.0e-3,
+            iterations=6,
+            seeds=[21],
+            test_tasks=6,
+            validation_tasks=4,
+            validation_every=3,
+            checkpoint_every=3,
+            device="cpu",
+            data_root=str(tmp_path / "data"),
+            output_root=str(tmp_path / "outputs"),
+            profile="t",
+        )
         base.update(overrides)
         return validate(base)
+
     return make
 
 

@@ -1,5 +1,6 @@
 """Tiny stand-ins for the paper's datasets in each one's real on-disk layout (as learn2learn expects
 it after a completed download), for testing the loaders without network."""
+
 from __future__ import annotations
 
 import json

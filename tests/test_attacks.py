@@ -1,6 +1,7 @@
 """A hostile user's cases: data files that would run code, names that would inject HTML, paths that would
 escape their root, images that would decode wrongly, mistakes that would end in a traceback. Each is a row
-of the README's table "When things go wrong"."""
+of the table in docs/troubleshooting.md."""
+
 import hashlib
 import io as _io
 import os
@@ -15,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PROJECT_ROOT, smoke_file
 from PIL import Image
 
-from conftest import PROJECT_ROOT, smoke_file
 from gems_core import checkpoints, explore
 from gems_core.data import load_distributions
 from gems_core.data.images import MODES, to_rgb
 from gems_core.errors import DataFileError
-from gems_core.params import MAX_SEED, ParameterError, load_params, validate
+from gems_core.params import MAX_SEED, ParameterError, validate
 from gems_core.runs import run_folder
 from gems_core.training import run_method
 
@@ -53,8 +54,10 @@ def test_a_crafted_checkpoint_never_runs_on_resume_or_in_the_explorer(tiny_param
     params = tiny_params()
     planted = tmp_path / "the-payload-ran"
     _crafted_checkpoint(run_folder(params, "maml", 21), planted)
-    with pytest.warns(UserWarning, match="not a checkpoint this kit wrote"), \
-            pytest.raises(checkpoints.CheckpointUnreadable, match="Delete the run folder"):
+    with (
+        pytest.warns(UserWarning, match="not a checkpoint this kit wrote"),
+        pytest.raises(checkpoints.CheckpointUnreadable, match="Delete the run folder"),
+    ):
         run_method(params, "maml", 21, progress=False)
     assert not planted.exists()
     run_method(params, "mmsup", 21, progress=False)  # another run, intact, still explorable
@@ -72,11 +75,14 @@ def test_every_methods_checkpoint_loads_as_data_only(tiny_params):
         assert saved["method"] == method and saved["state"]["iteration"] == 3
 
 
-@pytest.mark.parametrize("written_by, opened_as, overrides", [
-    ("bmp", "maml", {}),        # another method's checkpoint
-    ("maml", "bmp", {}),
-    ("maml", "maml", {"hidden_size": 4}),  # the same method at other shapes, as an older kit wrote it
-])
+@pytest.mark.parametrize(
+    "written_by, opened_as, overrides",
+    [
+        ("bmp", "maml", {}),  # another method's checkpoint
+        ("maml", "bmp", {}),
+        ("maml", "maml", {"hidden_size": 4}),  # the same method at other shapes, as an older kit wrote it
+    ],
+)
 def test_a_checkpoint_of_another_run_is_named_not_a_traceback(tiny_params, written_by, opened_as, overrides):
     source, target = tiny_params(iterations=3, **overrides), tiny_params(iterations=6)
     run_method(source, written_by, 21, progress=False)
@@ -95,16 +101,19 @@ def test_a_checkpoint_of_another_run_is_named_not_a_traceback(tiny_params, writt
 
 # --- paths ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("profile", ["../../escape", "/tmp/abs", "", ".", "..", "a/b", "a\\b", " demo"])
 def test_a_profile_must_be_a_plain_folder_name(tiny_params, profile):
     with pytest.raises(ParameterError, match="parameter 'profile' .* must be a plain folder name"):
         tiny_params(profile=profile)
 
 
+@pytest.mark.slow
 def test_a_profile_that_would_escape_stops_the_pipeline_with_status_2(tmp_path):
     path = smoke_file(tmp_path, "o", profile="../x")
-    proc = subprocess.run(CLI + ["gems_core.pipeline", str(path)], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        CLI + ["gems_core.pipeline", str(path)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "parameter 'profile' = '../x' must be a plain folder name" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.yaml"]
@@ -113,8 +122,12 @@ def test_a_profile_that_would_escape_stops_the_pipeline_with_status_2(tmp_path):
 @pytest.mark.parametrize("name", ["a+b", "a|b", " a", "a\n"])
 def test_a_distribution_name_must_not_carry_the_kits_separators(tiny_params, name):
     with pytest.raises(ParameterError, match=r"distributions\[0\].name"):
-        tiny_params(distributions=[{"name": name, "source": "synthetic_glyphs"},
-                                   {"name": "shapes", "source": "synthetic_shapes"}])
+        tiny_params(
+            distributions=[
+                {"name": name, "source": "synthetic_glyphs"},
+                {"name": "shapes", "source": "synthetic_shapes"},
+            ]
+        )
 
 
 @pytest.mark.parametrize("seed", [-1, MAX_SEED + 1, 99999999999999999999])
@@ -133,6 +146,7 @@ def _readonly_mount(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("root", ["output_root", "data_root"])
 @pytest.mark.parametrize("case", ["a file", "under a file", "read-only"])
 def test_an_unusable_root_is_one_line_and_exit_2_before_anything_runs(tmp_path, root, case):
@@ -143,12 +157,16 @@ def test_an_unusable_root_is_one_line_and_exit_2_before_anything_runs(tmp_path, 
         where = tmp_path / "file" if case == "a file" else tmp_path / "file" / "sub"
         fragment = "is a file" if case == "a file" else "which is a file"
     path = smoke_file(tmp_path, "p", **{root: str(where)})
-    entry_points = [("gems_core.pipeline", [])] + ([("gems_core.training", ["--method", "maml", "--seed", "1"]),
-                                                   ("gems_core.sweep", ["--no-render"])] if case == "read-only" else [])
+    entry_points = [("gems_core.pipeline", [])] + (
+        [("gems_core.training", ["--method", "maml", "--seed", "1"]), ("gems_core.sweep", ["--no-render"])]
+        if case == "read-only"
+        else []
+    )
     try:
         for module, args in entry_points:
-            proc = subprocess.run(CLI + [module, str(path), *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                  timeout=300)
+            proc = subprocess.run(
+                CLI + [module, str(path), *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+            )
             errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
             assert proc.returncode == 2 and "Traceback" not in proc.stderr, (module, proc.stderr)
             assert len(errors) == 1 and f"parameter '{root}'" in errors[0] and fragment in errors[0], errors
@@ -159,25 +177,38 @@ def test_an_unusable_root_is_one_line_and_exit_2_before_anything_runs(tmp_path, 
 
 def _project_files() -> set[str]:
     """Every file and folder git does not track in the project (ignored ones too), but caches of Python's."""
-    out = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=PROJECT_ROOT,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {line[3:] for line in out.splitlines() if "__pycache__" not in line and ".pytest_cache" not in line}
 
 
+@pytest.mark.slow
 def test_training_and_a_sweep_write_only_under_their_roots(tmp_path):
     before = _project_files()
     path = smoke_file(tmp_path, "roots", profile="r", iterations=3, convergence_iterations=3, ablation_iterations=2)
-    train = subprocess.run(CLI + ["gems_core.training", str(path), "--method", "bmp", "--seed", "21", "--no-progress"],
-                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    train = subprocess.run(
+        CLI + ["gems_core.training", str(path), "--method", "bmp", "--seed", "21", "--no-progress"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert train.returncode == 0, train.stderr
-    sweep = subprocess.run(CLI + ["gems_core.sweep", str(path), "--no-render"], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=600)
+    sweep = subprocess.run(
+        CLI + ["gems_core.sweep", str(path), "--no-render"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert sweep.returncode == 0, sweep.stderr
     assert _project_files() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "roots", "roots.yaml"]
 
 
 # --- images --------------------------------------------------------------------------------------------
+
 
 def _saved(image: Image.Image, fmt: str, tmp_path: Path) -> Image.Image:
     path = tmp_path / f"{image.mode.replace(';', '_')}.{fmt.lower()}"
@@ -215,15 +246,25 @@ def test_a_sixteen_bit_class_is_not_flat_white(tmp_path, tiny_params):
         for j in range(3):
             values = np.random.default_rng(c * 10 + j).integers(0, 65535, (12, 12)).astype(np.uint16)
             Image.fromarray(values).save(tmp_path / "imgs" / f"c{c}" / f"{j}.png")
-    params = tiny_params(distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
-                         split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
+    params = tiny_params(
+        distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+        split_fractions=[0.34, 0.33, 0.33],
+        ways=2,
+        queries=1,
+    )
     images = np.concatenate([s.images for s in load_distributions(params)[0].splits.values()])
     assert 100 < images.mean() < 155 and images.std() > 20
 
 
 EIGHT_BIT_FILES = {  # mode: (format, whether a transparent pixel is in it)
-    "1": ("PNG", False), "L": ("PNG", False), "P": ("PNG", False), "RGB": ("PNG", False),
-    "CMYK": ("JPEG", False), "YCbCr": ("TIFF", False), "LA": ("PNG", True), "RGBA": ("PNG", True),
+    "1": ("PNG", False),
+    "L": ("PNG", False),
+    "P": ("PNG", False),
+    "RGB": ("PNG", False),
+    "CMYK": ("JPEG", False),
+    "YCbCr": ("TIFF", False),
+    "LA": ("PNG", True),
+    "RGBA": ("PNG", True),
 }
 
 
@@ -266,6 +307,7 @@ def test_every_accepted_mode_is_tested_and_others_are_refused(tmp_path):
 
 # --- interruptions and explosions ------------------------------------------------------------------------
 
+
 def _interrupt_when(proc: subprocess.Popen, ready, timeout=300):
     deadline = time.time() + timeout
     while not ready() and proc.poll() is None and time.time() < deadline:
@@ -274,17 +316,25 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout=300):
     return proc.communicate(timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["gems_core.training", "gems_core.pipeline"])
 def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, module):
     path = smoke_file(tmp_path, "c", iterations=100000, checkpoint_every=3, validation_every=3)
     args = ["--method", "maml", "--seed", "21", "--no-progress"] if module == "gems_core.training" else ["--only", "01"]
-    proc = subprocess.Popen(CLI + [module, str(path), *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        CLI + [module, str(path), *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     runs = tmp_path / "c" / "runs"
     _, stderr = _interrupt_when(proc, lambda: any(runs.glob(f"*/{checkpoints.NEWEST}")))
     assert proc.returncode == 130 and "Traceback" not in stderr, stderr
-    assert stderr.strip().splitlines()[-1] == ("interrupted: every run keeps its last checkpoint; run the same "
-                                               "command again to resume")
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted: every run keeps its last checkpoint; run the same command again to resume"
+    )
     assert not list(PROJECT_ROOT.glob("kernel-ipc*"))
     folder = next(runs.glob(f"*/{checkpoints.NEWEST}")).parent
     assert checkpoints.load(folder)["state"]["iteration"] >= 3  # what it did is kept, to resume from
@@ -292,8 +342,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, module):
 
 def test_an_exploding_finite_loss_is_divergence(tiny_params):
     # BMP with fast lr 10 and 10 inner steps: the training loss grows to ~1e7 without becoming non-finite
-    params = tiny_params(fast_lr=10.0, adaptation_steps=10, iterations=200, validation_every=100,
-                         checkpoint_every=100)
+    params = tiny_params(fast_lr=10.0, adaptation_steps=10, iterations=200, validation_every=100, checkpoint_every=100)
     result = run_method(params, "bmp", 21, progress=False)
     assert result["status"] == "diverged" and result["test"] == {}
     diverged = result["diverged"]
@@ -304,8 +353,9 @@ def test_an_exploding_finite_loss_is_divergence(tiny_params):
 
 
 def test_an_uncalibrated_standardized_bmp_refuses_to_train_or_evaluate(tiny_params):
-    from gems_core.learners import BMP
     from gems_core.data import SplitImages, TaskSampler
+    from gems_core.learners import BMP
+
     params = tiny_params()
     dists = load_distributions(params)
     split = SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), 3)
@@ -341,22 +391,38 @@ def _hostile_images(root: Path) -> None:
 
 
 def _pipeline(path: Path, *args) -> subprocess.Popen:
-    return subprocess.Popen(CLI + ["gems_core.pipeline", str(path), *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        CLI + ["gems_core.pipeline", str(path), *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
+@pytest.mark.slow
 def test_two_pipelines_at_once_with_hostile_names(tmp_path):
     """A profile, distributions and classes named with tags: no raw tag in any render or page, the names still
     read as they are; a second pipeline on the same profile waits for the first, another profile runs beside
     them; every executed notebook is the one its render shows, and no kernel socket is left behind."""
     import html
     import tempfile
+
     import yaml
+
     from gems_core import pipeline
+
     _hostile_images(tmp_path / "imgs")
     profile = "<img src=x onerror=alert(9)>"
-    first = smoke_file(tmp_path, "out", profile=profile, distributions=[
-        {"name": SCRIPT, "source": "synthetic_glyphs"}, {"name": IMG, "source": "folder", "path": str(tmp_path / "imgs")}])
+    first = smoke_file(
+        tmp_path,
+        "out",
+        profile=profile,
+        distributions=[
+            {"name": SCRIPT, "source": "synthetic_glyphs"},
+            {"name": IMG, "source": "folder", "path": str(tmp_path / "imgs")},
+        ],
+    )
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({**yaml.safe_load(first.read_text()), "profile": "other"}))
     kernels_before = set(Path(tempfile.gettempdir()).glob("gems-kernels-*"))
@@ -387,7 +453,9 @@ def test_two_pipelines_at_once_with_hostile_names(tmp_path):
 
 def test_kernel_folders_of_killed_pipelines_are_removed_by_the_next(tmp_path):
     import tempfile
+
     from gems_core import pipeline
+
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{ended.stdout.strip()}-"))
     (stale / "kernel-1").write_text("a socket's name, once")

@@ -1,5 +1,6 @@
 """CPU sharing: a training process counts the kit processes training beside it and takes its share of the
 cores (benchmarks/cpu_sharing.py measures what that is worth)."""
+
 import subprocess
 import sys
 
@@ -7,7 +8,10 @@ import torch
 
 from gems_core.cpu_share import CpuShare, cores
 
-HOLD = "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(600)"
+HOLD = (
+    "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+    "print('held', flush=True); time.sleep(600)"
+)
 
 
 def test_a_process_takes_its_share_while_another_trains_and_all_again_after(tmp_path, monkeypatch):
@@ -16,7 +20,9 @@ def test_a_process_takes_its_share_while_another_trains_and_all_again_after(tmp_
     monkeypatch.setattr(torch, "set_num_threads", chosen.append)
     monkeypatch.setattr("gems_core.cpu_share.cores", lambda: 8)
     (tmp_path / "killed-long-ago.lock").write_text("")  # a slot whose process ended: not held, not counted
-    other = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "other.lock")], stdout=subprocess.PIPE, text=True)
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(tmp_path / "other.lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert other.stdout.readline() == "held\n"
         with CpuShare(folder=tmp_path) as share:

@@ -1,10 +1,10 @@
 """Synthetic, folder and Omniglot distributions, their splits and caches."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from gems_core.data import load_distribution
-from gems_core.data import synthetic
+from gems_core.data import load_distribution, synthetic
 from gems_core.data.folders import DataFileError, load_folder, load_omniglot
 from gems_core.data.splits import seeded_split
 
@@ -81,6 +81,7 @@ def test_omniglot_zips_from_shared_data(shared_data, tmp_path):
 
 def test_omniglot_extracted_folder_matches_its_zip(shared_data, tmp_path):
     import zipfile
+
     archive = shared_data / "omniglot" / "images_background_small1.zip"
     zipfile.ZipFile(archive).extractall(tmp_path)
     extracted = load_omniglot(tmp_path / "images_background_small1", 16)
@@ -91,9 +92,13 @@ def test_omniglot_extracted_folder_matches_its_zip(shared_data, tmp_path):
 
 def test_images_are_ordered_by_class_then_path_whatever_the_listing_order():
     from gems_core.data.images import from_items
+
     rng = np.random.default_rng(0)
-    items = [((lambda c=c, j=j: Image.new("RGB", (4, 4), (c * 40, j * 10, 0))), f"class{c}", f"img{j:02d}.png")
-             for c in range(3) for j in range(5)]
+    items = [
+        ((lambda c=c, j=j: Image.new("RGB", (4, 4), (c * 40, j * 10, 0))), f"class{c}", f"img{j:02d}.png")
+        for c in range(3)
+        for j in range(5)
+    ]
     listed = from_items(items, 4)
     shuffled = from_items([items[i] for i in rng.permutation(len(items))], 4)
     assert np.array_equal(listed.images, shuffled.images) and np.array_equal(listed.labels, shuffled.labels)
@@ -104,22 +109,41 @@ def test_dropped_classes_are_counted_and_too_many_stop_before_training(tmp_path,
     from gems_core.data import Distribution, check_against_data
     from gems_core.data.splits import apply_split
     from gems_core.params import ParameterError
+
     _write_folder(tmp_path / "f", classes=8, per_class=3)
     for j in range(3, 5):  # class0 and class1 get a fourth and fifth image: enough for shots + queries = 5
         for c in (0, 1):
             Image.new("RGB", (8, 8)).save(tmp_path / "f" / f"class{c}" / f"x{j}.png")
     data = load_folder(tmp_path / "f", 8)
-    split = {"train": ["class0", "class1", "class2", "gone1"], "validation": ["class3", "class4"],
-             "test": ["class5", "class6", "class7", "gone2"]}
+    split = {
+        "train": ["class0", "class1", "class2", "gone1"],
+        "validation": ["class3", "class4"],
+        "test": ["class5", "class6", "class7", "gone2"],
+    }
     parts, missing = apply_split(data, split)
     dist = Distribution("f", "folder", parts, tmp_path / "cache", False, missing)
     row = dist.summary(need=5)
-    assert (row["train_classes"], row["train_missing_classes"], row["train_too_few_images"],
-            row["train_usable_classes"]) == (3, 1, 1, 2)
+    assert (
+        row["train_classes"],
+        row["train_missing_classes"],
+        row["train_too_few_images"],
+        row["train_usable_classes"],
+    ) == (3, 1, 1, 2)
     assert (row["test_missing_classes"], row["test_too_few_images"]) == (1, 3)
     params = tiny_params(ways=2, shots=1, queries=4, max_dropped_classes=0.5)
     with pytest.raises(ParameterError, match=r"f/validation drops 2 of its 2 classes .*max_dropped_classes = 0.5"):
         check_against_data(params, [dist])
     with pytest.raises(ParameterError, match=r"gone2"):
-        check_against_data(params, [Distribution("f", "folder", {**parts, "validation": parts["train"]},
-                                                 tmp_path, False, {**missing, "validation": []})])
+        check_against_data(
+            params,
+            [
+                Distribution(
+                    "f",
+                    "folder",
+                    {**parts, "validation": parts["train"]},
+                    tmp_path,
+                    False,
+                    {**missing, "validation": []},
+                )
+            ],
+        )

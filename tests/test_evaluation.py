@@ -1,4 +1,5 @@
 """Meta-test statistics and the plain-language findings, on inputs whose answers are known."""
+
 import math
 
 import pytest
@@ -38,8 +39,10 @@ def test_bmp_finding_says_whether_distributions_got_different_layers():
 
 
 def test_mmsup_finding_reads_overlap_within_and_across():
-    records = {"overlap": {"conv1": {"a|a": 0.99, "a|b": 0.985, "b|b": 0.992}},
-               "changed_during_adaptation": {"conv1": {"a": 0.001, "b": 0.002}}}
+    records = {
+        "overlap": {"conv1": {"a|a": 0.99, "a|b": 0.985, "b|b": 0.992}},
+        "changed_during_adaptation": {"conv1": {"a": 0.001, "b": 0.002}},
+    }
     text = findings.mmsup_overlap(records)
     assert "0.990-0.992" in text and "0.985-0.985" in text and "0.10%-0.20%" in text
     assert "essentially one shared subnetwork" in text
@@ -49,20 +52,54 @@ def test_mmsup_finding_reads_overlap_within_and_across():
 
 def test_ablation_summary_on_a_hand_made_grid():
     import pandas as pd
+
     from gems_core.ablations import summary
-    table = pd.DataFrame([
-        {"setting": "fast_lr", "value": 0.1, "method": "bmp", "seed": 21, "test_dataset": "a", "accuracy": 0.4, "ci95": 0.02},
-        {"setting": "fast_lr", "value": 0.1, "method": "bmp", "seed": 42, "test_dataset": "a", "accuracy": 0.6, "ci95": 0.04},
-        {"setting": "fast_lr", "value": 0.5, "method": "bmp", "seed": 21, "test_dataset": "a", "accuracy": 0.3, "ci95": 0.01}])
+
+    table = pd.DataFrame(
+        [
+            {
+                "setting": "fast_lr",
+                "value": 0.1,
+                "method": "bmp",
+                "seed": 21,
+                "test_dataset": "a",
+                "accuracy": 0.4,
+                "ci95": 0.02,
+            },
+            {
+                "setting": "fast_lr",
+                "value": 0.1,
+                "method": "bmp",
+                "seed": 42,
+                "test_dataset": "a",
+                "accuracy": 0.6,
+                "ci95": 0.04,
+            },
+            {
+                "setting": "fast_lr",
+                "value": 0.5,
+                "method": "bmp",
+                "seed": 21,
+                "test_dataset": "a",
+                "accuracy": 0.3,
+                "ci95": 0.01,
+            },
+        ]
+    )
     rows = summary(table).set_index("value")
     assert rows.loc[0.1, "accuracy"] == pytest.approx(0.5) and rows.loc[0.1, "ci95"] == pytest.approx(0.03)
-    assert rows.loc[0.1, "std_over_seeds"] == pytest.approx(2 ** 0.5 * 0.1) and rows.loc[0.1, "seeds"] == 2
+    assert rows.loc[0.1, "std_over_seeds"] == pytest.approx(2**0.5 * 0.1) and rows.loc[0.1, "seeds"] == 2
     assert rows.loc[0.5, "seeds"] == 1 and math.isnan(rows.loc[0.5, "std_over_seeds"])
 
 
 def test_a_diverged_run_is_said_in_words_and_others_are_not():
-    run = {"method": "bmp", "seed": 42, "status": "diverged",
-           "diverged": {"iteration": 1234, "quantities": ["loss", "meta-gradient"]}}
-    assert findings.diverged(run) == ("bmp seed 42 diverged: non-finite loss, meta-gradient at iteration 1234; "
-                                      "it has no test results.")
+    run = {
+        "method": "bmp",
+        "seed": 42,
+        "status": "diverged",
+        "diverged": {"iteration": 1234, "quantities": ["loss", "meta-gradient"]},
+    }
+    assert findings.diverged(run) == (
+        "bmp seed 42 diverged: non-finite loss, meta-gradient at iteration 1234; it has no test results."
+    )
     assert findings.diverged({"method": "bmp", "seed": 42, "status": "complete"}) is None

@@ -1,5 +1,6 @@
 """Fault injection on the smoke settings: every failure is named, nothing already written is lost, and a
-run that diverges is a result. One test per row of the README's table "When things go wrong"."""
+run that diverges is a result. One test per row of the table in docs/troubleshooting.md."""
+
 import errno
 import json
 import os
@@ -11,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from PIL import Image
-
 from conftest import PROJECT_ROOT, smoke_file
+from PIL import Image
 from test_training import run_folders
+
 from gems_core import checkpoints, io, report, results
 from gems_core.data import load_distributions
 from gems_core.errors import DataFileError, DiskFull
@@ -40,8 +41,12 @@ def _damage_images(root):
 def test_unreadable_images_are_all_named_before_anything_is_cached(tmp_path, tiny_params):
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")
-    params = tiny_params(distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
-                         split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
+    params = tiny_params(
+        distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+        split_fractions=[0.34, 0.33, 0.33],
+        ways=2,
+        queries=1,
+    )
     with pytest.raises(DataFileError) as err:
         load_distributions(params)
     message = str(err.value)
@@ -50,7 +55,7 @@ def test_unreadable_images_are_all_named_before_anything_is_cached(tmp_path, tin
     assert "skip_unreadable_images" in message
     assert not (tmp_path / "data" / "cache").exists() or not list((tmp_path / "data" / "cache").iterdir())
     skipping = {**params, "skip_unreadable_images": True}
-    dist, = load_distributions(skipping)
+    (dist,) = load_distributions(skipping)
     assert dist.summary(need=2)["skipped_unreadable_images"] == 2 and dist.cache_path.exists()
     assert sum(len(s.images) for s in dist.splits.values()) == 18
     assert load_distributions(skipping)[0].summary(need=2)["skipped_unreadable_images"] == 2  # from the cache
@@ -83,8 +88,9 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(tmp_path
     newest = _two_checkpoints(tmp_path)
     data = newest.read_bytes()
     for offset in [0, 5, len(checkpoints.MAGIC) + 7, len(data) // 3, len(data) // 2, len(data) - 1]:
-        damaged = data[:offset] if how == "truncate" else \
-            data[:offset] + bytes([data[offset] ^ 0x20]) + data[offset + 1:]
+        damaged = (
+            data[:offset] if how == "truncate" else data[:offset] + bytes([data[offset] ^ 0x20]) + data[offset + 1 :]
+        )
         newest.write_bytes(damaged)
         with pytest.warns(UserWarning, match=f"checkpoint {newest} is damaged"):
             loaded = checkpoints.load(tmp_path)
@@ -128,30 +134,46 @@ sys.exit(training.main([sys.argv[1], "--method", "mmsup", "--seed", "21", "--no-
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_one_before(tmp_path):
     overrides = dict(iterations=9, checkpoint_every=3, validation_every=3)
     killed, whole = smoke_file(tmp_path, "killed", **overrides), smoke_file(tmp_path, "whole", **overrides)
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    proc = subprocess.run([sys.executable, "-c", KILL_IN_CHECKPOINT_WRITE, str(killed)], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_IN_CHECKPOINT_WRITE, str(killed)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == -9, proc.stderr
-    folder, = run_folders(tmp_path / "killed" / "runs")
+    (folder,) = run_folders(tmp_path / "killed" / "runs")
     assert not (folder / checkpoints.NEWEST).exists() and (folder / checkpoints.PREVIOUS).exists()
     cli = [sys.executable, "-m", "gems_core.training", "--method", "mmsup", "--seed", "21", "--no-progress"]
     for path in (killed, whole):
         assert subprocess.run(cli + [str(path)], cwd=PROJECT_ROOT, capture_output=True, timeout=600).returncode == 0
-    reference, = run_folders(tmp_path / "whole" / "runs")
+    (reference,) = run_folders(tmp_path / "whole" / "runs")
     a, b = (checkpoints.load(f)["members"][0]["learner"] for f in (folder, reference))
     assert all(torch.equal(a[k], b[k]) for k in b)
-    assert json.loads((folder / "results.json").read_text())["test"] == \
-        json.loads((reference / "results.json").read_text())["test"]
+    assert (
+        json.loads((folder / "results.json").read_text())["test"]
+        == json.loads((reference / "results.json").read_text())["test"]
+    )
 
 
 def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params):
     # fast lr 10 with 10 inner steps and meta lr 1: MAML's meta-gradient overflows within 25 iterations
     # (the loss explodes first: that check is off here, to see the non-finite one; test_attacks has the other)
-    params = tiny_params(fast_lr=10.0, meta_lr=1.0, adaptation_steps=10, iterations=60, validation_every=30,
-                         checkpoint_every=10, loss_explosion_factor=0.0)
+    params = tiny_params(
+        fast_lr=10.0,
+        meta_lr=1.0,
+        adaptation_steps=10,
+        iterations=60,
+        validation_every=30,
+        checkpoint_every=10,
+        loss_explosion_factor=0.0,
+    )
     result = run_method(params, "maml", 21, progress=False)
     assert result["status"] == "diverged" and result["test"] == {}
     diverged = result["diverged"]
@@ -172,6 +194,7 @@ def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params):
 def test_divergence_names_the_iteration_and_what_broke_first(tiny_params, tmp_path, monkeypatch):
     from gems_core.learners import MAML
     from gems_core.training import Diverged
+
     calls = []
 
     def poisoned(self):  # the weights become non-finite in the update of iteration 7
@@ -179,6 +202,7 @@ def test_divergence_names_the_iteration_and_what_broke_first(tiny_params, tmp_pa
         if len(calls) == 7:
             with torch.no_grad():
                 self.backbone["head__weight"][0, 0] = float("inf")
+
     monkeypatch.setattr(MAML, "after_update", poisoned)
     params = tiny_params(iterations=30, validation_every=30, checkpoint_every=30)
     run = Run(params, "maml", 21, load_distributions(params), tmp_path / "r", resolve_device("cpu"))
@@ -194,6 +218,7 @@ def test_a_full_disk_leaves_the_previous_file_intact_and_says_how_much_is_needed
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(DiskFull) as err:
         io.write_text(target, "iteration\n1\n2\n" * 1000)
@@ -207,6 +232,7 @@ def test_a_full_disk_while_checkpointing_names_the_checkpoint_that_is_kept(tmp_p
 
     def no_space(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(os, "fsync", no_space)
     with pytest.raises(DiskFull, match=f"the previous {checkpoints.NEWEST}, if any, is intact"):
         checkpoints.save(tmp_path, {"state": {"iteration": 9}})
@@ -226,40 +252,77 @@ def test_files_get_the_users_umask(tmp_path, umask, mode):
     assert (tmp_path / checkpoints.NEWEST).stat().st_mode & 0o777 == mode
 
 
-@pytest.mark.parametrize("module, args, fragment", [
-    ("gems_core.training", ["--method", "maml", "--seed", "1"], "unknown parameter 'wayz'"),
-    ("gems_core.pipeline", [], "unknown parameter 'wayz'"),
-])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module, args, fragment",
+    [
+        ("gems_core.training", ["--method", "maml", "--seed", "1"], "unknown parameter 'wayz'"),
+        ("gems_core.pipeline", [], "unknown parameter 'wayz'"),
+    ],
+)
 def test_entry_points_print_a_bad_parameter_in_a_line_and_exit_2(tmp_path, module, args, fragment):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"wayz": 3, "distributions": [{"name": "g", "source": "synthetic_glyphs"}],
-                                   "output_root": str(tmp_path / "o")}))
-    proc = subprocess.run([sys.executable, "-m", module, str(bad), *args], cwd=PROJECT_ROOT, capture_output=True,
-                          text=True, timeout=300)
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "wayz": 3,
+                "distributions": [{"name": "g", "source": "synthetic_glyphs"}],
+                "output_root": str(tmp_path / "o"),
+            }
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", module, str(bad), *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 2 and len(lines) == 1 and fragment in lines[0]
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")
-    params = smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
-                         split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
-    proc = subprocess.run([sys.executable, "-m", "gems_core.training", str(params), "--method", "maml", "--seed", "1"],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    params = smoke_file(
+        tmp_path,
+        "p",
+        distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+        split_fractions=[0.34, 0.33, 0.33],
+        ways=2,
+        queries=1,
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "gems_core.training", str(params), "--method", "maml", "--seed", "1"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert all(str(path) in proc.stderr for path in bad)
 
 
+@pytest.mark.slow
 def test_a_data_error_inside_a_notebook_stops_the_pipeline_with_status_2(tmp_path):
     from gems_core import pipeline
+
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")
-    params = smoke_file(tmp_path, "p", distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
-                         split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1)
+    params = smoke_file(
+        tmp_path,
+        "p",
+        distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+        split_fractions=[0.34, 0.33, 0.33],
+        ways=2,
+        queries=1,
+    )
     assert {"DataFileError", "ParameterError", "DiskFull", "CheckpointUnreadable"} <= pipeline.kit_error_names()
-    proc = subprocess.run([sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: 00_data_prep.ipynb: 2 of 20 images" in proc.stderr and all(str(p) in proc.stderr for p in bad)

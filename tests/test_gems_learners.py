@@ -1,4 +1,5 @@
 """BMP and MMSUP: masked inner loops, reduction to MAML, gradients reaching what they should."""
+
 import pytest
 import torch
 
@@ -13,10 +14,13 @@ WAYS, SIZE, HIDDEN, TASKS = 3, 16, 6, 2
 def _batch(dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(WAYS)
-    return TaskBatch(torch.rand(TASKS, WAYS, 3, SIZE, SIZE, generator=gen, dtype=dtype),
-                     labels.expand(TASKS, -1),
-                     torch.rand(TASKS, 2 * WAYS, 3, SIZE, SIZE, generator=gen, dtype=dtype),
-                     labels.repeat_interleave(2).expand(TASKS, -1), torch.zeros(TASKS, dtype=torch.long))
+    return TaskBatch(
+        torch.rand(TASKS, WAYS, 3, SIZE, SIZE, generator=gen, dtype=dtype),
+        labels.expand(TASKS, -1),
+        torch.rand(TASKS, 2 * WAYS, 3, SIZE, SIZE, generator=gen, dtype=dtype),
+        labels.repeat_interleave(2).expand(TASKS, -1),
+        torch.zeros(TASKS, dtype=torch.long),
+    )
 
 
 def _bmp(final_bias, **kwargs):
@@ -61,8 +65,9 @@ def test_bmp_mlp_and_inp_embedding_receive_gradient():
 
 def _mmsup(sparsity=0.5, learn=True, seed=3):
     init = init_conv4(WAYS, SIZE, HIDDEN, seed=seed, dtype=torch.float64)
-    return MMSUP(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, sparsity_init=sparsity,
-                 learn_sparsity=learn).double()
+    return MMSUP(
+        WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, sparsity_init=sparsity, learn_sparsity=learn
+    ).double()
 
 
 def test_mmsup_forward_zeroes_the_right_fraction_of_each_conv_layer():
@@ -71,13 +76,15 @@ def test_mmsup_forward_zeroes_the_right_fraction_of_each_conv_layer():
         seen = {}
         original = mmsup.supermask
 
-        def spy(name, weight):
+        def spy(name, weight, original=original, seen=seen):
             out = original(name, weight)
             seen[name] = (out == 0).flatten(1).double().mean(1)
             return out
+
         mmsup.supermask = spy
-        mmsup.forward_model({k: v.unsqueeze(0).expand(TASKS, *v.shape) for k, v in mmsup.initial().items()},
-                            _batch().query_x)
+        mmsup.forward_model(
+            {k: v.unsqueeze(0).expand(TASKS, *v.shape) for k, v in mmsup.initial().items()}, _batch().query_x
+        )
         assert len(seen) == 4
         for name, zero_fraction in seen.items():
             n = mmsup.backbone[name.replace(".", "__")].numel()
@@ -135,7 +142,12 @@ def test_mmsup_masks_differ_between_tasks_after_adaptation():
     masks = mmsup.record["masks_conv2"]
     assert masks.shape[0] == TASKS and not torch.equal(masks[0], masks[1])
     summary = mmsup.summarize_records({"a": [mmsup.record], "b": [mmsup.record]})
-    assert 0 < summary["overlap"]["conv2"]["a|a"] < 1 and set(summary["overlap"]) == {"conv1", "conv2", "conv3", "conv4"}
+    assert 0 < summary["overlap"]["conv2"]["a|a"] < 1 and set(summary["overlap"]) == {
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+    }
 
 
 # Spread of the MLP's first-step outputs between tasks of two distributions, relative to their size:
@@ -147,6 +159,7 @@ SPREAD_THRESHOLD = 0.15
 def _two_distribution_tasks(tiny_params, n=12):
     """Fixed training tasks of each of two synthetic distributions, and tasks of both to calibrate on."""
     from gems_core.data import SplitImages, TaskSampler, load_distributions
+
     params = tiny_params(image_size=28, hidden_size=16, ways=5, queries=3)
     dists = load_distributions(params)
     split = SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), 4)
@@ -159,6 +172,7 @@ def test_bmp_default_embedding_lets_the_mask_see_the_task(tiny_params):
     distributions by a margin comparable to their size, so that some task pairs get different masks.
     The supplement's literal embedding (per-layer means) fails this: its outputs are the MLP's biases."""
     from gems_core.params import SCHEMA
+
     params, (a_tasks, b_tasks), calibration = _two_distribution_tasks(tiny_params)
     assert SCHEMA["bmp_embedding"].default == "standardized"
     spreads, differ = {}, []
@@ -192,6 +206,7 @@ def test_bmp_calibration_centres_and_scales_the_first_step_embedding(tiny_params
 
 def test_jaccard_on_hand_made_masks():
     from gems_core.learners.mmsup import jaccard
+
     a = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 0, 0]], dtype=torch.float)
     # pairs within a: (0,1) 1/3, (0,2) 1, (1,2) 1/3
     assert jaccard(a, a, same=True) == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
@@ -210,5 +225,7 @@ def test_record_summaries_on_hand_made_records():
     initial = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0]], dtype=torch.bool)
     record = {f"{kind}_conv{i}": m for i in range(1, 5) for kind, m in (("masks", final), ("initial", initial))}
     summary = mmsup.summarize_records({"a": [record], "b": [record]})
-    assert summary["overlap"]["conv3"] == pytest.approx({"a|a": 1 / 3, "a|b": (1 + 1 / 3 + 1 / 3 + 1) / 4, "b|b": 1 / 3})
+    assert summary["overlap"]["conv3"] == pytest.approx(
+        {"a|a": 1 / 3, "a|b": (1 + 1 / 3 + 1 / 3 + 1) / 4, "b|b": 1 / 3}
+    )
     assert summary["changed_during_adaptation"]["conv1"] == {"a": 0.25, "b": 0.25}  # 2 of 8 entries differ

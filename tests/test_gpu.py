@@ -1,9 +1,10 @@
 """What only a GPU can show: the captured CUDA graph computes what the eager step computes, the hot loop
 never waits for the device, and deterministic runs repeat bit for bit. Skipped without CUDA."""
+
 import pytest
 import torch
-
 from conftest import GPU
+
 from gems_core.data import load_distributions
 from gems_core.params import METHODS
 from gems_core.training import Run
@@ -15,13 +16,37 @@ pytestmark = GPU
 def small(tmp_path_factory):
     """Parameters and distributions at small settings on CUDA."""
     from gems_core.params import validate
+
     tmp = tmp_path_factory.mktemp("gpu")
-    params = validate(dict(
-        distributions=[{"name": "glyphs", "source": "synthetic_glyphs"}, {"name": "shapes", "source": "synthetic_shapes"}],
-        image_size=28, synthetic_classes=30, synthetic_images_per_class=8, hidden_size=16, ways=5, shots=1, queries=3,
-        meta_batch_size=4, adaptation_steps=3, fast_lr=0.1, meta_lr=1.0e-3, iterations=8, seeds=[21], test_tasks=10,
-        validation_tasks=10, validation_every=4, checkpoint_every=4, device="cuda",
-        data_root=str(tmp / "data"), output_root=str(tmp / "outputs"), profile="gpu"))
+    params = validate(
+        dict(
+            distributions=[
+                {"name": "glyphs", "source": "synthetic_glyphs"},
+                {"name": "shapes", "source": "synthetic_shapes"},
+            ],
+            image_size=28,
+            synthetic_classes=30,
+            synthetic_images_per_class=8,
+            hidden_size=16,
+            ways=5,
+            shots=1,
+            queries=3,
+            meta_batch_size=4,
+            adaptation_steps=3,
+            fast_lr=0.1,
+            meta_lr=1.0e-3,
+            iterations=8,
+            seeds=[21],
+            test_tasks=10,
+            validation_tasks=10,
+            validation_every=4,
+            checkpoint_every=4,
+            device="cuda",
+            data_root=str(tmp / "data"),
+            output_root=str(tmp / "outputs"),
+            profile="gpu",
+        )
+    )
     return params, load_distributions(params), tmp
 
 

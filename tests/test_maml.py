@@ -1,10 +1,11 @@
 """The kit's MAML against learn2learn's, in float64: same initial weights, same tasks, same meta-gradient."""
+
 import learn2learn as l2l
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import DEVICES
+
 from gems_core.data.tasks import TaskBatch
 from gems_core.learners import BMP, MAML, MMSUP
 from gems_core.models import conv4_forward, embedding_size, from_l2l_cnn4, init_conv4
@@ -17,7 +18,12 @@ def _tasks(seed=0, device="cpu"):
     sx = torch.rand(TASKS, WAYS * SHOTS, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
     qx = torch.rand(TASKS, WAYS * QUERIES, 3, SIZE, SIZE, generator=gen, dtype=torch.float64)
     labels = torch.arange(WAYS)
-    tasks = sx, labels.repeat_interleave(SHOTS).expand(TASKS, -1), qx, labels.repeat_interleave(QUERIES).expand(TASKS, -1)
+    tasks = (
+        sx,
+        labels.repeat_interleave(SHOTS).expand(TASKS, -1),
+        qx,
+        labels.repeat_interleave(QUERIES).expand(TASKS, -1),
+    )
     return tuple(t.to(device) for t in tasks)
 
 
@@ -145,4 +151,4 @@ def test_init_conv4_has_learn2learn_cnn4_initialisation_statistics():
         else:  # BN scale: U(0, 1)
             assert 0 <= float(o.min()) and float(o.max()) <= 1 and 0 <= float(t.min()) and float(t.max()) <= 1, name
         assert float(o.std()) == pytest.approx(float(t.std()), rel=4 / (2 * n) ** 0.5 + 0.01), name
-        assert float(o.mean()) == pytest.approx(float(t.mean()), abs=4 * float(t.std()) / n ** 0.5), name
+        assert float(o.mean()) == pytest.approx(float(t.mean()), abs=4 * float(t.std()) / n**0.5), name

@@ -1,4 +1,5 @@
 """BinaryMask and ComputeMask: exact counts, deterministic ties, straight-through and surrogate gradients."""
+
 import math
 
 import pytest
@@ -60,6 +61,7 @@ def test_mmsup_masked_weights_get_no_gradient_its_scores_are_detached():
     """MMSUP scores detached |weight| (as the supplement's listing): a weight learns only through weight * mask,
     so a masked weight gets exactly zero gradient and a kept one the plain product's."""
     from gems_core.learners import MMSUP
+
     mmsup = MMSUP(ways=3, image_size=16, hidden=4, sparsity_init=0.5)
     weight = torch.randn(1, 4, 3, 3, 3, requires_grad=True)
     mmsup._kept = kept_counts(mmsup.layer_sizes, mmsup.sparsity.detach())
@@ -80,7 +82,9 @@ def test_sparsity_gradient_sign_matches_finite_differences_of_soft_mask(seed):
     s = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     _mask(scores, s, temperature).backward(grad)
     h = 1e-4
-    fd = ((grad * soft_mask(scores, 0.4 + h, temperature)).sum() - (grad * soft_mask(scores, 0.4 - h, temperature)).sum()) / (2 * h)
+    fd = (
+        (grad * soft_mask(scores, 0.4 + h, temperature)).sum() - (grad * soft_mask(scores, 0.4 - h, temperature)).sum()
+    ) / (2 * h)
     assert torch.sign(s.grad) == torch.sign(fd) and fd.abs() > 1e-3
     assert s.grad.item() == pytest.approx(fd.item(), rel=0.25)  # same quantity up to the threshold's position
 
@@ -89,4 +93,6 @@ def test_surrogate_moves_the_soft_count_like_the_hard_count():
     scores = torch.rand(2, 100, dtype=torch.float64)
     ones = torch.ones(2, 100, dtype=torch.float64)
     threshold = scores.median(1).values
-    assert sparsity_surrogate(ones, scores, threshold, torch.full((2,), 0.1, dtype=torch.float64)).item() == pytest.approx(-200)
+    assert sparsity_surrogate(
+        ones, scores, threshold, torch.full((2,), 0.1, dtype=torch.float64)
+    ).item() == pytest.approx(-200)

@@ -1,15 +1,18 @@
 """Every notebook end to end with papermill on the smoke parameters; assertions read the files the
 notebooks write, not their cell outputs."""
+
 import json
 import re
 
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import DEVICES, PROJECT_ROOT
+
 from gems_core import pipeline
 from gems_core.training import device_name, resolve_device
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=DEVICES)
@@ -46,6 +49,7 @@ def test_data_prep_summary(smoke_run):
 
 def test_notebooks_in_git_carry_no_outputs():
     import nbformat
+
     for path in pipeline.notebooks():
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
@@ -57,7 +61,11 @@ def test_baselines_wrote_runs_and_results(smoke_run):
     table = pd.read_csv(out / "results.csv")
     baselines = table[table["method"].isin(["maml", "multi_maml"])]
     assert sorted(map(tuple, baselines[["method", "test_dataset"]].values)) == [
-        ("maml", "glyphs"), ("maml", "shapes"), ("multi_maml", "glyphs"), ("multi_maml", "shapes")]
+        ("maml", "glyphs"),
+        ("maml", "shapes"),
+        ("multi_maml", "glyphs"),
+        ("multi_maml", "shapes"),
+    ]
     assert (baselines["iterations"] == 6).all() and (baselines["train_datasets"] == "glyphs+shapes").all()
     for row in baselines.itertuples():  # every row is what its run folder says, not a copy of something else
         result = json.loads((out.parent / "runs" / row.run_id / "results.json").read_text())
@@ -87,8 +95,9 @@ def test_bmp_notebook_recorded_layer_adaptation(smoke_run):
         assert record["layer_adapt_frequency"] == pytest.approx(overall)
     curve = pd.read_csv(out.parent / "runs" / run_id / "metrics.csv")
     adapt = [c for c in curve.columns if c.startswith("adapt_")]
-    assert sorted(adapt) == sorted(f"adapt_{layer}_{d}" for layer in ("conv1", "conv2", "conv3", "conv4", "head")
-                                   for d in ("glyphs", "shapes"))
+    assert sorted(adapt) == sorted(
+        f"adapt_{layer}_{d}" for layer in ("conv1", "conv2", "conv3", "conv4", "head") for d in ("glyphs", "shapes")
+    )
     html = (out / "02_bmp.html").read_text()
     assert html.count("The distributions got") >= 2  # the finding, in words, for each embedding form
     embeddings = pd.read_csv(out / "bmp_embeddings.csv")
@@ -168,6 +177,7 @@ def test_results_page_ties_the_profile_together_and_every_link_resolves(smoke_ru
         def handle_data(self, data):
             if self.rows and self.rows[-1]:
                 self.rows[-1][-1] += data.strip()
+
     out, executed = smoke_run
     page_text = (out / "index.html").read_text()
     page = Page()
@@ -178,7 +188,7 @@ def test_results_page_ties_the_profile_together_and_every_link_resolves(smoke_ru
         assert not target.startswith(("/", "http")) and (out / target).is_file(), target
     assert "<script" not in page_text and "Table 2, reproduced" in page_text
     header = ["run", "kind", "state", "iteration", "training time", "device", "folder"]
-    runs = [dict(zip(header, row)) for row in page.rows[page.rows.index(header) + 1:] if len(row) == len(header)]
+    runs = [dict(zip(header, row)) for row in page.rows[page.rows.index(header) + 1 :] if len(row) == len(header)]
     device = device_name(resolve_device(yaml.safe_load((out.parents[1] / "smoke.yaml").read_text())["device"]))
     assert len(runs) == 9 and "maml seed 21" in {r["run"] for r in runs}  # every planned run of the smoke profile
     for run in runs:  # with its state, time and where it was trained
@@ -192,7 +202,6 @@ def test_renders_and_page_name_no_folder_of_the_machine_that_made_them(smoke_run
         assert str(PROJECT_ROOT) not in path.read_text(), path.name
 
 
-
 def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_path):
     """JupyterLab in Chromium: run 06_report of the smoke profile, change the explorer's run, test
     dataset and task and see its figure and predictions change; then open the results page from the
@@ -200,6 +209,7 @@ def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_pat
     if request.node.callspec.params["smoke_run"] != "cpu":
         pytest.skip("the browser drives the CPU smoke run's notebooks; CUDA changes nothing it sees")
     import browser
+
     executable = browser.chromium()
     out, executed = smoke_run
     with browser.jupyter_lab(out, tmp_path) as (lab, token), browser.page(executable, tmp_path / "failed.png") as page:
@@ -234,13 +244,19 @@ def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_pat
         explorer.screenshot(path=tmp_path / "explorer-bmp.png")
         assert state[1].startswith("bmp seed 21, glyphs test task 0:"), state[1]
         runs, datasets = explorer.locator("select").nth(0), explorer.locator("select").nth(1)
-        state = after(lambda: runs.select_option("mmsup"), "explorer-mmsup", "mmsup seed 21, glyphs test task 0:",
-                      state)
-        state = after(lambda: datasets.select_option("shapes"), "explorer-shapes",
-                      "mmsup seed 21, shapes test task 0:", state)
+        state = after(
+            lambda: runs.select_option("mmsup"), "explorer-mmsup", "mmsup seed 21, glyphs test task 0:", state
+        )
+        state = after(
+            lambda: datasets.select_option("shapes"), "explorer-shapes", "mmsup seed 21, shapes test task 0:", state
+        )
         slider = explorer.locator(".widget-slider .noUi-handle, .widget-slider [role=slider]").first
-        after(lambda: (slider.focus(), slider.press("ArrowRight"), slider.press("ArrowRight")), "explorer-task-2",
-              "mmsup seed 21, shapes test task 2:", state)
+        after(
+            lambda: (slider.focus(), slider.press("ArrowRight"), slider.press("ArrowRight")),
+            "explorer-task-2",
+            "mmsup seed 21, shapes test task 2:",
+            state,
+        )
 
         page.goto((out / "index.html").as_uri())
         page.screenshot(path=tmp_path / "results-page.png", full_page=True)

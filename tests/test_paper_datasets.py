@@ -1,20 +1,27 @@
 """The paper's datasets through learn2learn, on fake data in their real layouts, without network."""
+
 import pytest
 import requests
-
 from fake_datasets import MAKERS, make_fungi
+
 from gems_core.data import load_distribution
 from gems_core.data.paper import PAPER_DATASETS, DatasetUnavailable, load_paper_dataset, split_file
 
-EXPECTED_SPLITS = {"cub": (100, 50, 50), "vgg_flowers": (71, 15, 16), "aircraft": (70, 15, 15),
-                   "fungi": (994, 200, 200)}
+EXPECTED_SPLITS = {
+    "cub": (100, 50, 50),
+    "vgg_flowers": (71, 15, 16),
+    "aircraft": (70, 15, 15),
+    "fungi": (994, 200, 200),
+}
 
 
 @pytest.fixture
 def no_network(monkeypatch):
     """Every HTTP request fails at once, as on a machine without internet."""
+
     def refuse(*args, **kwargs):
         raise requests.ConnectionError("network unreachable (test)")
+
     monkeypatch.setattr(requests.sessions.Session, "request", refuse)
 
 
@@ -83,12 +90,16 @@ def test_incomplete_dataset_is_reported_and_kept(tmp_path, no_network):
     assert (folder / "my_notes.txt").exists()
 
 
+@pytest.mark.slow
 def test_loading_learn2learn_keeps_gyms_notice_out_of_notebooks():
     import subprocess
     import sys
+
     load = "from gems_core.data.paper import PAPER_DATASETS; print(len(PAPER_DATASETS['cub'].class_names()))"
     proc = subprocess.run([sys.executable, "-c", load], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "200", proc.stderr
     assert "gym" not in proc.stderr.lower(), proc.stderr
-    assert "Gym has been unmaintained" in subprocess.run([sys.executable, "-c", "import gym"], capture_output=True,
-                                                         text=True, timeout=120).stderr  # what it keeps out
+    assert (
+        "Gym has been unmaintained"
+        in subprocess.run([sys.executable, "-c", "import gym"], capture_output=True, text=True, timeout=120).stderr
+    )  # what it keeps out

@@ -13,21 +13,27 @@ def test_defaults_are_the_papers_settings():
     assert p["first_order"] is False and p["image_size"] == 84
 
 
-@pytest.mark.parametrize("params, fragment", [
-    ({"wayz": 5}, "unknown parameter 'wayz' (did you mean 'ways'?)"),
-    ({"ways": "five"}, "parameter 'ways' must be of type int"),
-    ({"ways": True}, "parameter 'ways' must be of type int"),
-    ({"meta_lr": "1e-3"}, "write 1.0e-3"),
-    ({"ways": 1}, "parameter 'ways' = 1 must be between 2 and 100"),
-    ({"device": "tpu"}, "must be one of ['auto', 'cpu', 'cuda']"),
-    ({"methods": ["maml", "reptile"]}, "has unknown method(s) ['reptile']"),
-    ({"split_fractions": [0.5, 0.5, 0.5]}, "must sum to 1"),
-    ({"distributions": [{"name": "x", "source": "imagenet"}]}, "distributions[0].source is 'imagenet'; valid:"),
-    ({"distributions": [{"name": "x", "source": "folder", "path": "/no/such/dir"}]}, "'/no/such/dir' does not exist"),
-    ({"distributions": [{"name": "x", "source": "folder"}]}, "needs a 'path'"),
-    ({"distributions": [{"name": "x", "source": "cub", "path": "/tmp"}]}, "'path' is only valid for sources"),
-    ({"distributions": DISTS * 2}, "names must be unique"),
-])
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"wayz": 5}, "unknown parameter 'wayz' (did you mean 'ways'?)"),
+        ({"ways": "five"}, "parameter 'ways' must be of type int"),
+        ({"ways": True}, "parameter 'ways' must be of type int"),
+        ({"meta_lr": "1e-3"}, "write 1.0e-3"),
+        ({"ways": 1}, "parameter 'ways' = 1 must be between 2 and 100"),
+        ({"device": "tpu"}, "must be one of ['auto', 'cpu', 'cuda']"),
+        ({"methods": ["maml", "reptile"]}, "has unknown method(s) ['reptile']"),
+        ({"split_fractions": [0.5, 0.5, 0.5]}, "must sum to 1"),
+        ({"distributions": [{"name": "x", "source": "imagenet"}]}, "distributions[0].source is 'imagenet'; valid:"),
+        (
+            {"distributions": [{"name": "x", "source": "folder", "path": "/no/such/dir"}]},
+            "'/no/such/dir' does not exist",
+        ),
+        ({"distributions": [{"name": "x", "source": "folder"}]}, "needs a 'path'"),
+        ({"distributions": [{"name": "x", "source": "cub", "path": "/tmp"}]}, "'path' is only valid for sources"),
+        ({"distributions": DISTS * 2}, "names must be unique"),
+    ],
+)
 def test_bad_parameters_are_named(params, fragment):
     with pytest.raises(ParameterError) as err:
         validate({"distributions": DISTS, **params})
@@ -55,6 +61,7 @@ def test_parameters_file_errors(tmp_path):
 @pytest.mark.parametrize("name", ["demo", "smoke"])
 def test_shipped_parameter_files_are_valid(name):
     from conftest import PROJECT_ROOT
+
     assert load_params(PROJECT_ROOT / "parameters" / f"{name}.yaml")["profile"] == name
 
 
@@ -70,15 +77,32 @@ def test_schema_table_lists_every_parameter():
     assert all(f"`{name}`" in table for name in SCHEMA)
 
 
+def test_the_parameter_reference_in_docs_is_the_schemas():
+    from conftest import PROJECT_ROOT
+
+    from gems_core.params import parameter_reference
+
+    written = (PROJECT_ROOT / "docs" / "parameters.md").read_text()
+    assert written == parameter_reference(), "docs/parameters.md is stale: run python tools/parameter_reference.py"
+
+
 def test_paper_parameter_files_hold_table2_and_the_full_ablation_grid():
     from conftest import PROJECT_ROOT
+
     from gems_core.plan import ablation_grid as grid
+
     paper = PROJECT_ROOT / "parameters" / "paper"
     pairs = set()
     for path in sorted(paper.glob("table2_*.yaml")):
         p = load_params(path)
         assert p["methods"] == ["maml", "multi_maml", "bmp", "mmsup"] and p["seeds"] == [21, 42, 56]
-        assert (p["iterations"], p["ways"], p["shots"], p["meta_batch_size"], p["adaptation_steps"]) == (30000, 5, 1, 5, 5)
+        assert (p["iterations"], p["ways"], p["shots"], p["meta_batch_size"], p["adaptation_steps"]) == (
+            30000,
+            5,
+            1,
+            5,
+            5,
+        )
         assert (p["fast_lr"], p["meta_lr"], p["image_size"]) == (0.01, 1e-4, 84)
         pairs.add("+".join(d["source"] for d in p["distributions"]))
     assert pairs == {"cub+aircraft", "vgg_flowers+aircraft", "fungi+aircraft"}

@@ -1,4 +1,5 @@
 """The runner: order, a failing notebook named with its cell, earlier outputs kept, bad parameters."""
+
 import re
 import time
 
@@ -22,13 +23,17 @@ def _notebook(path, *sources):
 def setup(tmp_path):
     folder = tmp_path / "nbs"
     folder.mkdir()
-    params = {"profile": "p", "output_root": str(tmp_path / "out"),
-              "distributions": [{"name": "g", "source": "synthetic_glyphs"}]}
+    params = {
+        "profile": "p",
+        "output_root": str(tmp_path / "out"),
+        "distributions": [{"name": "g", "source": "synthetic_glyphs"}],
+    }
     params_file = tmp_path / "p.yaml"
     params_file.write_text(yaml.safe_dump(params))
     return folder, params_file, tmp_path / "out" / "p"
 
 
+@pytest.mark.slow
 def test_failing_notebook_is_named_with_its_cell_and_earlier_outputs_stay(setup):
     folder, params_file, out = setup
     _notebook(folder / "00_ok.ipynb", "print('fine')")
@@ -44,6 +49,7 @@ def test_failing_notebook_is_named_with_its_cell_and_earlier_outputs_stay(setup)
     assert (out / "01_bad.html").exists() and not (out / "02_never.ipynb").exists()
 
 
+@pytest.mark.slow
 def test_main_exits_non_zero_and_says_why(setup, capsys):
     folder, params_file, _ = setup
     _notebook(folder / "00_bad.ipynb", "1 / 0")
@@ -53,20 +59,36 @@ def test_main_exits_non_zero_and_says_why(setup, capsys):
 
 def test_bad_parameters_stop_before_any_notebook_runs(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"profile": "x", "output_root": str(tmp_path / "o"), "wayz": 3,
-                                   "distributions": [{"name": "g", "source": "synthetic_glyphs"}]}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "profile": "x",
+                "output_root": str(tmp_path / "o"),
+                "wayz": 3,
+                "distributions": [{"name": "g", "source": "synthetic_glyphs"}],
+            }
+        )
+    )
     assert pipeline.main([str(bad)]) == 2  # a parameter error: one message, status 2
     assert "unknown parameter 'wayz'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_the_runner_is_quiet_and_names_its_results_page(tmp_path):
     import subprocess
     import sys
+
     from conftest import PROJECT_ROOT, smoke_file
+
     params = smoke_file(tmp_path, "quiet")
-    proc = subprocess.run([sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"], cwd=PROJECT_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "without encryption" not in proc.stderr and "IPKernelApp" not in proc.stderr
     assert "Alternative text" not in proc.stderr  # 00 draws figures, which have none
@@ -76,12 +98,15 @@ def test_the_runner_is_quiet_and_names_its_results_page(tmp_path):
     assert re.search(r"^00_data_prep.ipynb: started\n00_data_prep.ipynb: \d+ s -> ", proc.stdout, re.M), proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where, how", [("root", "-p"), ("notebooks", "-f")])
 def test_plain_papermill_runs_a_notebook_from_the_root_or_from_notebooks(tmp_path, where, how):
     import os
     import subprocess
     import sys
+
     from conftest import PROJECT_ROOT, smoke_file
+
     params = smoke_file(tmp_path, "pm")
     cwd = PROJECT_ROOT if where == "root" else PROJECT_ROOT / "notebooks"
     relative = os.path.relpath(params, cwd)  # as a user would type it from there
@@ -101,6 +126,7 @@ def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
     from gems_core.data import load_distributions
     from gems_core.plan import plan, progress
     from gems_core.training import Run, resolve_device
+
     params = tiny_params(iterations=12, validation_every=3, checkpoint_every=3)
     runs = plan(params, ("main",))
     assert progress(runs) is None
@@ -111,7 +137,9 @@ def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
     run.log_row()
     run.save_checkpoint()
     line = progress(runs)
-    assert line.startswith("bmp seed 21: iteration 3/12, validation accuracy 0.") and re.search(r"about \d+ s left$", line)
+    assert line.startswith("bmp seed 21: iteration 3/12, validation accuracy 0.") and re.search(
+        r"about \d+ s left$", line
+    )
     assert progress(runs, since=time.time() + 1) is None  # written before a process started: not its progress
 
 
@@ -119,6 +147,7 @@ def test_progress_follows_the_convergence_trace_and_the_page_gets_its_time_and_d
     from gems_core import convergence
     from gems_core.data import load_distributions
     from gems_core.plan import plan, progress
+
     params = tiny_params(convergence_iterations=30)
     [trace] = plan(params, ("convergence",))
     dists, calls, real = load_distributions(params), [], convergence.query_loss
@@ -128,6 +157,7 @@ def test_progress_follows_the_convergence_trace_and_the_page_gets_its_time_and_d
         if len(calls) == 26:
             raise KeyboardInterrupt
         return real(*args)
+
     monkeypatch.setattr(convergence, "query_loss", dies_at_26)
     with pytest.raises(KeyboardInterrupt):
         trace.execute(dists, progress=False)

@@ -1,11 +1,12 @@
 """Table 2 in the supplement's shape, the comparison with the paper, and the convergence summaries."""
+
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from gems_core import convergence, report
 
 
@@ -14,9 +15,18 @@ def _results(names=("cub", "aircraft")):
     for method, base in (("maml", 0.40), ("bmp", 0.50)):
         for seed, jitter in ((21, 0.0), (42, 0.02)):
             for k, test in enumerate(names):
-                rows.append({"method": method, "train_datasets": "+".join(names), "test_dataset": test,
-                             "seed": seed, "accuracy": base + jitter + k / 10, "ci95": 0.01,
-                             "train_seconds": 7200.0, "iterations": 100})
+                rows.append(
+                    {
+                        "method": method,
+                        "train_datasets": "+".join(names),
+                        "test_dataset": test,
+                        "seed": seed,
+                        "accuracy": base + jitter + k / 10,
+                        "ci95": 0.01,
+                        "train_seconds": 7200.0,
+                        "iterations": 100,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -48,8 +58,9 @@ def test_reference_is_the_supplements_table2():
     if not SUPPLEMENT.is_file():
         pytest.skip(f"the supplement's text is not at {SUPPLEMENT} (only in the developers' workspace and CI)")
     ref = report.reference_table()
-    assert sorted(map(tuple, ref[["train_sources", "test_source", "method", "accuracy", "time"]].values)) == \
-        sorted(_supplement_table2())
+    assert sorted(map(tuple, ref[["train_sources", "test_source", "method", "accuracy", "time"]].values)) == sorted(
+        _supplement_table2()
+    )
     assert len(ref) == 3 * 2 * 4
 
 
@@ -68,14 +79,23 @@ def test_beside_paper_gives_differences_for_paper_data():
 
 
 def test_other_data_is_said_plainly_and_not_compared():
-    params = {"distributions": [{"name": "g", "source": "synthetic_glyphs"}, {"name": "s", "source": "synthetic_shapes"}]}
+    params = {
+        "distributions": [{"name": "g", "source": "synthetic_glyphs"}, {"name": "s", "source": "synthetic_shapes"}]
+    }
     assert report.beside_paper(_results(("g", "s")), params).empty
     assert "cannot be compared with the paper's" in report.data_note(params)
 
 
 def test_convergence_summaries():
-    trace = pd.DataFrame({"delta": [-1.0, -0.5, 0.2, -0.1], "swaps_conv1": [3, 1, 0, 0], "swaps_conv2": [0, 0, 0, 2],
-                          "swaps_conv3": [0, 0, 0, 0], "swaps_conv4": [0, 0, 0, 0]})
+    trace = pd.DataFrame(
+        {
+            "delta": [-1.0, -0.5, 0.2, -0.1],
+            "swaps_conv1": [3, 1, 0, 0],
+            "swaps_conv2": [0, 0, 0, 2],
+            "swaps_conv3": [0, 0, 0, 0],
+            "swaps_conv4": [0, 0, 0, 0],
+        }
+    )
     trace["swaps"] = trace.filter(like="swaps_").sum(1)
     holds = convergence.claim_holds(trace).set_index("iterations")
     assert holds.loc["all", "loss_decreased"] == 0.75
@@ -98,8 +118,12 @@ def test_convergence_summaries():
 def test_reference_wide_keeps_the_papers_row_and_method_order():
     wide = report.reference_wide()
     assert list(wide.columns) == ["maml", "multi_maml", "bmp", "mmsup"]
-    assert list(wide.index)[:4] == [("cub+aircraft", "cub"), ("cub+aircraft", "aircraft"),
-                                ("vgg_flowers+aircraft", "vgg_flowers"), ("vgg_flowers+aircraft", "aircraft")]
+    assert list(wide.index)[:4] == [
+        ("cub+aircraft", "cub"),
+        ("cub+aircraft", "aircraft"),
+        ("vgg_flowers+aircraft", "vgg_flowers"),
+        ("vgg_flowers+aircraft", "aircraft"),
+    ]
     assert wide.loc[("vgg_flowers+aircraft", "vgg_flowers"), "bmp"] == 0.738
 
 
@@ -107,32 +131,66 @@ def test_figures_of_fractions_use_their_whole_range():
     """Overlap, adaptation frequency and accuracy run from 0 to 1; a colour scale or axis fitted to the data
     would show 0.988 and 0.998 as opposites."""
     import pandas as pd
+
     from gems_core import plots
+
     overlap = {"conv1": {"a|a": 0.988, "a|b": 0.998, "b|b": 0.99}}
     fig = plots.overlap_heatmaps(overlap)
     assert fig.axes[0].collections[0].get_clim() == (0, 1)
     records = {"a": {"layer_adapt_frequency": [0.9, 0.95, 1, 1, 0.92]}}
     assert plots.layer_adaptation_heatmap(records).axes[0].collections[0].get_clim() == (0, 1)
-    curve = pd.DataFrame({"iteration": [1, 2], **{f"adapt_{l}_a": [0.97, 0.99] for l in ("conv1", "head")}})
+    curve = pd.DataFrame({"iteration": [1, 2], **{f"adapt_{layer}_a": [0.97, 0.99] for layer in ("conv1", "head")}})
     assert plots.adaptation_over_training(curve, ["a"]).axes[0].get_ylim() == (-0.05, 1.05)
     summary = pd.DataFrame({"method": ["maml"], "test_dataset": ["a"], "accuracy": [0.61], "ci95": [0.02]})
     assert plots.accuracy_bars(summary, 5).axes[0].get_ylim() == (0, 1)
-    grid = pd.DataFrame({"method": ["bmp"] * 2, "test_dataset": ["a"] * 2, "value": [0.1, 0.5], "accuracy": [0.6, None],
-                         "std_over_seeds": [None, None], "ci95": [0.02, None], "seeds": [1, 1], "diverged": [0, 1]})
+    grid = pd.DataFrame(
+        {
+            "method": ["bmp"] * 2,
+            "test_dataset": ["a"] * 2,
+            "value": [0.1, 0.5],
+            "accuracy": [0.6, None],
+            "std_over_seeds": [None, None],
+            "ci95": [0.02, None],
+            "seeds": [1, 1],
+            "diverged": [0, 1],
+        }
+    )
     ax = plots.ablation_curves(grid, "fast_lr").axes[0]
     assert ax.get_ylim() == (0, 1) and any("1 of 1 diverged" in t.get_text() for t in ax.texts)
 
 
 def test_tables_show_a_missing_spread_as_a_dash():
     import pandas as pd
+
     from gems_core import results
-    table = pd.DataFrame([{"method": "maml", "train_datasets": "a+b", "test_dataset": "a", "seed": 21,
-                           "status": "complete", "accuracy": 0.61, "ci95": 0.02, "train_seconds": 5.0}])
+
+    table = pd.DataFrame(
+        [
+            {
+                "method": "maml",
+                "train_datasets": "a+b",
+                "test_dataset": "a",
+                "seed": 21,
+                "status": "complete",
+                "accuracy": 0.61,
+                "ci95": 0.02,
+                "train_seconds": 5.0,
+            }
+        ]
+    )
     html = results.shown(results.summary(table)).to_html()
     assert "nan" not in html.lower() and "<td" in html and ">-<" in html and "0.610" in html
 
 
 def test_page_says_training_times_in_seconds_minutes_or_hours():
     from gems_core.results import duration
-    assert [duration(t) for t in (0.4, 59, 60, 750, 3599, 3600, 11_520)] == \
-        ["0 s", "59 s", "1.0 min", "12.5 min", "60.0 min", "1.0 h", "3.2 h"]
+
+    assert [duration(t) for t in (0.4, 59, 60, 750, 3599, 3600, 11_520)] == [
+        "0 s",
+        "59 s",
+        "1.0 min",
+        "12.5 min",
+        "60.0 min",
+        "1.0 h",
+        "3.2 h",
+    ]

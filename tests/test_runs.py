@@ -1,12 +1,12 @@
 """The run store: run identity from the schema, unchanged for every parameters file the kit ships, and the
 one place other modules find runs."""
+
 import hashlib
 import re
-from pathlib import Path
 
 import pytest
-
 from conftest import PROJECT_ROOT
+
 from gems_core.params import METHODS, SCHEMA, load_params
 from gems_core.plan import plan
 from gems_core.runs import run_id
@@ -18,7 +18,11 @@ SHIPPED = {
     "parameters/smoke.yaml": (["e3da0bbd", "e3da0bbd", "1bb040d9", "89986f13"], 9, "624d2aa2d20e"),
     "parameters/paper/ablations.yaml": (["e6bcc5a1", "e6bcc5a1", "2a369499", "b4c43aad"], 103, "d80c7a68ec25"),
     "parameters/paper/table2_cub_aircraft.yaml": (["e6bcc5a1", "e6bcc5a1", "2a369499", "b4c43aad"], 16, "d6533e6b351a"),
-    "parameters/paper/table2_fungi_aircraft.yaml": (["9ce762af", "9ce762af", "c3c02a69", "94e33355"], 16, "a89095f24150"),
+    "parameters/paper/table2_fungi_aircraft.yaml": (
+        ["9ce762af", "9ce762af", "c3c02a69", "94e33355"],
+        16,
+        "a89095f24150",
+    ),
     "parameters/paper/table2_vgg_aircraft.yaml": (["554abcf9", "554abcf9", "41b35367", "06308dfb"], 16, "0945aec6385b"),
 }
 
@@ -28,8 +32,9 @@ def test_shipped_parameter_files_keep_their_run_ids(path, monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)
     params = load_params(path)
     hashes, count, digest = SHIPPED[path]
-    assert [run_id(params, m, 21) for m in ("maml", "multi_maml", "bmp", "mmsup")] == \
-        [f"{m}-seed21-{h}" for m, h in zip(("maml", "multi_maml", "bmp", "mmsup"), hashes)]
+    assert [run_id(params, m, 21) for m in ("maml", "multi_maml", "bmp", "mmsup")] == [
+        f"{m}-seed21-{h}" for m, h in zip(("maml", "multi_maml", "bmp", "mmsup"), hashes)
+    ]
     names = sorted(run.folder.name for run in plan(params))
     assert (len(names), hashlib.sha1(" ".join(names).encode()).hexdigest()[:12]) == (count, digest)
 

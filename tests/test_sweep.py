@@ -1,4 +1,5 @@
 """The plan of a profile and the sweep over it: executors, locks, kills, Slurm (faked) and submitit."""
+
 import json
 import os
 import signal
@@ -10,8 +11,8 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-
 from conftest import PROJECT_ROOT, smoke_file
+
 from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.params import load_params
@@ -22,11 +23,20 @@ from gems_core.training import Run, resolve_device, run_method
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the local workers' share of this CPU
 
+pytestmark = pytest.mark.slow
+
 
 def _sweep(params_file, *args, env=None, **popen):
     cmd = [sys.executable, "-m", "gems_core.sweep", str(params_file), "--no-render", *args]
-    return subprocess.Popen(cmd, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.Popen(
+        cmd,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **popen,
+    )
 
 
 def _outcomes(params_file):
@@ -47,8 +57,11 @@ def test_the_plan_of_the_smoke_and_paper_profiles():
     assert Counter(r.kind for r in table2) == {"main": 12, "bmp_embedding": 3, "convergence": 1}
     ablations = plan(load_params(PROJECT_ROOT / "parameters" / "paper" / "ablations.yaml"))
     grid = [r for r in ablations if r.kind == "ablation"]
-    assert len(grid) == 93 and Counter(r.point[0] for r in grid) == {"adaptation_steps": 30, "fast_lr": 36,
-                                                                       "sparsity": 27}
+    assert len(grid) == 93 and Counter(r.point[0] for r in grid) == {
+        "adaptation_steps": 30,
+        "fast_lr": 36,
+        "sparsity": 27,
+    }
     # the grid's default-setting points (5 steps, fast lr 0.01) are the main runs, and Table 2's too
     main = {r.folder for r in ablations if r.kind == "main"}
     assert len({r.folder for r in grid} & main) == 6 and len({r.folder for r in ablations}) == 91
@@ -73,9 +86,13 @@ def test_states_read_from_the_run_folders(tiny_params, tmp_path):
     diverged.mkdir(parents=True)
     (diverged / "results.json").write_text(json.dumps({"status": "diverged", "iterations": 4}))
     table = {s["run"]: (s["state"], s["iteration"]) for s in states(list(runs.values()))}
-    assert table == {"maml seed 21": ("complete", 6), "bmp seed 21": ("partial", 0),
-                     "mmsup seed 21": ("failed", 0), "multi_maml seed 21": ("diverged", 4),
-                     "convergence trace seed 21": ("missing", 0)}
+    assert table == {
+        "maml seed 21": ("complete", 6),
+        "bmp seed 21": ("partial", 0),
+        "mmsup seed 21": ("failed", 0),
+        "multi_maml seed 21": ("diverged", 4),
+        "convergence trace seed 21": ("missing", 0),
+    }
 
 
 def test_local_workers_end_with_the_same_results_as_inline(tmp_path):
@@ -161,12 +178,32 @@ def fake_slurm(tmp_path, monkeypatch):
 
 def test_slurm_submits_one_array_with_its_resources_and_a_timed_out_job_requeues_and_resumes(tmp_path, fake_slurm):
     params_file = smoke_file(tmp_path, "cluster", iterations=300, checkpoint_every=10, validation_every=150)
-    args = [str(params_file), "--executor", "slurm", "--partition", "gpu", "--time-limit", "90",
-            "--gpus-per-task", "1", "--array-parallelism", "2", "--sbatch", "qos=high", "--no-render"]
+    args = [
+        str(params_file),
+        "--executor",
+        "slurm",
+        "--partition",
+        "gpu",
+        "--time-limit",
+        "90",
+        "--gpus-per-task",
+        "1",
+        "--array-parallelism",
+        "2",
+        "--sbatch",
+        "qos=high",
+        "--no-render",
+    ]
     assert sweep_main(args) == 0
     script = (fake_slurm / "submitted-0.sh").read_text()
-    for line in ("#SBATCH --array=0-8%2", "#SBATCH --partition=gpu", "#SBATCH --time=90", "#SBATCH --gpus-per-task=1",
-                 "#SBATCH --qos=high", "#SBATCH --job-name=gems-smoke"):
+    for line in (
+        "#SBATCH --array=0-8%2",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=90",
+        "#SBATCH --gpus-per-task=1",
+        "#SBATCH --qos=high",
+        "#SBATCH --job-name=gems-smoke",
+    ):
         assert line in script, line
     sweep_folder = tmp_path / "cluster" / "smoke" / "sweep"
     jobs = json.loads((sweep_folder / "slurm_jobs.json").read_text())
@@ -175,12 +212,21 @@ def test_slurm_submits_one_array_with_its_resources_and_a_timed_out_job_requeues
 
     # the cluster starts task 0, then sends the time-limit signal once the run has a checkpoint
     first = plan(load_params(params_file))[0]
-    env = {**os.environ, "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4300", "SLURM_ARRAY_JOB_ID": "4242",
-           "SLURM_ARRAY_TASK_ID": "0", "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-           "SLURM_NODEID": "0", "SLURM_JOB_NUM_NODES": "1", "SLURM_JOB_NODELIST": "node1"}
+    env = {
+        **os.environ,
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4300",
+        "SLURM_ARRAY_JOB_ID": "4242",
+        "SLURM_ARRAY_TASK_ID": "0",
+        "SLURM_NTASKS": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_NUM_NODES": "1",
+        "SLURM_JOB_NODELIST": "node1",
+    }
     job = [sys.executable, "-u", "-m", "submitit.core._submit", str(sweep_folder / "slurm")]
-    proc = subprocess.Popen(job, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(job, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while not (first.folder / checkpoints.NEWEST).exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -198,21 +244,30 @@ def test_slurm_submits_one_array_with_its_resources_and_a_timed_out_job_requeues
 
 def test_submitits_debug_executor_runs_the_sweep_end_to_end(tmp_path):
     params_file = smoke_file(tmp_path, "debug")
-    assert sweep_main([str(params_file), "--executor", "slurm", "--submitit-cluster", "debug", "--wait",
-                       "--no-render"]) == 0
+    assert (
+        sweep_main([str(params_file), "--executor", "slurm", "--submitit-cluster", "debug", "--wait", "--no-render"])
+        == 0
+    )
     assert all(r.state()[0] == "complete" for r in plan(load_params(params_file)))
 
 
 def test_a_failing_run_is_named_with_its_log_and_the_sweep_exits_1(tmp_path):
     from test_faults import _damage_images, _image_folder
+
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")  # each worker's data load stops on them
-    params_file = smoke_file(tmp_path, "broken", distributions=[{"name": "f", "source": "folder",
-                                                               "path": str(tmp_path / "imgs")}],
-                           split_fractions=[0.34, 0.33, 0.33], ways=2, queries=1, methods=["maml"])
+    params_file = smoke_file(
+        tmp_path,
+        "broken",
+        distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
+        split_fractions=[0.34, 0.33, 0.33],
+        ways=2,
+        queries=1,
+        methods=["maml"],
+    )
     proc = _sweep(params_file, "--executor", "local", "--workers", "1", "--kinds", "main")
     out = proc.communicate(timeout=600)[0]
-    run, = plan(load_params(params_file), ("main",))
+    (run,) = plan(load_params(params_file), ("main",))
     log = tmp_path / "broken" / "smoke" / "sweep" / "logs" / f"{run.name}.log"
     assert proc.returncode == 1 and f"error: runs failed:\n  maml seed 21: log {log}" in out
     assert str(bad[0]) in log.read_text() and run.state()[0] == "failed"

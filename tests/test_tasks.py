@@ -1,10 +1,11 @@
 """Task sampling: shapes, labels, one distribution per task, distinct classes and images, seeding,
 resumable state, fixed tasks, and the same tasks on every device."""
+
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICES
+
 from gems_core.data import ClassImages, FixedTasks, SplitImages, TaskSampler
 
 

@@ -1,17 +1,18 @@
 """Run folders, Multi-MAML, resuming after a real kill, and the results table."""
+
 import json
 import os
-from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-
 from conftest import DEVICES, PROJECT_ROOT, smoke_file
+
 from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.data.splits import apply_split
@@ -25,8 +26,13 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     results = run_method(params, "maml", 21, progress=False)
     folder = run_folder(params, "maml", 21)
     assert folder.parent == Path(params["output_root"]) / "runs"  # shared by every profile
-    assert {p.name for p in folder.iterdir()} == {"params.json", "metrics.csv", "checkpoint.pt", "checkpoint.prev.pt",
-                                                  "results.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        "params.json",
+        "metrics.csv",
+        "checkpoint.pt",
+        "checkpoint.prev.pt",
+        "results.json",
+    }
     assert json.loads((folder / "params.json").read_text())["method"] == "maml"
     curve = pd.read_csv(folder / "metrics.csv")
     assert curve["iteration"].tolist() == [3, 6]
@@ -35,7 +41,7 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     assert results["test"]["glyphs"]["tasks"] == 6 and 0 <= results["test"]["glyphs"]["accuracy"] <= 1
     run_method(tiny_params(fast_lr=0.2), "maml", 21, progress=False)  # an ablation-like run: not gathered
     table = gather(folder.parents[1] / params["profile"], params)
-    assert list(table.columns[:len(COLUMNS)]) == COLUMNS and len(table) == 2
+    assert list(table.columns[: len(COLUMNS)]) == COLUMNS and len(table) == 2
     assert (folder.parents[1] / params["profile"] / "results.csv").exists()
 
 
@@ -69,7 +75,9 @@ def test_multi_maml_member_is_a_maml_trained_on_its_own_distribution(tiny_params
     for a, b in zip(multi.members[0].learner.parameters(), alone.members[0].learner.parameters()):
         assert torch.equal(a, b)
     assert multi.learner_for(1) is multi.members[1].learner
-    assert not torch.equal(multi.members[1].learner.backbone["conv1__weight"], alone.members[0].learner.backbone["conv1__weight"])
+    assert not torch.equal(
+        multi.members[1].learner.backbone["conv1__weight"], alone.members[0].learner.backbone["conv1__weight"]
+    )
 
 
 def run_folders(runs):
@@ -78,17 +86,28 @@ def run_folders(runs):
 
 
 def _train_cli(params_file, method="maml", **popen):
-    cmd = [sys.executable, "-m", "gems_core.training", str(params_file), "--method", method, "--seed", "21",
-           "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gems_core.training",
+        str(params_file),
+        "--method",
+        method,
+        "--seed",
+        "21",
+        "--no-progress",
+    ]
     return subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("method", ["maml", "multi_maml", "bmp", "mmsup"])
 def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, device):
-    # on a GPU, bit-for-bit repetition needs deterministic algorithms (README: GPU numerics)
-    overrides = dict(iterations=40, validation_every=4, checkpoint_every=4, device=device,
-                     deterministic=device == "cuda")
+    # on a GPU, bit-for-bit repetition needs deterministic algorithms (docs/performance.md: GPU numerics)
+    overrides = dict(
+        iterations=40, validation_every=4, checkpoint_every=4, device=device, deterministic=device == "cuda"
+    )
     killed_file, whole_file = smoke_file(tmp_path, "killed", **overrides), smoke_file(tmp_path, "whole", **overrides)
     assert _train_cli(whole_file, method).wait(timeout=600) == 0
 
@@ -100,13 +119,13 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
     time.sleep(0.3)  # let it get a little further than the first checkpoint
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    folder, = run_folders(runs)
+    (folder,) = run_folders(runs)
     assert not (folder / "results.json").exists(), "the run finished before it could be killed"
     interrupted_at = checkpoints.load(folder)["state"]["iteration"]
     assert 0 < interrupted_at < 40
     assert _train_cli(killed_file, method).wait(timeout=600) == 0
 
-    whole, = run_folders(tmp_path / "whole" / "runs")
+    (whole,) = run_folders(tmp_path / "whole" / "runs")
     a, b = (checkpoints.load(f)["members"] for f in (folder, whole))
     assert len(a) == len(b) == (2 if method == "multi_maml" else 1)
     for ma, mb in zip(a, b):
@@ -120,6 +139,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
 
 def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
     from gems_core import explore
+
     params = tiny_params()
     dists = load_distributions(params)
     for method, choice in (("bmp", "layer_masks"), ("mmsup", "kept_fraction")):
@@ -159,6 +179,7 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     from gems_core.params import ParameterError
+
     with pytest.raises(ParameterError, match="'device' is 'cuda' but torch sees no CUDA device"):
         resolve_device("cuda")
 
@@ -167,13 +188,20 @@ def test_a_second_profile_reuses_a_run_and_bookkeeping_does_not_rekey_it(tiny_pa
     first = tiny_params(profile="table2")
     result = run_method(first, "bmp", 21, progress=False)
     stamp = (run_folder(first, "bmp", 21) / "results.json").stat().st_mtime_ns
-    second = tiny_params(profile="ablations", validation_every=2, checkpoint_every=1, validation_tasks=2,
-                         methods=["bmp"], ablation_fast_lr=[0.5], max_dropped_classes=0.5)
+    second = tiny_params(
+        profile="ablations",
+        validation_every=2,
+        checkpoint_every=1,
+        validation_tasks=2,
+        methods=["bmp"],
+        ablation_fast_lr=[0.5],
+        max_dropped_classes=0.5,
+    )
     assert run_folder(second, "bmp", 21) == run_folder(first, "bmp", 21)
     assert run_method(second, "bmp", 21, progress=False) == result
     assert (run_folder(first, "bmp", 21) / "results.json").stat().st_mtime_ns == stamp  # read back, not retrained
     assert run_folder(tiny_params(test_tasks=5), "bmp", 21) != run_folder(first, "bmp", 21)  # changes its results
-    assert run_folder(tiny_params(tf32=True), "bmp", 21) != run_folder(first, "bmp", 21)      # changes its weights
+    assert run_folder(tiny_params(tf32=True), "bmp", 21) != run_folder(first, "bmp", 21)  # changes its weights
 
 
 def test_train_seconds_count_meta_iterations_not_validation(tiny_params, tmp_path, monkeypatch):
@@ -184,6 +212,7 @@ def test_train_seconds_count_meta_iterations_not_validation(tiny_params, tmp_pat
     def slow_evaluate(self, split, distribution):
         time.sleep(0.5)
         return real_evaluate(self, split, distribution)
+
     monkeypatch.setattr(Run, "evaluate", slow_evaluate)
     start = time.perf_counter()
     run.train(progress=False)
@@ -196,8 +225,10 @@ def test_train_seconds_count_meta_iterations_not_validation(tiny_params, tmp_pat
 def test_every_method_and_seed_sees_the_same_test_tasks_from_test_classes_only(tiny_params, tmp_path):
     params = tiny_params()
     dists = load_distributions(params)
-    runs = [Run(params, m, s, dists, tmp_path / f"{m}{s}", resolve_device("cpu"))
-            for m, s in (("maml", 21), ("bmp", 42), ("multi_maml", 56))]
+    runs = [
+        Run(params, m, s, dists, tmp_path / f"{m}{s}", resolve_device("cpu"))
+        for m, s in (("maml", 21), ("bmp", 42), ("multi_maml", 56))
+    ]
     for i, dist in enumerate(dists):
         tasks = [r.fixed_tasks("test")[i] for r in runs]
         assert all(torch.equal(t.idx, tasks[0].idx) for t in tasks)
@@ -219,7 +250,13 @@ def test_bmp_logs_how_often_each_distributions_tasks_adapted_each_layer(tiny_par
     run.train(progress=False)
     row = run.state.rows[-1]
     for dist in ("glyphs", "shapes"):
-        assert [row[f"adapt_{layer}_{dist}"] for layer in ("conv1", "conv2", "conv3", "conv4", "head")] == [1, 0, 1, 1, 0]
+        assert [row[f"adapt_{layer}_{dist}"] for layer in ("conv1", "conv2", "conv3", "conv4", "head")] == [
+            1,
+            0,
+            1,
+            1,
+            0,
+        ]
 
 
 def test_training_log_reads_the_interval_sums_before_resetting_them(tiny_params, tmp_path):

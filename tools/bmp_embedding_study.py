@@ -11,6 +11,7 @@ distributions: the MLP's first-step outputs (``BMP.first_step_logits``), and
 - ``masks differ``: the share of such pairs whose first-step masks differ in at least one layer;
 - ``adapting``: per layer, the share of tasks whose first step adapts it, per distribution.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def study(params: dict, tasks: int, seed: int) -> list[dict]:
     dists = load_distributions(params)[:2]
     check_against_data(params, dists)
     split = SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), params["shots"] + params["queries"])
-    batches = [TaskSampler(split, [i], params["ways"], params["shots"], params["queries"], seed=seed + i).sample(tasks)
-               for i in range(2)]
+    batches = [
+        TaskSampler(split, [i], params["ways"], params["shots"], params["queries"], seed=seed + i).sample(tasks)
+        for i in range(2)
+    ]
     calibration = TaskSampler(split, [0, 1], params["ways"], params["shots"], params["queries"], seed=seed + 7)
     rows = []
     for form in EMBEDDINGS:
@@ -45,8 +48,9 @@ def study(params: dict, tasks: int, seed: int) -> list[dict]:
         differ = ((a[:, None] > 0) != (b[None] > 0)).any(-1).float().mean()
         row = {"embedding": form, "spread": spread(a, b), "masks differ": float(differ)}
         for name, logits in zip((d.name for d in dists), (a, b)):
-            row[f"adapting ({name})"] = " ".join(f"{layer} {float(v):.2f}" for layer, v in
-                                                 zip(LAYER_LABELS, (logits > 0).float().mean(0)))
+            row[f"adapting ({name})"] = " ".join(
+                f"{layer} {float(v):.2f}" for layer, v in zip(LAYER_LABELS, (logits > 0).float().mean(0))
+            )
         rows.append(row)
     return rows
 

@@ -5,6 +5,7 @@ index i % 2 == 0 train, i % 4 == 1 validation, i % 4 == 3 test). VGG Flowers, FG
 FGVC Fungi follow learn2learn's Meta-Dataset splits. Run once; the JSON files are the source of truth
 and tests/test_paper_datasets.py checks them against this rule and learn2learn.
 """
+
 import json
 from pathlib import Path
 
@@ -22,8 +23,11 @@ def main():
     splits = {
         "cub": closer_look_split(sum(cu_birds200.SPLITS.values(), [])),
         "vgg_flowers": {k: [str(c) for c in vgg_flowers.SPLITS[k]] for k in ("train", "validation", "test")},
-        "aircraft": {"train": fgvc_aircraft.SPLITS["train"], "validation": fgvc_aircraft.SPLITS["valid"],
-                     "test": fgvc_aircraft.SPLITS["test"]},
+        "aircraft": {
+            "train": fgvc_aircraft.SPLITS["train"],
+            "validation": fgvc_aircraft.SPLITS["valid"],
+            "test": fgvc_aircraft.SPLITS["test"],
+        },
         "fungi": {k: fgvc_fungi.SPLITS[k] for k in ("train", "validation", "test")},
     }
     OUT.mkdir(parents=True, exist_ok=True)

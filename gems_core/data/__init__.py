@@ -1,12 +1,23 @@
 """The data layer: distributions (synthetic, local folders, the paper's datasets), class splits,
 uint8 caches and the task samplers that draw N-way K-shot tasks from them."""
+
 from .images import ClassImages
 from .sources import Distribution, load_distribution, load_distributions
 from .splits import SPLITS
 from .tasks import FixedTasks, SplitImages, TaskBatch, TaskSampler
 
-__all__ = ["ClassImages", "Distribution", "FixedTasks", "SPLITS", "SplitImages", "TaskBatch", "TaskSampler",
-           "check_against_data", "load_distribution", "load_distributions"]
+__all__ = [
+    "ClassImages",
+    "Distribution",
+    "FixedTasks",
+    "SPLITS",
+    "SplitImages",
+    "TaskBatch",
+    "TaskSampler",
+    "check_against_data",
+    "load_distribution",
+    "load_distributions",
+]
 
 
 def check_against_data(params: dict, distributions: list[Distribution]) -> None:
@@ -26,10 +37,12 @@ def check_against_data(params: dict, distributions: list[Distribution]) -> None:
                     f"{': ' + ', '.join(missing[:5]) + ('...' if len(missing) > 5 else '') if missing else ''}; "
                     f"{len(too_few)} with fewer than shots + queries = {need} images), more than "
                     f"max_dropped_classes = {params['max_dropped_classes']}; check the data under data_root, "
-                    "or use fewer shots/queries, or raise max_dropped_classes")
+                    "or use fewer shots/queries, or raise max_dropped_classes"
+                )
             usable = named - dropped
             if usable < params["ways"]:
                 raise ParameterError(
                     f"parameter 'ways' = {params['ways']} is larger than the {usable} classes of "
                     f"{dist.name}/{split} that have shots + queries = {need} images; valid: ways <= {usable}, "
-                    f"or fewer shots/queries, or other split_fractions")
+                    f"or fewer shots/queries, or other split_fractions"
+                )

@@ -4,6 +4,7 @@
 * ``omniglot``: ``<alphabet>/<character>/<image>.png``, a class being alphabet/character; ``path``
   may be an extracted folder, one of Omniglot's zip files, or a folder of such zips.
 """
+
 from __future__ import annotations
 
 import io as _io
@@ -35,8 +36,11 @@ def load_folder(path: str | Path, size: int, skip_unreadable: bool = False) -> C
 def _zip_blobs(archive: Path) -> dict[str, bytes]:
     """{'alphabet/character/file.png': encoded bytes} for every image of an Omniglot zip."""
     with zipfile.ZipFile(archive) as zf:
-        return {"/".join(Path(n).parts[-3:]): zf.read(n)
-                for n in sorted(zf.namelist()) if _is_image(n) and len(Path(n).parts) >= 3}
+        return {
+            "/".join(Path(n).parts[-3:]): zf.read(n)
+            for n in sorted(zf.namelist())
+            if _is_image(n) and len(Path(n).parts) >= 3
+        }
 
 
 def load_omniglot(path: str | Path, size: int, skip_unreadable: bool = False) -> ClassImages:
@@ -49,12 +53,16 @@ def load_omniglot(path: str | Path, size: int, skip_unreadable: bool = False) ->
         blobs = {}
         for archive in archives:
             blobs = {**_zip_blobs(archive), **blobs}
-        items = [((lambda b=b: Image.open(_io.BytesIO(b))), name.rsplit("/", 1)[0], f"{root}: {name}")
-                 for name, b in blobs.items()]
+        items = [
+            ((lambda b=b: Image.open(_io.BytesIO(b))), name.rsplit("/", 1)[0], f"{root}: {name}")
+            for name, b in blobs.items()
+        ]
     else:
         files = sorted(p for p in root.glob("**/*") if p.is_file() and _is_image(p.name))
         items = [((lambda p=p: Image.open(p)), f"{p.parent.parent.name}/{p.parent.name}", str(p)) for p in files]
     if not items:
-        raise DataFileError(f"'{root}' holds no Omniglot images; expected <alphabet>/<character>/<image>.png, "
-                            "a zip of that layout, or a folder of such zips")
+        raise DataFileError(
+            f"'{root}' holds no Omniglot images; expected <alphabet>/<character>/<image>.png, "
+            "a zip of that layout, or a folder of such zips"
+        )
     return from_items(items, size, total=len(items), desc=root.name, skip_unreadable=skip_unreadable)

@@ -1,10 +1,11 @@
 """A labelled image collection held as uint8 arrays, its decoding, and its on-disk cache."""
+
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -35,11 +36,17 @@ class ClassImages:
 
     def save(self, path: Path, built_from: str) -> None:
         """Cache the images, recording what they were built from (compared when read back)."""
-        io.save_npz(path, images=self.images, labels=self.labels, class_names=np.array(self.class_names),
-                    built_from=np.array(built_from), skipped=np.array(self.skipped))
+        io.save_npz(
+            path,
+            images=self.images,
+            labels=self.labels,
+            class_names=np.array(self.class_names),
+            built_from=np.array(built_from),
+            skipped=np.array(self.skipped),
+        )
 
     @classmethod
-    def load(cls, path: Path, built_from: str) -> "ClassImages":
+    def load(cls, path: Path, built_from: str) -> ClassImages:
         """Read a cache; ValueError if it was built from something else than ``built_from``."""
         with np.load(path) as f:
             recorded = str(f["built_from"]) if "built_from" in f.files else "(not recorded)"
@@ -90,8 +97,13 @@ def decode(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def from_items(items: Iterable[tuple[Callable[[], Image.Image], str, str]], size: int, total: int | None = None,
-               desc: str = "decoding", skip_unreadable: bool = False) -> ClassImages:
+def from_items(
+    items: Iterable[tuple[Callable[[], Image.Image], str, str]],
+    size: int,
+    total: int | None = None,
+    desc: str = "decoding",
+    skip_unreadable: bool = False,
+) -> ClassImages:
     """Decode (open_image, class_name, key) triples into a ClassImages, ordered by class name, then key
     (a path): the order, and so the fixed test tasks, does not depend on how a file system lists files.
 
@@ -107,14 +119,17 @@ def from_items(items: Iterable[tuple[Callable[[], Image.Image], str, str]], size
         except Exception as exc:  # noqa: BLE001 - PIL raises many kinds; each is named below
             failures.append(f"{key}: {type(exc).__name__}: {exc}")
     if failures and not skip_unreadable:
-        raise DataFileError(f"{len(failures)} of {len(items)} images of {desc} cannot be read; fix or remove them, "
-                            "or set skip_unreadable_images: true to leave them out:\n  " + "\n  ".join(failures))
+        raise DataFileError(
+            f"{len(failures)} of {len(items)} images of {desc} cannot be read; fix or remove them, "
+            "or set skip_unreadable_images: true to leave them out:\n  " + "\n  ".join(failures)
+        )
     if not arrays:
         raise DataFileError(f"no readable images in {desc}")
     class_names = sorted(set(names))
     index = {c: i for i, c in enumerate(class_names)}
-    return ClassImages(np.stack(arrays), np.array([index[n] for n in names], dtype=np.int64), class_names,
-                       skipped=len(failures))
+    return ClassImages(
+        np.stack(arrays), np.array([index[n] for n in names], dtype=np.int64), class_names, skipped=len(failures)
+    )
 
 
 def cached(path: Path, build: Callable[[], ClassImages], built_from: str) -> tuple[ClassImages, bool]:
@@ -124,8 +139,9 @@ def cached(path: Path, build: Callable[[], ClassImages], built_from: str) -> tup
         try:
             return ClassImages.load(path, built_from), True
         except Exception as exc:  # noqa: BLE001 - a damaged or stale cache is derived data: rebuild it
-            warnings.warn(f"image cache {path} is not usable ({type(exc).__name__}: {exc}); rebuilding it",
-                          stacklevel=2)
+            warnings.warn(
+                f"image cache {path} is not usable ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=2
+            )
     data = build()
     data.save(path, built_from)
     return data, False

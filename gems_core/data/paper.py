@@ -6,6 +6,7 @@ download fails, so the next attempt skips the download and fails somewhere else.
 download removes what it created and raises ``DatasetUnavailable`` naming the dataset, the data root
 and how to provide the files by hand.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,10 +32,10 @@ class PaperDataset:
     """Where learn2learn keeps one dataset and what a user must place there to provide it by hand."""
 
     title: str
-    module: str       # learn2learn.vision.datasets.<module>
-    cls: str          # its dataset class
-    folder: str       # the folder it creates under the data root
-    layout: str       # what must be inside that folder
+    module: str  # learn2learn.vision.datasets.<module>
+    cls: str  # its dataset class
+    folder: str  # the folder it creates under the data root
+    layout: str  # what must be inside that folder
 
     def l2l_module(self):
         """learn2learn's module for this dataset. Importing learn2learn imports gym, which prints a notice
@@ -51,16 +52,36 @@ class PaperDataset:
 
 
 PAPER_DATASETS = {
-    "cub": PaperDataset("CUB-200-2011", "cu_birds200", "CUBirds200", "cubirds200",
-                        "CUB_200_2011/images/<class>/<image>.jpg (extract CUB_200_2011.tgz here)"),
-    "vgg_flowers": PaperDataset("VGG Flowers 102", "vgg_flowers", "VGGFlower102", "vgg_flower102",
-                                "jpg/image_NNNNN.jpg (from 102flowers.tgz) and imagelabels.mat"),
-    "aircraft": PaperDataset("FGVC Aircraft", "fgvc_aircraft", "FGVCAircraft", "fgvc_aircraft",
-                             "fgvc-aircraft-2013b/data/images/*.jpg and fgvc-aircraft-2013b/data/labels.pkl "
-                             "(a list of (image id, variant) pairs from images_variant_{train,val,test}.txt)"),
-    "fungi": PaperDataset("FGVC Fungi", "fgvc_fungi", "FGVCFungi", "fgvc_fungi",
-                          "images/<class>/<image>.JPG with train.json and val.json (fungi_train_val.tgz and "
-                          "train_val_annotations.tgz of FGVCx 2018)"),
+    "cub": PaperDataset(
+        "CUB-200-2011",
+        "cu_birds200",
+        "CUBirds200",
+        "cubirds200",
+        "CUB_200_2011/images/<class>/<image>.jpg (extract CUB_200_2011.tgz here)",
+    ),
+    "vgg_flowers": PaperDataset(
+        "VGG Flowers 102",
+        "vgg_flowers",
+        "VGGFlower102",
+        "vgg_flower102",
+        "jpg/image_NNNNN.jpg (from 102flowers.tgz) and imagelabels.mat",
+    ),
+    "aircraft": PaperDataset(
+        "FGVC Aircraft",
+        "fgvc_aircraft",
+        "FGVCAircraft",
+        "fgvc_aircraft",
+        "fgvc-aircraft-2013b/data/images/*.jpg and fgvc-aircraft-2013b/data/labels.pkl "
+        "(a list of (image id, variant) pairs from images_variant_{train,val,test}.txt)",
+    ),
+    "fungi": PaperDataset(
+        "FGVC Fungi",
+        "fgvc_fungi",
+        "FGVCFungi",
+        "fgvc_fungi",
+        "images/<class>/<image>.JPG with train.json and val.json (fungi_train_val.tgz and "
+        "train_val_annotations.tgz of FGVCx 2018)",
+    ),
 }
 
 
@@ -89,8 +110,9 @@ def open_l2l_dataset(source: str, data_root: Path, download: bool = True):
         ) from exc
 
 
-def load_paper_dataset(source: str, data_root: Path, size: int, download: bool = True,
-                       skip_unreadable: bool = False) -> ClassImages:
+def load_paper_dataset(
+    source: str, data_root: Path, size: int, download: bool = True, skip_unreadable: bool = False
+) -> ClassImages:
     """Every image of a paper dataset, decoded through learn2learn and resized to ``size``."""
     dataset = open_l2l_dataset(source, data_root, download)
     names = PAPER_DATASETS[source].class_names()

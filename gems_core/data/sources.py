@@ -4,6 +4,7 @@ Every source is decoded once and cached as uint8 arrays under ``<data_root>/cach
 name carries what it depends on (source, image size, and the synthetic sizes or a fingerprint of the
 local files), so changing any of them builds a new cache instead of reading a stale one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,6 @@ from pathlib import Path
 from . import folders, paper, synthetic
 from .images import ClassImages, cached
 from .splits import SPLITS, apply_split, seeded_split
-
 
 LOCAL_LOADERS = {"folder": folders.load_folder, "omniglot": folders.load_omniglot}
 

@@ -1,4 +1,5 @@
 """Class splits: a distribution's classes go to meta-train, meta-validation or meta-test, never two."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ def seeded_split(class_names: list[str], fractions: list[float], seed: int) -> d
     order = np.random.default_rng(seed).permutation(len(class_names))
     n_train = int(round(fractions[0] * len(order)))
     n_val = int(round(fractions[1] * len(order)))
-    cuts = {"train": order[:n_train], "validation": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    cuts = {"train": order[:n_train], "validation": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
     return {k: sorted(class_names[i] for i in v) for k, v in cuts.items()}
 
 

@@ -8,12 +8,13 @@
 Image ``j`` of class ``c`` depends only on (source, c, j), so asking for more classes or images keeps
 the earlier ones. Images are drawn at 84x84 and resized by the caller.
 """
+
 from __future__ import annotations
 
 import colorsys
 import math
 import zlib
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -39,7 +40,7 @@ def _rng(source: str, cls: int, index: int) -> np.random.Generator:
     return np.random.default_rng([zlib.crc32(source.encode()), cls, index])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _font_paths() -> tuple[str, ...]:
     ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     return tuple(sorted(str(p) for p in ttf.glob("DejaVu*.ttf") if "Display" not in p.name))
@@ -72,17 +73,34 @@ def _shape_polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> 
     corners = {"square": 4, "triangle": 3, "diamond": 4, "hexagon": 6}
     if shape == "star":
         radii = [r if k % 2 == 0 else r * 0.45 for k in range(10)]
-        return [(cx + radii[k] * math.cos(angle + k * math.pi / 5), cy + radii[k] * math.sin(angle + k * math.pi / 5))
-                for k in range(10)]
+        return [
+            (cx + radii[k] * math.cos(angle + k * math.pi / 5), cy + radii[k] * math.sin(angle + k * math.pi / 5))
+            for k in range(10)
+        ]
     if shape == "cross":
         w = r * 0.35
-        pts = [(-w, -r), (w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r), (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w)]
+        pts = [
+            (-w, -r),
+            (w, -r),
+            (w, -w),
+            (r, -w),
+            (r, w),
+            (w, w),
+            (w, r),
+            (-w, r),
+            (-w, w),
+            (-r, w),
+            (-r, -w),
+            (-w, -w),
+        ]
     else:
         n = corners[shape]
         offset = math.pi / 4 if shape == "square" else 0.0
         squash = 0.6 if shape == "diamond" else 1.0
-        pts = [(squash * r * math.cos(offset + 2 * math.pi * k / n), r * math.sin(offset + 2 * math.pi * k / n))
-               for k in range(n)]
+        pts = [
+            (squash * r * math.cos(offset + 2 * math.pi * k / n), r * math.sin(offset + 2 * math.pi * k / n))
+            for k in range(n)
+        ]
     c, s = math.cos(angle), math.sin(angle)
     return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in pts]
 
@@ -126,7 +144,9 @@ def draw_shape(cls: int, index: int) -> Image.Image:
             draw.ellipse((cx - r * 0.55, cy - r * 0.55, cx + r * 0.55, cy + r * 0.55), fill=0)
     else:
         draw.polygon(_shape_polygon(shape, cx, cy, r, rng.uniform(-0.4, 0.4)), fill=255)
-    texture_image = _texture(texture, rgb, rng).rotate(float(rng.uniform(0, 180)), resample=Image.NEAREST, fillcolor=rgb)
+    texture_image = _texture(texture, rgb, rng).rotate(
+        float(rng.uniform(0, 180)), resample=Image.NEAREST, fillcolor=rgb
+    )
     image.paste(texture_image, mask=mask)
     return image
 
@@ -148,6 +168,9 @@ def generate(source: str, classes: int, images_per_class: int, size: int) -> Cla
     if classes > MAX_CLASSES[source]:
         raise ValueError(f"{source} has at most {MAX_CLASSES[source]} classes, asked for {classes}")
     draw, name = DRAW[source]
-    items = [((lambda c=c, j=j: draw(c, j)), f"{c:03d} {name(c)}", f"{j:05d}")
-             for c in range(classes) for j in range(images_per_class)]
+    items = [
+        ((lambda c=c, j=j: draw(c, j)), f"{c:03d} {name(c)}", f"{j:05d}")
+        for c in range(classes)
+        for j in range(images_per_class)
+    ]
     return from_items(items, size, total=len(items), desc=source)

@@ -9,6 +9,7 @@ and no synchronisation, so the sampler runs inside a captured CUDA graph.
 A task's images are ordered class by class: support labels are ``arange(ways).repeat_interleave(shots)``,
 query labels likewise with ``queries``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,8 +65,17 @@ class TaskSampler:
     """Seeded sampler of meta-batches from ``distributions`` of a split; each task picks its distribution
     with ``weights`` (uniform by default). Random numbers come from a generator on ``device``."""
 
-    def __init__(self, split: SplitImages, distributions: list[int], ways: int, shots: int, queries: int,
-                 seed: int, weights: list[float] | None = None, device: torch.device | str = "cpu"):
+    def __init__(
+        self,
+        split: SplitImages,
+        distributions: list[int],
+        ways: int,
+        shots: int,
+        queries: int,
+        seed: int,
+        weights: list[float] | None = None,
+        device: torch.device | str = "cpu",
+    ):
         self.split, self.ways, self.shots, self.queries = split, ways, shots, queries
         device = torch.device(device)
         self.gen = torch.Generator(device=device).manual_seed(seed)
@@ -74,8 +84,9 @@ class TaskSampler:
         self._cumulative = self.weights.cumsum(0).float().to(device)
         self._distributions = torch.tensor(distributions, device=device)
         own = torch.isin(split.class_owner, torch.tensor(distributions))  # draws depend on these classes only
-        self._start, self._count, self._owner = (t[own].to(device) for t in
-                                                 (split.class_start, split.class_count, split.class_owner))
+        self._start, self._count, self._owner = (
+            t[own].to(device) for t in (split.class_start, split.class_count, split.class_owner)
+        )
         self._positions = torch.arange(int(split.class_count[own].max()), device=device)
         labels = torch.arange(ways, device=device)
         self._support_y, self._query_y = labels.repeat_interleave(shots), labels.repeat_interleave(queries)
@@ -108,10 +119,15 @@ class TaskSampler:
         x = images[idx.to(images.device)].float().mul_(1.0 / 255.0)  # one IEEE multiply: the same on every device
         t, _, c, h, w = x.shape
         x = x.view(t, self.ways, self.shots + self.queries, c, h, w)
-        support = x[:, :, :self.shots].reshape(t, -1, c, h, w)
-        query = x[:, :, self.shots:].reshape(t, -1, c, h, w)
-        return TaskBatch(support, self._support_y.to(images.device).expand(t, -1), query,
-                         self._query_y.to(images.device).expand(t, -1), distribution.to(images.device))
+        support = x[:, :, : self.shots].reshape(t, -1, c, h, w)
+        query = x[:, :, self.shots :].reshape(t, -1, c, h, w)
+        return TaskBatch(
+            support,
+            self._support_y.to(images.device).expand(t, -1),
+            query,
+            self._query_y.to(images.device).expand(t, -1),
+            distribution.to(images.device),
+        )
 
     def sample(self, n_tasks: int) -> TaskBatch:
         return self.gather(*self.indices(n_tasks))
@@ -121,8 +137,9 @@ class FixedTasks:
     """A fixed, seeded set of tasks of one distribution (meta-validation or meta-test), served in batches.
     The tasks are drawn on the CPU, so every device and machine gets the same ones from the same data."""
 
-    def __init__(self, split: SplitImages, distribution: int, n_tasks: int, ways: int, shots: int, queries: int,
-                 seed: int):
+    def __init__(
+        self, split: SplitImages, distribution: int, n_tasks: int, ways: int, shots: int, queries: int, seed: int
+    ):
         self.sampler = TaskSampler(split, [distribution], ways, shots, queries, seed)
         self.distribution, self.idx = self.sampler.indices(n_tasks)
 

@@ -1,5 +1,6 @@
 """Meta-learners (MAML, BMP, MMSUP), functional and batched over tasks, and the registry of the kit's
 methods built from them (``METHODS``)."""
+
 from .bmp import BMP
 from .maml import MAML, accuracy, task_losses
 from .methods import METHODS, Method

@@ -19,6 +19,7 @@ How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), 
   the model: at initialisation the entries have mean 0 and unit spread over tasks and inner steps, the
   scale an MLP's default initialisation expects, and they stay a fixed affine map of ``log_rms``.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,7 +33,7 @@ from .maml import MAML, task_losses
 EMBEDDINGS = ("paper", "log_rms", "standardized")
 CALIBRATION_TASKS = 32  # tasks whose embeddings (over every inner step) fix the standardisation
 MIN_SCALE = 0.1  # floor of a standardised entry's spread, in log units (a 10 % change of an RMS): entries
-                 # the same for every task (the shared initial weights) are centred, not magnified
+# the same for every task (the shared initial weights) are centred, not magnified
 
 
 class BMP(MAML):
@@ -57,13 +58,16 @@ class BMP(MAML):
         n = len(self.layers)
         self.embedding = embedding
         self.inp_embedding = nn.Parameter(torch.full((2 * n,), float(inp_embedding_init)))
-        self.regularizer = nn.Sequential(nn.Linear(2 * n, 2 * n), nn.ReLU(), nn.Linear(2 * n, 2 * n), nn.ReLU(),
-                                         nn.Linear(2 * n, n))
+        self.regularizer = nn.Sequential(
+            nn.Linear(2 * n, 2 * n), nn.ReLU(), nn.Linear(2 * n, 2 * n), nn.ReLU(), nn.Linear(2 * n, n)
+        )
         self.register_buffer("embedding_shift", torch.zeros(2 * n))
         self.register_buffer("embedding_scale", torch.ones(2 * n))
         self.register_buffer("calibrated", torch.tensor(embedding != "standardized"))
         self._calibrated = bool(self.calibrated)  # the buffer's value on the host: read without a device sync
-        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_calibrated", bool(module.calibrated)))
+        self.register_load_state_dict_post_hook(
+            lambda module, _: setattr(module, "_calibrated", bool(module.calibrated))
+        )
         self._masks: list[torch.Tensor] = []
 
     @staticmethod
@@ -72,11 +76,13 @@ class BMP(MAML):
 
     def raw_embedding(self, params: Params, grads: Params) -> torch.Tensor:
         """[T, 2N]: per layer, a statistic of the current weights and one of the gradient (detached)."""
+
         def statistic(tensors, names):
             flat = torch.cat([tensors[k].detach().flatten(1) for k in names], dim=1)
             if self.embedding == "paper":
                 return flat.mean(1)
             return flat.square().mean(1).clamp_min(1e-30).log().mul(0.5)  # log RMS
+
         columns = [statistic(source, names) for names in self.layers for source in (params, grads)]
         return torch.stack(columns, dim=1)
 
@@ -97,8 +103,9 @@ class BMP(MAML):
 
     def first_step_embedding(self, batch: TaskBatch) -> torch.Tensor:
         """[T, 2N] the raw embedding of each task in the first inner step (current initialisation)."""
-        params = {k: v.detach().unsqueeze(0).expand(len(batch), *v.shape).requires_grad_()
-                  for k, v in self.initial().items()}
+        params = {
+            k: v.detach().unsqueeze(0).expand(len(batch), *v.shape).requires_grad_() for k, v in self.initial().items()
+        }
         with torch.enable_grad():
             loss = task_losses(self.forward_model(params, batch.support_x), batch.support_y).sum()
             grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
@@ -114,9 +121,11 @@ class BMP(MAML):
         """The embedding the MLP sees (before ``inp_embedding``): raw, or shifted and scaled. A
         ``standardized`` BMP that was never calibrated refuses: it would run silently on raw log-RMS."""
         if not self._calibrated:
-            raise RuntimeError("BMP's standardized embedding was never calibrated: call calibrate(batch) with "
-                               "training tasks before training or evaluating it (a training run does this before "
-                               "its first iteration and saves the statistics with the model)")
+            raise RuntimeError(
+                "BMP's standardized embedding was never calibrated: call calibrate(batch) with "
+                "training tasks before training or evaluating it (a training run does this before "
+                "its first iteration and saves the statistics with the model)"
+            )
         return (raw - self.embedding_shift) / self.embedding_scale
 
     def layer_mask(self, params: Params, grads: Params) -> torch.Tensor:
@@ -146,14 +155,20 @@ class BMP(MAML):
     def interval_row(self, sums: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
         """``adapt_<layer>_<distribution>``: how often that distribution's training tasks adapted the layer."""
         adapt = (sums["adapt"] / sums["tasks"].clamp_min(1).unsqueeze(1)).tolist()
-        return {f"adapt_{layer}_{name}": adapt[d][i] for d, name in enumerate(names)
-                for i, layer in enumerate(LAYER_LABELS) if sums["tasks"][d] > 0}
+        return {
+            f"adapt_{layer}_{name}": adapt[d][i]
+            for d, name in enumerate(names)
+            for i, layer in enumerate(LAYER_LABELS)
+            if sums["tasks"][d] > 0
+        }
 
     def summarize_records(self, records: dict[str, list[dict]]) -> dict:
         """Per test dataset: how often each layer adapted, over tasks and inner steps, and per step."""
         summary = {}
         for dataset, batches in records.items():
             masks = torch.cat([r["layer_masks"] for r in batches]).float()  # [tasks, steps, N]
-            summary[dataset] = {"layer_adapt_frequency": masks.mean((0, 1)).tolist(),
-                                "layer_adapt_frequency_by_step": masks.mean(0).tolist()}
+            summary[dataset] = {
+                "layer_adapt_frequency": masks.mean((0, 1)).tolist(),
+                "layer_adapt_frequency_by_step": masks.mean(0).tolist(),
+            }
         return summary

@@ -7,6 +7,7 @@ gradient) and updates all tasks together. Second order differentiates through th
 (``create_graph=True``); first order treats the inner gradients as constants, as learn2learn does.
 Subclasses change the inner update (BMP) or the weights the model sees (MMSUP).
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,8 +43,17 @@ class MAML(nn.Module):
         >>> maml.evaluate(test_batch)                              # per-task query accuracy
     """
 
-    def __init__(self, ways: int, image_size: int, hidden: int = 64, fast_lr: float = 0.01, steps: int = 5,
-                 first_order: bool = False, seed: int = 0, init: Params | None = None):
+    def __init__(
+        self,
+        ways: int,
+        image_size: int,
+        hidden: int = 64,
+        fast_lr: float = 0.01,
+        steps: int = 5,
+        first_order: bool = False,
+        seed: int = 0,
+        init: Params | None = None,
+    ):
         super().__init__()
         init = init if init is not None else init_conv4(ways, image_size, hidden, seed=seed)
         self.names = list(init)
@@ -53,10 +63,18 @@ class MAML(nn.Module):
         self.record: dict = {}  # what the last adaptation did, for methods that record something
 
     @classmethod
-    def from_params(cls, params: dict, seed: int) -> "MAML":
+    def from_params(cls, params: dict, seed: int) -> MAML:
         """The learner a run's resolved parameters describe."""
-        return cls(params["ways"], params["image_size"], params["hidden_size"], params["fast_lr"],
-                   params["adaptation_steps"], params["first_order"], seed=seed, **cls.options(params))
+        return cls(
+            params["ways"],
+            params["image_size"],
+            params["hidden_size"],
+            params["fast_lr"],
+            params["adaptation_steps"],
+            params["first_order"],
+            seed=seed,
+            **cls.options(params),
+        )
 
     @staticmethod
     def options(params: dict) -> dict:
@@ -74,8 +92,7 @@ class MAML(nn.Module):
         """One inner step for all tasks; BMP overrides this with its masked update."""
         return {k: params[k] - self.fast_lr * grads[k] for k in params}
 
-    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool,
-              track: bool = True) -> Params:
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool, track: bool = True) -> Params:
         """Task-adapted weights [T, ...] after ``steps`` inner steps on the support sets.
 
         ``track``: keep the graph from the adapted weights back to the meta-parameters (meta-training).

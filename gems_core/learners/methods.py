@@ -7,7 +7,7 @@ distribution's tasks alone with the full iteration budget, its own optimiser and
 its own distribution's tasks (the dataset id is an oracle GEMS does not need); its training time is the
 sum of its members'.
 
-Adding a method is a learner module and one line here (see the README's contributor notes).
+Adding a method is a learner module and one line here (see docs/contributing.md).
 
 Example:
     >>> METHODS["multi_maml"].member_groups(2)   # one MAML on distribution 0, another on distribution 1
@@ -15,6 +15,7 @@ Example:
     >>> METHODS["maml"].member_groups(2)         # one MAML on the mixture
     [[0, 1]]
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -9,6 +9,7 @@ The learned sparsity is projected back into [0, MAX_SPARSITY] after every meta-u
 (``after_update``), so the parameter is always the sparsity in use: it never drifts past a clamp,
 and it moves back from a bound as soon as its gradient points inwards.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,7 +22,7 @@ from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
 from .maml import MAML
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
-OVERLAP_TASKS = 50         # tasks per dataset used for the overlap estimate
+OVERLAP_TASKS = 50  # tasks per dataset used for the overlap estimate
 
 
 class MMSUP(MAML):
@@ -40,8 +41,9 @@ class MMSUP(MAML):
         >>> mmsup.train_record()                                       # {'sparsity_conv1': ..., ...}
     """
 
-    def __init__(self, *args, sparsity_init: float = 0.5, learn_sparsity: bool = True, temperature: float = 0.1,
-                 **kwargs):
+    def __init__(
+        self, *args, sparsity_init: float = 0.5, learn_sparsity: bool = True, temperature: float = 0.1, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.sparsity = nn.Parameter(torch.full((BLOCKS,), float(sparsity_init)), requires_grad=learn_sparsity)
         self.temperature = temperature
@@ -56,8 +58,11 @@ class MMSUP(MAML):
 
     @staticmethod
     def options(params: dict) -> dict:
-        return {"sparsity_init": params["mmsup_sparsity_init"], "learn_sparsity": params["mmsup_learn_sparsity"],
-                "temperature": params["mmsup_temperature"]}
+        return {
+            "sparsity_init": params["mmsup_sparsity_init"],
+            "learn_sparsity": params["mmsup_learn_sparsity"],
+            "temperature": params["mmsup_temperature"],
+        }
 
     def after_update(self) -> None:
         """Project the learned sparsity back into [0, MAX_SPARSITY] after an optimiser step."""
@@ -97,15 +102,21 @@ class MMSUP(MAML):
     def summarize_records(self, records: dict[str, list[dict]]) -> dict:
         """Per layer: the mean Jaccard overlap of task subnetworks within and between test datasets, and
         per dataset the share of weights whose mask changed during adaptation."""
+
         def stacked(batches, key):
             return torch.cat([r[key] for r in batches])[:OVERLAP_TASKS].float()
+
         overlap, changed = {}, {}
         for layer in CONV_LABELS:
             final = {d: stacked(batches, f"masks_{layer}") for d, batches in records.items()}
-            overlap[layer] = {f"{a}|{b}": jaccard(final[a], final[b], same=a == b)
-                              for a, b in itertools.combinations_with_replacement(final, 2)}
-            changed[layer] = {d: float((stacked(batches, f"initial_{layer}") != final[d]).float().mean())
-                              for d, batches in records.items()}
+            overlap[layer] = {
+                f"{a}|{b}": jaccard(final[a], final[b], same=a == b)
+                for a, b in itertools.combinations_with_replacement(final, 2)
+            }
+            changed[layer] = {
+                d: float((stacked(batches, f"initial_{layer}") != final[d]).float().mean())
+                for d, batches in records.items()
+            }
         return {"overlap": overlap, "changed_during_adaptation": changed, "sparsity": self.train_record()}
 
 
