@@ -8,7 +8,8 @@ import torch
 
 from .data import FixedTasks
 
-CPU_EVAL_BUDGET = 2**30  # bytes of activations an evaluation batch may use on the CPU
+CPU_EVAL_BUDGET = 2**26  # bytes of activations an evaluation batch may use on the CPU: batches that stay
+# near its caches evaluate faster there than large ones (docs/performance.md)
 GPU_EVAL_SHARE = 8  # ... and on a GPU: 1/GPU_EVAL_SHARE of its memory
 ACTIVATION_COPIES = 3  # live copies of the largest activation in a no-grad forward (conv, norm, relu)
 

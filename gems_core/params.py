@@ -159,7 +159,7 @@ SCHEMA: dict[str, Param] = {
     "eval_batch_size": Param(
         int,
         0,
-        "tasks adapted at once in validation and meta-test; 0: as many as fit in 1/8 of the GPU's memory (CPU: 1 GiB)",
+        "tasks adapted at once in validation and meta-test; 0: as many as fit in 1/8 of the GPU's memory (CPU: 64 MiB)",
         _between(0, 100_000),
         affects_run=False,
     ),
