@@ -20,9 +20,11 @@ def test_mean_ci95_on_known_inputs():
 
 def test_eval_batch_size_is_the_parameter_or_what_fits_the_cpu_budget(tiny_params):
     assert eval_batch_size(tiny_params(eval_batch_size=7), torch.device("cpu")) == 7
-    params = tiny_params(image_size=84, hidden_size=64, ways=5, queries=15)
-    per_task = 5 * 15 * 64 * 84 * 84 * 4 * 3  # the first block's output, three live copies
-    assert eval_batch_size(params, torch.device("cpu")) == 2**30 // per_task == 2
+    params = tiny_params(image_size=28, hidden_size=32, ways=5, queries=5)  # the demo's size
+    per_task = 5 * 5 * 32 * 28 * 28 * 4 * 3  # the first block's output, three live copies
+    assert eval_batch_size(params, torch.device("cpu")) == 2**26 // per_task == 8
+    paper = tiny_params(image_size=84, hidden_size=64, ways=5, queries=15)  # more than the budget: one at a time
+    assert eval_batch_size(paper, torch.device("cpu")) == 1
 
 
 def _bmp_records(a, b):

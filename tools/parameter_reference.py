@@ -1,6 +1,6 @@
 """Write docs/parameters.md from the parameter schema (tests/test_params.py checks that it is current).
 
-    python tools/parameter_reference.py
+python tools/parameter_reference.py
 """
 
 from pathlib import Path
