@@ -46,7 +46,7 @@ from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
 from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
 from gems_core.models import embedding_size  # noqa: E402
-from gems_core.params import METHODS, validate  # noqa: E402
+from gems_core.params import METHODS, TABLE2_METHODS, validate  # noqa: E402
 from gems_core.training import Run  # noqa: E402
 
 SETTINGS = {
@@ -256,7 +256,7 @@ def gpu_hours(ms: dict, eval_s: dict, params: dict) -> dict:
         evaluation = eval_s[method] / 600 * 2 * (validations * params["validation_tasks"] + params["test_tasks"])
         return (ms[method] / 1000 * ITERATIONS + evaluation) / 3600
 
-    table2 = sum(run_hours(m) for m in METHODS) * TABLE2_RUNS_PER_METHOD
+    table2 = sum(run_hours(m) for m in TABLE2_METHODS) * TABLE2_RUNS_PER_METHOD
     ablations = ABLATION_RUNS * (run_hours("bmp") + run_hours("mmsup")) / 2
     return {
         "table2": round(table2, 1),

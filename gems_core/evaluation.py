@@ -47,4 +47,4 @@ def evaluate(learner: torch.nn.Module, tasks: FixedTasks, batch_size: int) -> di
             records.append({k: v.detach().cpu() for k, v in learner.record.items()})
     acc = torch.cat(accuracies)
     mean, ci = mean_ci95(acc)
-    return {"accuracy": mean, "ci95": ci, "tasks": len(acc), "records": records}
+    return {"accuracy": mean, "ci95": ci, "tasks": len(acc), "task_accuracies": acc.tolist(), "records": records}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import METHODS
+from .params import METHODS, TABLE2_METHODS
 
 REFERENCE = Path(__file__).parent / "reference" / "table2.csv"
 
@@ -21,7 +21,7 @@ def reference_wide() -> pd.DataFrame:
     ref = reference_table()
     rows = pd.MultiIndex.from_frame(ref[["train_sources", "test_source"]].drop_duplicates())
     wide = ref.pivot_table(index=["train_sources", "test_source"], columns="method", values="accuracy")
-    return wide.reindex(index=rows, columns=METHODS)
+    return wide.reindex(index=rows, columns=TABLE2_METHODS)
 
 
 def with_sources(results: pd.DataFrame, params: dict) -> pd.DataFrame:

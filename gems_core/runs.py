@@ -12,6 +12,8 @@ A run folder holds, each written atomically:
 - ``metrics.csv``: the learning curve, a row per validation;
 - ``checkpoint.pt`` and ``checkpoint.prev.pt``: the last two checkpoints (``checkpoints``);
 - ``results.json``: once the run is complete or diverged, its outcome and test results;
+- ``test_accuracies.csv``: once complete, each fixed test task's accuracy (``test_dataset``, ``task``,
+  ``accuracy``): every method and seed meets the same tasks, so runs compare task by task;
 - ``failure.json``: written by a sweep whose worker for the run failed.
 
 Whoever trains a run holds its lock (``<output_root>/runs/.locks/<run_id>.lock``), an OS file lock
@@ -29,9 +31,11 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from . import io
 from .params import SCHEMA
 
 PARAMS, METRICS, RESULTS, FAILURE = "params.json", "metrics.csv", "results.json", "failure.json"
+TASK_ACCURACIES = "test_accuracies.csv"
 
 
 def run_id(params: dict, method: str, seed: int) -> str:
@@ -63,6 +67,17 @@ def read_results(folder: Path) -> dict | None:
     """A run's ``results.json`` (complete or diverged), or None while it has none."""
     path = Path(folder) / RESULTS
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_task_accuracies(folder: Path, table: pd.DataFrame) -> None:
+    """Keep each test task's accuracy (columns test_dataset, task, accuracy) in the run folder."""
+    io.write_text(Path(folder) / TASK_ACCURACIES, table.to_csv(index=False))
+
+
+def task_accuracies(folder: Path) -> pd.DataFrame | None:
+    """Each test task's accuracy of a complete run, or None (not complete, or from an earlier kit)."""
+    path = Path(folder) / TASK_ACCURACIES
+    return pd.read_csv(path) if path.exists() else None
 
 
 def metrics(folder: Path) -> pd.DataFrame:

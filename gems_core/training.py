@@ -375,12 +375,18 @@ class Run:
 
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
-        results, records = {}, {}
+        """Meta-test on every distribution's fixed test tasks; each task's accuracy is kept in the run
+        folder (``runs.TASK_ACCURACIES``), so methods can be compared task by task."""
+        results, records, per_task = {}, {}, []
         for i, dist in enumerate(self.distributions):
             outcome = self.evaluate("test", i)
             results[dist.name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
+            per_task += [
+                {"test_dataset": dist.name, "task": t, "accuracy": a} for t, a in enumerate(outcome["task_accuracies"])
+            ]
             if outcome["records"]:
                 records[dist.name] = outcome["records"]
+        runs.write_task_accuracies(self.folder, pd.DataFrame(per_task))
         summarize = getattr(self.members[0].learner, "summarize_records", None)
         return {"test": results, "records": summarize(records) if summarize and records else {}}
 

@@ -47,7 +47,7 @@ def _supplement_table2() -> list[tuple]:
             continue
         pair = "+".join(SUPPLEMENT_NAMES[n.strip()] for n in cells[0].split("+"))
         tests = [SUPPLEMENT_NAMES[n] for n in cells[1].split()]
-        for m, method in enumerate(report.METHODS):
+        for m, method in enumerate(report.TABLE2_METHODS):
             accuracies, time = cells[2 + 2 * m].split(), float(cells[3 + 2 * m])
             rows += [(pair, test, method, float(a), time) for test, a in zip(tests, accuracies)]
     return rows

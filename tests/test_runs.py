@@ -50,3 +50,17 @@ def test_only_the_cli_and_the_run_store_import_the_training_module_for_run_ident
     identity = re.compile(r"from \.training import [^\n]*\b(run_id|run_folder|run_lock|holding)\b")
     for module in (PROJECT_ROOT / "gems_core").rglob("*.py"):
         assert not identity.search(module.read_text()), module.name
+
+
+def test_a_complete_run_keeps_each_test_tasks_accuracy(tiny_params):
+    from gems_core import runs
+    from gems_core.training import run_method
+
+    params = tiny_params(iterations=3)
+    result = run_method(params, "bmp", 21, progress=False)
+    table = runs.task_accuracies(runs.run_folder(params, "bmp", 21))
+    for dataset, outcome in result["test"].items():
+        tasks = table[table["test_dataset"] == dataset]
+        assert tasks["task"].tolist() == list(range(params["test_tasks"]))
+        assert tasks["accuracy"].mean() == pytest.approx(outcome["accuracy"], abs=1e-12)
+    assert runs.task_accuracies(runs.run_folder(params, "maml", 21)) is None  # never trained

@@ -21,16 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .bmp import BMP
+from .fixed_layers import FixedLayers
 from .maml import MAML
 from .mmsup import MMSUP
 
 
 @dataclass(frozen=True)
 class Method:
-    """A method: its learner class, and whether a run trains one learner per distribution."""
+    """A method: its learner class, whether a run trains one learner per distribution, and whether it is a
+    control (run where a profile asks for it, not by default)."""
 
     learner: type[MAML]
     per_distribution: bool = False
+    control: bool = False
 
     def member_groups(self, n_distributions: int) -> list[list[int]]:
         """The distributions each member of a run trains on (and is tested on)."""
@@ -39,9 +42,11 @@ class Method:
         return [list(range(n_distributions))]
 
 
-METHODS: dict[str, Method] = {  # in the order of the supplement's Table 2
+METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order, then the controls
     "maml": Method(MAML),
     "multi_maml": Method(MAML, per_distribution=True),
     "bmp": Method(BMP),
     "mmsup": Method(MMSUP),
+    # controls: what a method's gain would be without its mechanism
+    "fixed_layers": Method(FixedLayers, control=True),  # BMP's control: the same layers adapted for every task
 }

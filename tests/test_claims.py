@@ -1,0 +1,56 @@
+"""Paired comparisons and the mechanism score: what they say on cases whose answer is known."""
+
+import math
+
+import numpy as np
+import pytest
+
+from gems_core import claims
+
+
+def test_a_method_against_itself_differs_by_exactly_zero():
+    tasks = list(np.random.default_rng(0).uniform(0, 1, 50))
+    for seeds in ({21: tasks}, {21: tasks, 42: tasks[::-1], 56: tasks}):
+        same = claims.paired(seeds, seeds)
+        assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+        assert same["verdict"] == claims.NO_DIFFERENCE
+
+
+def test_one_seed_is_paired_over_its_tasks_and_says_so():
+    rng = np.random.default_rng(1)
+    theirs = rng.uniform(0.3, 0.7, 200)
+    better = claims.paired({21: theirs + 0.05 + rng.normal(0, 0.02, 200)}, {21: theirs})
+    assert better["unit"] == "tasks of one seed" and better["n"] == 200 and better["verdict"] == claims.BETTER
+    assert better["low"] < 0.05 < better["high"]
+    worse = claims.paired({21: theirs}, {21: theirs + 0.05 + rng.normal(0, 0.02, 200)})
+    assert worse["verdict"] == claims.WORSE
+
+
+def test_several_seeds_are_paired_over_seeds_with_a_t_interval():
+    theirs = {s: np.full(10, 0.5) for s in (21, 42, 56)}
+    ours = {21: np.full(10, 0.6), 42: np.full(10, 0.4), 56: np.full(10, 0.53)}  # +0.1, -0.1, +0.03
+    result = claims.paired(ours, theirs)
+    d = np.array([0.1, -0.1, 0.03])
+    half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert result["unit"] == "seeds" and result["n"] == 3
+    assert result["difference"] == pytest.approx(d.mean())
+    assert (result["low"], result["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert result["verdict"] == claims.NO_DIFFERENCE  # one seed better, one worse: no claim
+
+
+def test_unpaired_inputs_are_refused():
+    with pytest.raises(ValueError, match="no seed in common"):
+        claims.paired({21: [1.0]}, {42: [1.0]})
+    with pytest.raises(ValueError, match="test tasks"):
+        claims.paired({21: [1.0, 0.0]}, {21: [1.0]})
+
+
+def test_mutual_information_is_zero_for_a_constant_mask_and_one_bit_for_a_label():
+    labels = ["glyphs"] * 30 + ["shapes"] * 30
+    assert claims.mutual_information(labels, [(1, 0, 1, 1, 1)] * 60) == 0.0
+    as_label = [(1, 0, 1, 1, 1) if d == "glyphs" else (1, 1, 1, 1, 1) for d in labels]
+    assert claims.mutual_information(labels, as_label) == pytest.approx(1.0)
+    four = [a for a in "abcd" for _ in range(5)]
+    assert claims.mutual_information(four, four) == pytest.approx(2.0)  # log2 of four distributions
+    independent = [(i % 2,) for i in range(60)]  # alternates within each distribution
+    assert claims.mutual_information(labels, independent) == pytest.approx(0.0, abs=1e-12)
