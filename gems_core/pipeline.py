@@ -116,24 +116,32 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def kernel_runtime() -> Iterator[type]:
+def kernel_runtime(log: Path) -> Iterator[type]:
     """A kernel manager class whose kernels listen on IPC sockets (not TCP: nothing listens on a port,
     and the kernel has no reason to warn about unencrypted TCP) in a private folder, so pipelines running
     at once never share a socket. When the block ends, however it ends, its kernels are stopped, then the
     folder removed; Ctrl-C inside it stops the kernels at once (they run in a session of their own, which
     a terminal's Ctrl-C does not reach), then interrupts the pipeline. Folders left by pipelines that were
-    killed (SIGKILL runs no clean-up) are removed when the next one starts."""
+    killed (SIGKILL runs no clean-up) are removed when the next one starts.
+
+    The kernels' own messages (ipykernel's log, not the cells' output, which the notebooks keep) go to
+    ``log``, not the console: jupyter_client interrupts every kernel it shuts down, and ipykernel then
+    sometimes logs "KeyboardInterrupt caught in kernel"."""
     for stale in Path(tempfile.gettempdir()).glob("gems-kernels-*-*"):
         if not _alive(int(stale.name.split("-")[2])):
             shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{os.getpid()}-"))
     started = []
+    messages = open(log, "a")  # noqa: SIM115 - open for the whole block, closed in its finally
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(transport="ipc", ip=str(folder / "kernel"), **kwargs)
             self.connection_file = str(folder / f"kernel-{len(started)}.json")
             started.append(self)
+
+        async def start_kernel(self, **kwargs):
+            await super().start_kernel(**{"stderr": messages, "stdout": messages, **kwargs})
 
     def stop_kernels() -> None:
         for manager in started:
@@ -154,6 +162,7 @@ def kernel_runtime() -> Iterator[type]:
         if main:
             signal.signal(signal.SIGINT, previous)
         stop_kernels()
+        messages.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -247,7 +256,7 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     out_dir = Path(params["output_root"]) / params["profile"]
     out_dir.mkdir(parents=True, exist_ok=True)
     live = sys.stderr.isatty()  # a terminal gets a live bar; a log (Slurm, CI, a file) one line per event
-    with profile_lock(out_dir), kernel_runtime() as kernels:
+    with profile_lock(out_dir), kernel_runtime(out_dir / "kernels.log") as kernels:
         done = []
         bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook", disable=not live)
         for nb in bar:

@@ -461,7 +461,7 @@ def test_kernel_folders_of_killed_pipelines_are_removed_by_the_next(tmp_path):
     (stale / "kernel-1").write_text("a socket's name, once")
     alive = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{os.getppid()}-"))
     try:
-        with pipeline.kernel_runtime():
+        with pipeline.kernel_runtime(tmp_path / "kernels.log"):
             assert not stale.exists() and alive.exists()
     finally:
         shutil.rmtree(alive, ignore_errors=True)

@@ -95,6 +95,7 @@ def test_the_runner_is_quiet_and_names_its_results_page(tmp_path):
     assert f"results page: {tmp_path / 'quiet' / 'smoke' / 'index.html'}" in proc.stdout + proc.stderr
     # not a terminal (a Slurm log, CI, a file): one line per event, no carriage returns of a progress bar
     assert "\r" not in proc.stdout + proc.stderr
+    assert (tmp_path / "quiet" / "smoke" / "kernels.log").exists()  # the kernels' own messages, kept aside
     assert re.search(r"^00_data_prep.ipynb: started\n00_data_prep.ipynb: \d+ s -> ", proc.stdout, re.M), proc.stdout
 
 
