@@ -8,6 +8,8 @@ two or more seeds in common (the seed is the unit a claim is about: another seed
 model), else over the tasks of the one seed, which says how sure the comparison is for that trained
 model and nothing about others; ``unit`` says which.
 
+``comparisons`` sets every method of a profile beside MAML this way, per test dataset.
+
 ``mutual_information`` measures how much a mask tells about the task's distribution, in bits: 0 when
 every task gets the same mask, log2(distributions) when the mask identifies the distribution.
 """
@@ -19,7 +21,10 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
+
+from . import runs
 
 BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no detectable difference"
 
@@ -78,3 +83,35 @@ def mutual_information(labels: Sequence[Hashable], patterns: Sequence[Hashable])
     n = len(labels)
     joint, by_label, by_pattern = Counter(zip(labels, patterns)), Counter(labels), Counter(patterns)
     return sum(c / n * math.log2(c * n / (by_label[a] * by_pattern[b])) for (a, b), c in joint.items())
+
+
+BASELINE = "maml"
+
+
+def comparisons(params: dict) -> pd.DataFrame:
+    """Each method of the profile against MAML, per test dataset, paired on the same test tasks
+    (``paired``): a row per (method, test dataset) with the difference, its interval and verdict. Runs
+    without per-task accuracies (not complete, or from an earlier kit) are left out; a method with none
+    has no row."""
+    rows = []
+    seeds = params["seeds"]
+    theirs = {s: runs.task_accuracies(runs.run_folder(params, BASELINE, s)) for s in seeds}
+    for method in params["methods"]:
+        if method == BASELINE:
+            continue
+        ours = {s: runs.task_accuracies(runs.run_folder(params, method, s)) for s in seeds}
+        common = [s for s in seeds if ours[s] is not None and theirs[s] is not None]
+        if not common:
+            continue
+        for dataset in ours[common[0]]["test_dataset"].unique():
+            result = paired(
+                {s: _tasks(ours[s], dataset) for s in common}, {s: _tasks(theirs[s], dataset) for s in common}
+            )
+            rows.append({"method": method, "against": BASELINE, "test_dataset": dataset, **result})
+    columns = ["method", "against", "test_dataset", "difference", "low", "high", "verdict", "unit", "n"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _tasks(table: pd.DataFrame, dataset: str) -> list[float]:
+    """One test dataset's task accuracies, in the tasks' order."""
+    return table.loc[table["test_dataset"] == dataset].sort_values("task")["accuracy"].tolist()

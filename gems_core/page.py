@@ -17,7 +17,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import io, plots, report, results
+from . import claims, io, plots, report, results
 from .notebook import from_project_root
 from .plan import plan, states
 
@@ -95,6 +95,20 @@ def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
     return "".join(parts) or "<p>No complete run yet.</p>"
 
 
+def _comparisons(params: dict, folder: Path) -> str:
+    """Each method against MAML on the same test tasks (``claims.comparisons``), also as comparisons.csv."""
+    table = claims.comparisons(params)
+    io.write_text(folder / "comparisons.csv", table.to_csv(index=False))
+    if table.empty:
+        return "<p>No two complete runs to compare yet.</p>"
+    note = (
+        "<p>Mean accuracy difference from MAML over the same fixed test tasks, with its 95 % interval: over "
+        "seeds where both methods have several, else over the tasks of one seed (then it speaks for that "
+        "trained model only). A verdict needs the whole interval on one side of zero.</p>"
+    )
+    return note + _table(table)
+
+
 def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
     """Write (or refresh) the profile's page in ``folder`` (``outputs/<profile>``) and return its path."""
     matplotlib.use("Agg")
@@ -119,6 +133,8 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
         + "</ul>",
         "<h2>Table 2, reproduced</h2>",
         _table(report.table2(table), index=True) if not table.empty else "<p>No complete run yet.</p>",
+        "<h2>Paired with MAML</h2>",
+        _comparisons(params, folder),
         "<h2>Beside the paper</h2>",
         _table(compared)
         if not compared.empty

@@ -54,3 +54,26 @@ def test_mutual_information_is_zero_for_a_constant_mask_and_one_bit_for_a_label(
     assert claims.mutual_information(four, four) == pytest.approx(2.0)  # log2 of four distributions
     independent = [(i % 2,) for i in range(60)]  # alternates within each distribution
     assert claims.mutual_information(labels, independent) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params):
+    from gems_core import runs
+    from gems_core.training import run_method
+
+    params = tiny_params(iterations=3, methods=["maml", "bmp", "mmsup"])
+    for method in ("maml", "bmp"):
+        run_method(params, method, 21, progress=False)
+    table = claims.comparisons(params)  # mmsup has no run yet: no row
+    assert sorted(map(tuple, table[["method", "against", "test_dataset"]].values)) == [
+        ("bmp", "maml", "glyphs"),
+        ("bmp", "maml", "shapes"),
+    ]
+    assert (table["unit"] == "tasks of one seed").all() and (table["n"] == params["test_tasks"]).all()
+    ours = runs.task_accuracies(runs.run_folder(params, "bmp", 21))
+    theirs = runs.task_accuracies(runs.run_folder(params, "maml", 21))
+    glyphs = table.set_index("test_dataset").loc["glyphs"]
+    expected = (
+        ours[ours.test_dataset == "glyphs"].accuracy.mean() - theirs[theirs.test_dataset == "glyphs"].accuracy.mean()
+    )
+    assert glyphs["difference"] == pytest.approx(expected, abs=1e-12)
+    assert glyphs["verdict"] in (claims.BETTER, claims.WORSE, claims.NO_DIFFERENCE)

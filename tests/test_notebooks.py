@@ -186,7 +186,12 @@ def test_results_page_ties_the_profile_together_and_every_link_resolves(smoke_ru
     assert any(t.startswith("figures/") for t in page.targets)
     for target in page.targets:  # relative, and there: the page opens from the file system
         assert not target.startswith(("/", "http")) and (out / target).is_file(), target
-    assert "<script" not in page_text and "Table 2, reproduced" in page_text
+    assert "<script" not in page_text and "Table 2, reproduced" in page_text and "Paired with MAML" in page_text
+    paired = pd.read_csv(out / "comparisons.csv")  # every other method against MAML, per test dataset
+    assert sorted(map(tuple, paired[["method", "test_dataset"]].values)) == [
+        (m, d) for m in ("bmp", "mmsup", "multi_maml") for d in ("glyphs", "shapes")
+    ]
+    assert set(paired["verdict"]) <= {"better", "worse", "no detectable difference"}
     header = ["run", "kind", "state", "iteration", "training time", "device", "folder"]
     runs = [dict(zip(header, row)) for row in page.rows[page.rows.index(header) + 1 :] if len(row) == len(header)]
     device = device_name(resolve_device(yaml.safe_load((out.parents[1] / "smoke.yaml").read_text())["device"]))
