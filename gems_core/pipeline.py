@@ -128,7 +128,8 @@ def kernel_runtime(log: Path) -> Iterator[type]:
     ``log``, not the console: jupyter_client interrupts every kernel it shuts down, and ipykernel then
     sometimes logs "KeyboardInterrupt caught in kernel"."""
     for stale in Path(tempfile.gettempdir()).glob("gems-kernels-*-*"):
-        if not _alive(int(stale.name.split("-")[2])):
+        pid = stale.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{os.getpid()}-"))
     started = []
