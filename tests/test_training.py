@@ -32,6 +32,7 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
         "checkpoint.pt",
         "checkpoint.prev.pt",
         "results.json",
+        "test_accuracies.csv",
     }
     assert json.loads((folder / "params.json").read_text())["method"] == "maml"
     curve = pd.read_csv(folder / "metrics.csv")
