@@ -200,9 +200,11 @@ class RunWatcher(threading.Thread):
             line = progress(self.runs, since=self.since)
             if self.live:
                 self.bar.set_postfix_str(f"{self.notebook}, {line}" if line else self.notebook)
-            elif line and time.time() - self.printed.get(line.split(":")[0], 0) >= LOG_SECONDS:
-                self.printed[line.split(":")[0]] = time.time()
-                print(f"{self.notebook}: {line}", flush=True)
+            elif line:
+                run, now = line.split(":")[0], time.time()  # the line starts with the run's label
+                if now - self.printed.get(run, 0) >= LOG_SECONDS:
+                    self.printed[run] = now
+                    print(f"{self.notebook}: {line}", flush=True)
 
 
 def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> None:

@@ -279,8 +279,8 @@ def test_entry_points_print_a_bad_parameter_in_a_line_and_exit_2(tmp_path, modul
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
 
 
-@pytest.mark.slow
-def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
+def _damaged_folder_parameters(tmp_path):
+    """A smoke parameters file on a class folder with two damaged images, and those images' paths."""
     _image_folder(tmp_path / "imgs")
     bad = _damage_images(tmp_path / "imgs")
     params = smoke_file(
@@ -291,6 +291,12 @@ def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
         ways=2,
         queries=1,
     )
+    return params, bad
+
+
+@pytest.mark.slow
+def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
+    params, bad = _damaged_folder_parameters(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "gems_core.training", str(params), "--method", "maml", "--seed", "1"],
         cwd=PROJECT_ROOT,
@@ -306,16 +312,7 @@ def test_unreadable_images_stop_the_command_line_with_their_paths(tmp_path):
 def test_a_data_error_inside_a_notebook_stops_the_pipeline_with_status_2(tmp_path):
     from gems_core import pipeline
 
-    _image_folder(tmp_path / "imgs")
-    bad = _damage_images(tmp_path / "imgs")
-    params = smoke_file(
-        tmp_path,
-        "p",
-        distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}],
-        split_fractions=[0.34, 0.33, 0.33],
-        ways=2,
-        queries=1,
-    )
+    params, bad = _damaged_folder_parameters(tmp_path)
     assert {"DataFileError", "ParameterError", "DiskFull", "CheckpointUnreadable"} <= pipeline.kit_error_names()
     proc = subprocess.run(
         [sys.executable, "-m", "gems_core.pipeline", str(params), "--only", "00"],
