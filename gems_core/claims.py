@@ -1,5 +1,5 @@
-"""Whether a method beats another, and whether its mask carries the task's distribution: the numbers a
-claim about GEMS's mechanisms rests on.
+"""Whether a method beats another: paired comparisons on the same test tasks, the numbers a claim about
+GEMS's mechanisms rests on (``mechanism`` says whether a mask carries the task's distribution).
 
 ``paired`` compares two methods on the same fixed test tasks: every method and seed meets the same
 tasks (``runs.TASK_ACCURACIES``), so differences are taken task by task, which removes the tasks'
@@ -8,35 +8,22 @@ two or more seeds in common (the seed is the unit a claim is about: another seed
 model), else over the tasks of the one seed, which says how sure the comparison is for that trained
 model and nothing about others; ``unit`` says which.
 
-``comparisons`` sets every method of a profile beside MAML this way, per test dataset.
-
-``mutual_information`` measures how much a mask tells about the task's distribution, in bits: 0 when
-every task gets the same mask, log2(distributions) when the mask identifies the distribution.
+``comparisons`` sets every method and control of a profile beside MAML this way, and each method with a
+per-task mask beside its frozen-mask control, per test dataset.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from . import runs
+from .learners import METHODS
+from .statistics import t_interval
 
 BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no detectable difference"
-
-
-def t_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and the 95 % t-interval of the mean of ``values`` (a zero-width interval when they are all equal)."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
 
 
 def verdict(low: float, high: float) -> str:
@@ -76,38 +63,33 @@ def paired(ours: dict[int, Sequence[float]], theirs: dict[int, Sequence[float]])
     return {"difference": mean, "low": low, "high": high, "verdict": verdict(low, high), "unit": unit, "n": len(values)}
 
 
-def mutual_information(labels: Sequence[Hashable], patterns: Sequence[Hashable]) -> float:
-    """I(label; pattern) in bits, from the empirical joint distribution of the pairs."""
-    if len(labels) != len(patterns) or not labels:
-        raise ValueError("labels and patterns must be non-empty and of the same length")
-    n = len(labels)
-    joint, by_label, by_pattern = Counter(zip(labels, patterns)), Counter(labels), Counter(patterns)
-    return sum(c / n * math.log2(c * n / (by_label[a] * by_pattern[b])) for (a, b), c in joint.items())
-
-
 BASELINE = "maml"
 
 
+def compared_pairs(params: dict) -> list[tuple[str, str]]:
+    """(ours, theirs) for every comparison a profile's tables make: each method and frozen-mask control
+    against MAML, then each method with a per-task mask against its own frozen-mask control."""
+    rows = [*params["methods"], *(c for m in params["methods"] if (c := METHODS[m].frozen_mask))]
+    against_maml = [(row, BASELINE) for row in rows if row != BASELINE] if BASELINE in params["methods"] else []
+    return against_maml + [(m, c) for m in params["methods"] if (c := METHODS[m].frozen_mask)]
+
+
 def comparisons(params: dict) -> pd.DataFrame:
-    """Each method of the profile against MAML, per test dataset, paired on the same test tasks
-    (``paired``): a row per (method, test dataset) with the difference, its interval and verdict. Runs
-    without per-task accuracies (not complete, or from an earlier kit) are left out; a method with none
-    has no row."""
+    """Every pair of ``compared_pairs``, per test dataset, paired on the same test tasks (``paired``): a
+    row per (method, against, test dataset) with the difference, its interval and verdict. Runs without
+    per-task accuracies (not complete, or from an earlier kit) are left out; a pair with none has no row."""
     rows = []
-    seeds = params["seeds"]
-    theirs = {s: runs.task_accuracies(runs.run_folder(params, BASELINE, s)) for s in seeds}
-    for method in params["methods"]:
-        if method == BASELINE:
-            continue
-        ours = {s: runs.task_accuracies(runs.run_folder(params, method, s)) for s in seeds}
-        common = [s for s in seeds if ours[s] is not None and theirs[s] is not None]
+    for ours_name, theirs_name in compared_pairs(params):
+        ours = {s: runs.row_task_accuracies(params, ours_name, s) for s in params["seeds"]}
+        theirs = {s: runs.row_task_accuracies(params, theirs_name, s) for s in params["seeds"]}
+        common = [s for s in params["seeds"] if ours[s] is not None and theirs[s] is not None]
         if not common:
             continue
         for dataset in ours[common[0]]["test_dataset"].unique():
             result = paired(
                 {s: _tasks(ours[s], dataset) for s in common}, {s: _tasks(theirs[s], dataset) for s in common}
             )
-            rows.append({"method": method, "against": BASELINE, "test_dataset": dataset, **result})
+            rows.append({"method": ours_name, "against": theirs_name, "test_dataset": dataset, **result})
     columns = ["method", "against", "test_dataset", "difference", "low", "high", "verdict", "unit", "n"]
     return pd.DataFrame(rows, columns=columns)
 

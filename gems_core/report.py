@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .params import METHODS, TABLE2_METHODS
+from .learners import ROWS
+from .params import TABLE2_METHODS
 
 REFERENCE = Path(__file__).parent / "reference" / "table2.csv"
 
@@ -50,7 +51,7 @@ def table2(results: pd.DataFrame) -> pd.DataFrame:
     grouped["hours"] = (grouped["hours"] / 3600).round(4)
     grouped["cell"] = grouped.apply(_cell, axis=1)
     rows = pd.MultiIndex.from_frame(grouped[["train_datasets", "test_dataset"]].drop_duplicates())
-    methods = [m for m in METHODS if m in set(grouped["method"])]
+    methods = [m for m in ROWS if m in set(grouped["method"])]
     indexed = grouped.set_index(["train_datasets", "test_dataset", "method"])
     table = pd.DataFrame(index=rows)
     for method in methods:

@@ -40,13 +40,24 @@ def result_rows(result: dict, method: str | None = None) -> list[dict]:
     a diverged run has one per training dataset, with ``status`` diverged and no accuracy."""
     status = result.get("status", "complete")
     tests = result["test"] if status == "complete" else {name: {} for name in result["train_datasets"]}
+    return _rows(result, method or result["method"], tests)
+
+
+def control_rows(result: dict) -> list[dict]:
+    """The rows of the frozen-mask control tested on a run's weights (``frozen_mask`` in its results.json,
+    named after the control), or none."""
+    frozen = result.get("frozen_mask")
+    return _rows(result, frozen["method"], frozen["test"]) if frozen else []
+
+
+def _rows(result: dict, method: str, tests: dict) -> list[dict]:
     return [
         {
-            "method": method or result["method"],
+            "method": method,
             "train_datasets": "+".join(result["train_datasets"]),
             "test_dataset": name,
             "seed": result["seed"],
-            "status": status,
+            "status": result.get("status", "complete"),
             "accuracy": t.get("accuracy"),
             "ci95": t.get("ci95"),
             "train_seconds": result["train_seconds"],
@@ -58,8 +69,9 @@ def result_rows(result: dict, method: str | None = None) -> list[dict]:
 
 
 def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
-    """One row per (complete main run, test dataset), written to ``profile_dir/results.csv`` and returned."""
-    rows = [row for r in read_runs(params) for row in result_rows(r)]
+    """One row per (main run, test dataset), and per frozen-mask control tested on a run's weights,
+    written to ``profile_dir/results.csv`` and returned."""
+    rows = [row for r in read_runs(params) for row in result_rows(r) + control_rows(r)]
     table = pd.DataFrame(rows, columns=COLUMNS + ["run_id"])
     io.write_text(Path(profile_dir) / "results.csv", table.to_csv(index=False))
     return table

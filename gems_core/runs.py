@@ -32,6 +32,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from . import io
+from .learners import FROZEN_MASK_OF
 from .params import SCHEMA
 
 PARAMS, METRICS, RESULTS, FAILURE = "params.json", "metrics.csv", "results.json", "failure.json"
@@ -69,15 +70,30 @@ def read_results(folder: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def write_task_accuracies(folder: Path, table: pd.DataFrame) -> None:
+def task_accuracies_path(folder: Path, control: str | None = None) -> Path:
+    """Where a run keeps each test task's accuracy: ``test_accuracies.csv``, and for the frozen-mask
+    control evaluated on its weights ``test_accuracies.<control>.csv``."""
+    return Path(folder) / (TASK_ACCURACIES if control is None else TASK_ACCURACIES.replace(".", f".{control}."))
+
+
+def write_task_accuracies(folder: Path, table: pd.DataFrame, control: str | None = None) -> None:
     """Keep each test task's accuracy (columns test_dataset, task, accuracy) in the run folder."""
-    io.write_text(Path(folder) / TASK_ACCURACIES, table.to_csv(index=False))
+    io.write_text(task_accuracies_path(folder, control), table.to_csv(index=False))
 
 
-def task_accuracies(folder: Path) -> pd.DataFrame | None:
-    """Each test task's accuracy of a complete run, or None (not complete, or from an earlier kit)."""
-    path = Path(folder) / TASK_ACCURACIES
+def task_accuracies(folder: Path, control: str | None = None) -> pd.DataFrame | None:
+    """Each test task's accuracy of a complete run (or of its frozen-mask ``control``), or None (not
+    complete, or from an earlier kit)."""
+    path = task_accuracies_path(folder, control)
     return pd.read_csv(path) if path.exists() else None
+
+
+def row_task_accuracies(params: dict, row: str, seed: int) -> pd.DataFrame | None:
+    """The per-task test accuracies of a results row's name (a method, or a frozen-mask control, whose
+    numbers live in the folder of the run it evaluates) and seed."""
+    if row in FROZEN_MASK_OF:
+        return task_accuracies(run_folder(params, FROZEN_MASK_OF[row], seed), control=row)
+    return task_accuracies(run_folder(params, row, seed))
 
 
 def metrics(folder: Path) -> pd.DataFrame:

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoints, io, numerics, runs
+from . import checkpoints, io, mechanism, numerics, runs
 from .cpu_share import CpuShare
 from .data import (
     SPLITS,
@@ -376,7 +376,21 @@ class Run:
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
         """Meta-test on every distribution's fixed test tasks; each task's accuracy is kept in the run
-        folder (``runs.TASK_ACCURACIES``), so methods can be compared task by task."""
+        folder (``runs.TASK_ACCURACIES``), so methods can be compared task by task. A method with a
+        frozen-mask control is tested a second time with its mask frozen (``frozen_mask`` in the
+        results), the mask chosen from validation tasks only."""
+        outcome = self._meta_test()
+        control = REGISTRY[self.method].frozen_mask
+        if control:
+            learner = self.members[0].learner
+            validation = [r for i in range(len(self.distributions)) for r in self.evaluate("validation", i)["records"]]
+            with learner.mask_frozen(validation) as frozen:
+                outcome["frozen_mask"] = {"method": control, "frozen": frozen, **self._meta_test(control)}
+        return outcome
+
+    def _meta_test(self, control: str | None = None) -> dict:
+        """Accuracy on every distribution's test tasks, with the learner's condensed records and the
+        mechanism score of its mask (``mechanism.score``)."""
         results, records, per_task = {}, {}, []
         for i, dist in enumerate(self.distributions):
             outcome = self.evaluate("test", i)
@@ -386,9 +400,13 @@ class Run:
             ]
             if outcome["records"]:
                 records[dist.name] = outcome["records"]
-        runs.write_task_accuracies(self.folder, pd.DataFrame(per_task))
+        runs.write_task_accuracies(self.folder, pd.DataFrame(per_task), control)
         summarize = getattr(self.members[0].learner, "summarize_records", None)
-        return {"test": results, "records": summarize(records) if summarize and records else {}}
+        return {
+            "test": results,
+            "records": summarize(records) if summarize and records else {},
+            "mechanism": mechanism.score(records),
+        }
 
     def run(self, progress: bool = True) -> dict:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results.

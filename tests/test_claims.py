@@ -4,8 +4,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from gems_core import claims
+from gems_core.mechanism import layer_mask_information, subnetwork_specificity
+from gems_core.statistics import mutual_information
 
 
 def test_a_method_against_itself_differs_by_exactly_zero():
@@ -47,13 +50,46 @@ def test_unpaired_inputs_are_refused():
 
 def test_mutual_information_is_zero_for_a_constant_mask_and_one_bit_for_a_label():
     labels = ["glyphs"] * 30 + ["shapes"] * 30
-    assert claims.mutual_information(labels, [(1, 0, 1, 1, 1)] * 60) == 0.0
+    assert mutual_information(labels, [(1, 0, 1, 1, 1)] * 60) == 0.0
     as_label = [(1, 0, 1, 1, 1) if d == "glyphs" else (1, 1, 1, 1, 1) for d in labels]
-    assert claims.mutual_information(labels, as_label) == pytest.approx(1.0)
+    assert mutual_information(labels, as_label) == pytest.approx(1.0)
     four = [a for a in "abcd" for _ in range(5)]
-    assert claims.mutual_information(four, four) == pytest.approx(2.0)  # log2 of four distributions
+    assert mutual_information(four, four) == pytest.approx(2.0)  # log2 of four distributions
     independent = [(i % 2,) for i in range(60)]  # alternates within each distribution
-    assert claims.mutual_information(labels, independent) == pytest.approx(0.0, abs=1e-12)
+    assert mutual_information(labels, independent) == pytest.approx(0.0, abs=1e-12)
+
+
+def _masks(pattern_of, tasks=30, steps=2):
+    """Layer masks [tasks, steps, 5] per dataset, every task of a dataset with ``pattern_of(dataset)``."""
+    return {d: torch.tensor([[pattern_of(d)] * steps] * tasks, dtype=torch.float32) for d in ("glyphs", "shapes")}
+
+
+def test_bmp_mask_information_is_zero_for_one_pattern_and_one_bit_when_it_names_the_distribution():
+    constant = layer_mask_information(_masks(lambda d: [1, 0, 1, 1, 1]))
+    assert constant["bits"] == 0.0 and constant["bits_by_step"] == [0.0, 0.0] and constant["chance_bits"] == 0.0
+    named = layer_mask_information(_masks(lambda d: [1, 0, 1, 1, 1] if d == "glyphs" else [1, 1, 1, 1, 1]))
+    assert named["bits"] == pytest.approx(1.0) and named["max_bits"] == 1.0
+    assert named["chance_bits"] < 0.05  # shuffled labels carry (almost) nothing
+
+
+def test_bmp_mask_information_of_a_mask_independent_of_the_distribution_is_near_its_chance_level():
+    gen = torch.Generator().manual_seed(0)
+    masks = {d: torch.randint(0, 2, (100, 2, 5), generator=gen).float() for d in ("glyphs", "shapes")}
+    noise = layer_mask_information(masks)
+    assert noise["bits"] > 0.3  # plug-in estimates are biased upwards with many patterns ...
+    assert abs(noise["bits"] - noise["chance_bits"]) < 0.1  # ... which the chance level measures
+
+
+def test_mmsup_specificity_is_zero_for_one_subnetwork_and_positive_for_distribution_specific_ones():
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 400, generator=gen) > 0.5
+    shared = {"conv1": {d: base.expand(20, -1) for d in ("glyphs", "shapes")}}
+    assert subnetwork_specificity(shared)["difference"] == 0.0
+    flips = {d: torch.rand(1, 400, generator=gen) < 0.3 for d in ("glyphs", "shapes")}  # a pattern per dataset
+    noisy = {d: (base ^ flips[d]) ^ (torch.rand(20, 400, generator=gen) < 0.05) for d in flips}
+    specific = subnetwork_specificity({"conv1": noisy, "conv2": noisy})
+    assert specific["low"] > 0.1 and specific["tasks"] == 40 and set(specific["by_layer"]) == {"conv1", "conv2"}
+    assert subnetwork_specificity({"conv1": {"glyphs": base.expand(5, -1)}}) is None
 
 
 def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params):
@@ -65,13 +101,17 @@ def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params
         run_method(params, method, 21, progress=False)
     table = claims.comparisons(params)  # mmsup has no run yet: no row
     assert sorted(map(tuple, table[["method", "against", "test_dataset"]].values)) == [
+        ("bmp", "bmp_frozen_mask", "glyphs"),
+        ("bmp", "bmp_frozen_mask", "shapes"),
         ("bmp", "maml", "glyphs"),
         ("bmp", "maml", "shapes"),
+        ("bmp_frozen_mask", "maml", "glyphs"),
+        ("bmp_frozen_mask", "maml", "shapes"),
     ]
     assert (table["unit"] == "tasks of one seed").all() and (table["n"] == params["test_tasks"]).all()
     ours = runs.task_accuracies(runs.run_folder(params, "bmp", 21))
     theirs = runs.task_accuracies(runs.run_folder(params, "maml", 21))
-    glyphs = table.set_index("test_dataset").loc["glyphs"]
+    glyphs = table[table.against == "maml"].set_index(["method", "test_dataset"]).loc[("bmp", "glyphs")]
     expected = (
         ours[ours.test_dataset == "glyphs"].accuracy.mean() - theirs[theirs.test_dataset == "glyphs"].accuracy.mean()
     )

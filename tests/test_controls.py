@@ -5,7 +5,7 @@ import torch
 from test_gems_learners import HIDDEN, SIZE, TASKS, WAYS, _batch, _meta_grads
 
 from gems_core.learners import MAML, METHODS, FixedLayers
-from gems_core.models import LAYER_LABELS, init_conv4
+from gems_core.models import CONV_LABELS, LAYER_LABELS, init_conv4
 from gems_core.params import TABLE2_METHODS, ParameterError
 
 
@@ -58,3 +58,85 @@ def test_fixed_layers_learns_at_the_smoke_settings(tiny_params):
     assert result["status"] == "complete"
     for dataset, outcome in result["test"].items():  # chance is 1/3
         assert outcome["accuracy"] - outcome["ci95"] > 1 / 3, (dataset, outcome)
+
+
+def test_bmp_frozen_mask_uses_the_pattern_most_validation_tasks_chose():
+    from test_gems_learners import _bmp
+
+    bmp, init = _bmp([100.0] * 5)  # left alone, every layer adapts in every step
+    common, rare = [[1, 0, 1, 0, 1], [0, 1, 1, 1, 1]], [[1, 1, 1, 1, 1]] * 2
+    records = [{"layer_masks": torch.tensor([common, common, rare], dtype=torch.float64)}]
+    with bmp.mask_frozen(records) as frozen:
+        assert frozen == {"layer_masks": common, "share_of_validation_tasks": pytest.approx(2 / 3)}
+        adapted = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+        assert bmp.record["layer_masks"].tolist() == [common] * TASKS
+    assert bmp.frozen_pattern is None  # frozen only inside
+    for name in bmp.layers[0]:  # adapted in step 1 only, conv2 in step 2 only; both moved
+        assert not torch.equal(adapted[name], init[name].expand_as(adapted[name])), name
+    bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    assert bmp.record["layer_masks"].tolist() == [[[1] * 5] * 2] * TASKS
+
+
+def test_bmp_frozen_on_every_layer_adapts_as_maml():
+    from test_gems_learners import _bmp
+
+    bmp, init = _bmp([-100.0] * 5)  # its own choice: adapt nothing
+    maml = MAML(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init).double()
+    with bmp.mask_frozen([{"layer_masks": torch.ones(4, 2, 5, dtype=torch.float64)}]):
+        ours = bmp.evaluate(_batch())
+        logits = bmp.predict(_batch())
+    assert torch.allclose(logits, maml.predict(_batch()), rtol=1e-10, atol=1e-12)
+    assert torch.equal(ours, maml.evaluate(_batch()))
+
+
+def test_mmsup_frozen_mask_keeps_the_initial_weights_mask_for_every_task():
+    from gems_core.learners import MMSUP
+
+    init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
+    mmsup = MMSUP(WAYS, SIZE, HIDDEN, fast_lr=5.0, steps=2, init=init, sparsity_init=0.5).double()
+    mmsup.predict(_batch())
+    moved = any(not torch.equal(mmsup.record[f"initial_{c}"], mmsup.record[f"masks_{c}"]) for c in CONV_LABELS)
+    assert moved  # re-masked per task, a large inner step changes some subnetwork
+    with mmsup.mask_frozen([]):
+        mmsup.predict(_batch())
+    for c in CONV_LABELS:
+        initial, final = mmsup.record[f"initial_{c}"], mmsup.record[f"masks_{c}"]
+        assert torch.equal(initial, final) and torch.equal(final[0], final[1]), c
+    mmsup.predict(_batch())
+    assert any(not torch.equal(mmsup.record[f"initial_{c}"], mmsup.record[f"masks_{c}"]) for c in CONV_LABELS)
+
+
+def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
+    from gems_core import results, runs
+    from gems_core.training import run_method
+
+    params = tiny_params(iterations=3, methods=["bmp"])
+    outcome = run_method(params, "bmp", 21, progress=False)
+    frozen = outcome["frozen_mask"]
+    assert frozen["method"] == "bmp_frozen_mask" and set(frozen["test"]) == {"glyphs", "shapes"}
+    steps = params["adaptation_steps"]
+    assert len(frozen["frozen"]["layer_masks"]) == steps and 0 < frozen["frozen"]["share_of_validation_tasks"] <= 1
+    for dataset, summary in frozen["records"].items():  # every test task used the one pattern
+        assert summary["layer_adapt_frequency_by_step"] == frozen["frozen"]["layer_masks"], dataset
+    assert frozen["mechanism"]["mask_information"]["bits"] == 0.0  # one mask tells nothing
+    assert 0 <= outcome["mechanism"]["mask_information"]["bits"] <= 1.0
+    per_task = runs.row_task_accuracies(params, "bmp_frozen_mask", 21)
+    assert len(per_task) == 2 * params["test_tasks"]
+    assert per_task.groupby("test_dataset").accuracy.mean().to_dict() == pytest.approx(
+        {d: t["accuracy"] for d, t in frozen["test"].items()}
+    )
+    table = results.gather(tmp := runs.run_folder(params, "bmp", 21).parent.parent, params)
+    assert sorted(set(table.method)) == ["bmp", "bmp_frozen_mask"] and (tmp / "results.csv").exists()
+
+
+def test_an_mmsup_run_is_also_tested_with_its_mask_frozen_and_scored(tiny_params):
+    from gems_core.training import run_method
+
+    params = tiny_params(iterations=3, methods=["mmsup"])
+    outcome = run_method(params, "mmsup", 21, progress=False)
+    frozen = outcome["frozen_mask"]
+    assert frozen["method"] == "mmsup_frozen_mask"
+    assert frozen["mechanism"]["specificity"]["difference"] == 0.0  # one subnetwork for every task
+    specificity = outcome["mechanism"]["specificity"]
+    assert specificity["low"] <= specificity["difference"] <= specificity["high"]
+    assert set(specificity["by_layer"]) == set(CONV_LABELS)

@@ -22,6 +22,9 @@ How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 
@@ -69,6 +72,7 @@ class BMP(MAML):
             lambda module, _: setattr(module, "_calibrated", bool(module.calibrated))
         )
         self._masks: list[torch.Tensor] = []
+        self.frozen_pattern: torch.Tensor | None = None  # [steps, N]: every task's layer mask, while frozen
 
     @staticmethod
     def options(params: dict) -> dict:
@@ -133,8 +137,27 @@ class BMP(MAML):
         embedding = self.standardize(self.raw_embedding(params, grads))
         return BinaryMask.apply(self.regularizer(embedding * self.inp_embedding))
 
+    @contextmanager
+    def mask_frozen(self, records: list[dict]) -> Iterator[dict]:
+        """The frozen-mask control: while inside, every task adapts with one layer mask per inner step,
+        the pattern most tasks of ``records`` chose (adaptation records of validation tasks, never test
+        tasks). Yields the pattern and the share of those tasks that chose it."""
+        patterns, counts = torch.unique(
+            torch.cat([r["layer_masks"] for r in records]).flatten(1), dim=0, return_counts=True
+        )
+        top = int(counts.argmax())
+        pattern = patterns[top].view(self.steps, len(self.layers))
+        self.frozen_pattern = pattern.to(self.inp_embedding)
+        try:
+            yield {"layer_masks": pattern.tolist(), "share_of_validation_tasks": float(counts[top] / counts.sum())}
+        finally:
+            self.frozen_pattern = None
+
     def inner_update(self, step: int, params: Params, grads: Params) -> Params:
-        mask = self.layer_mask(params, grads)
+        if self.frozen_pattern is None:
+            mask = self.layer_mask(params, grads)
+        else:
+            mask = self.frozen_pattern[step].expand(len(grads["head.weight"]), -1)
         if step == 0:
             self._masks = []
         self._masks.append(mask.detach())

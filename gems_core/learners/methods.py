@@ -28,12 +28,15 @@ from .mmsup import MMSUP
 
 @dataclass(frozen=True)
 class Method:
-    """A method: its learner class, whether a run trains one learner per distribution, and whether it is a
-    control (run where a profile asks for it, not by default)."""
+    """A method: its learner class, whether a run trains one learner per distribution, whether it is a
+    control (run where a profile asks for it, not by default), and the name its frozen-mask control's
+    rows take: every run of a method with a per-task mask is also tested with the mask frozen
+    (``learner.mask_frozen``), the same trained weights without the per-task choice."""
 
     learner: type[MAML]
     per_distribution: bool = False
     control: bool = False
+    frozen_mask: str | None = None  # the row name of its frozen-mask control (an evaluation of its runs)
 
     def member_groups(self, n_distributions: int) -> list[list[int]]:
         """The distributions each member of a run trains on (and is tested on)."""
@@ -45,8 +48,14 @@ class Method:
 METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order, then the controls
     "maml": Method(MAML),
     "multi_maml": Method(MAML, per_distribution=True),
-    "bmp": Method(BMP),
-    "mmsup": Method(MMSUP),
+    "bmp": Method(BMP, frozen_mask="bmp_frozen_mask"),
+    "mmsup": Method(MMSUP, frozen_mask="mmsup_frozen_mask"),
     # controls: what a method's gain would be without its mechanism
     "fixed_layers": Method(FixedLayers, control=True),  # BMP's control: the same layers adapted for every task
 }
+
+FROZEN_MASK_OF: dict[str, str] = {m.frozen_mask: name for name, m in METHODS.items() if m.frozen_mask}
+"""Each frozen-mask control's row name -> the method whose runs it evaluates."""
+
+ROWS: tuple[str, ...] = (*METHODS, *FROZEN_MASK_OF)
+"""Every name a results row can carry, in the order tables show them."""

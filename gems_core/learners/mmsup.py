@@ -13,6 +13,8 @@ and it moves back from a bound as soon as its gradient points inwards.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -55,6 +57,7 @@ class MMSUP(MAML):
             picked = torch.randperm(n, generator=gen)[:RECORDED_POSITIONS].sort().values
             self.register_buffer(f"positions_{layer}", picked, persistent=False)
         self._capture = False
+        self._frozen = False  # the frozen-mask control: every task keeps the initial weights' mask
 
     @staticmethod
     def options(params: dict) -> dict:
@@ -73,14 +76,26 @@ class MMSUP(MAML):
         """weight [T, O, I, k, k] times its per-task top-(1 - sparsity) mask of |weight|."""
         layer = name.split(".")[0]
         i = layer_index(layer)
-        scores = weight.detach().abs().flatten(1)
+        scored = self.backbone[f"{layer}__weight"].unsqueeze(0) if self._frozen else weight
+        scores = scored.detach().abs().flatten(1)
         temperature = self.temperature * scores.mean(1)
         mask = ComputeMask.apply(scores, self.sparsity[i], self._kept[i], temperature)
         if self._capture:
-            kept = mask.detach()[:, getattr(self, f"positions_{layer}")].bool()
+            kept = mask.detach()[:, getattr(self, f"positions_{layer}")].bool().expand(len(weight), -1)
             self.record.setdefault(f"initial_{layer}", kept)  # the first forward: the unadapted weights
             self.record[f"masks_{layer}"] = kept
-        return weight * mask.view_as(weight)
+        return weight * mask.view(-1, *weight.shape[1:])
+
+    @contextmanager
+    def mask_frozen(self, records: list[dict]) -> Iterator[dict]:
+        """The frozen-mask control: while inside, every task's subnetwork is the top-(1 - sparsity) mask of
+        the meta-learned initial weights, kept through adaptation (no re-masking per task). ``records``
+        is unused: the mask is chosen by no task."""
+        self._frozen = True
+        try:
+            yield {"mask": "the meta-learned initial weights' supermask, the same for every task"}
+        finally:
+            self._frozen = False
 
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         self._kept = kept_counts(self.layer_sizes, self.sparsity.detach())  # once per forward, on the device
