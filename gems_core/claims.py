@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import runs
+from . import mechanism, runs
+from .learners import FROZEN_MASK_OF as FROZEN
 from .learners import METHODS
 from .statistics import t_interval
 
@@ -97,3 +98,61 @@ def comparisons(params: dict) -> pd.DataFrame:
 def _tasks(table: pd.DataFrame, dataset: str) -> list[float]:
     """One test dataset's task accuracies, in the tasks' order."""
     return table.loc[table["test_dataset"] == dataset].sort_values("task")["accuracy"].tolist()
+
+
+def mechanism_scores(params: dict) -> pd.DataFrame:
+    """Per complete run of a method with a per-task mask, and of its frozen-mask control: the mechanism
+    score (``mechanism.score``), its interval or chance level, and what it says."""
+    rows = []
+    for method in params["methods"]:
+        control = METHODS[method].frozen_mask
+        for seed in params["seeds"]:
+            result = runs.read_results(runs.run_folder(params, method, seed))
+            if not control or not result or result.get("status") != "complete" or "mechanism" not in result:
+                continue
+            for name, scores in ((method, result["mechanism"]), (control, result["frozen_mask"]["mechanism"])):
+                rows.append(
+                    {"method": name, "seed": seed, **mechanism.value_row(scores), "reading": mechanism.reading(scores)}
+                )
+    columns = ["method", "seed", "score", "value", "low", "high", "chance", "maximum", "reading"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def evidence(params: dict, table: pd.DataFrame) -> list[str]:
+    """ "What the evidence says", generated from the results: per test dataset of the profile's pair, the
+    methods' ordering and every paired verdict, then the mechanism scores, then how far it speaks.
+
+    Arguments:
+        params: the profile's parameters.
+        table: its results (``results.gather``).
+    """
+    complete = table[table["status"] == "complete"]
+    if complete.empty:
+        return ["No complete run yet: nothing to say."]
+    compared, scores = comparisons(params), mechanism_scores(params)
+    pair = " + ".join(d["name"] for d in params["distributions"])
+    seeds = int(complete["seed"].nunique())
+    paragraphs = []
+    for dataset, rows in complete.groupby("test_dataset", sort=False):
+        means = rows.groupby("method")["accuracy"].mean().sort_values(ascending=False)
+        order = " > ".join(f"{m} {a:.3f}" for m, a in means.items())
+        verdicts = [
+            f"{r.method} vs {r.against}: {r.verdict} ({r.difference:+.3f}, 95 % interval {r.low:+.3f} to {r.high:+.3f})"
+            for r in compared[compared["test_dataset"] == dataset].itertuples()
+        ]
+        paragraphs.append(
+            f"Trained on {pair}, tested on {dataset}: {order}. "
+            + ("Paired on the same test tasks: " + "; ".join(verdicts) + "." if verdicts else "")
+        )
+    own = scores[~scores["method"].isin(list(FROZEN))]
+    if not own.empty:
+        paragraphs.append(
+            "Mechanism: " + "; ".join(f"{r.method} seed {r.seed}: {r.reading}" for r in own.itertuples()) + "."
+        )
+    paragraphs.append(
+        f"The intervals are over {seeds} seeds, so they speak for the method."
+        if seeds >= 2
+        else "With one seed, the intervals are over that seed's test tasks: they speak for one trained model of "
+        "each method, not for the method; run more seeds (parameter seeds) for a claim."
+    )
+    return paragraphs

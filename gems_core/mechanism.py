@@ -106,3 +106,41 @@ def _own_minus_other(by_dataset: dict[str, torch.Tensor]) -> torch.Tensor:
     same = label[:, None] == label[None, :]
     own = same & ~torch.eye(len(x), dtype=torch.bool)
     return (overlap * own).sum(1) / own.sum(1).clamp_min(1) - (overlap * ~same).sum(1) / (~same).sum(1)
+
+
+NOTHING_BEYOND_CHANCE = 0.05  # bits above the chance level below which a mask "tells nothing"
+
+
+def reading(scores: dict) -> str:
+    """What a run's mechanism score (``score``'s result) says, in words."""
+    if info := scores.get("mask_information"):
+        bits, chance, most = info["bits"], info["chance_bits"], info["max_bits"]
+        numbers = f"{bits:.2f} of {most:.2f} bits (chance {chance:.2f})"
+        if most == 0:
+            return f"one test dataset: no distribution to tell apart ({numbers})"
+        if bits - chance < NOTHING_BEYOND_CHANCE:
+            return f"the layer masks tell nothing about the distribution beyond chance, {numbers}: a fixed freeze"
+        if bits >= 0.9 * most:
+            return f"the layer masks identify the distribution, {numbers}"
+        return f"the layer masks carry part of the distribution, {numbers}"
+    if "specificity" in scores:
+        spec = scores["specificity"]
+        if spec is None:
+            return "one test dataset: no across-distribution overlap to compare"
+        numbers = f"within - across overlap {spec['difference']:+.3f} ({spec['low']:+.3f} to {spec['high']:+.3f})"
+        if spec["low"] > 0:
+            return f"tasks of one distribution share more of their subnetwork than tasks of different ones, {numbers}"
+        if spec["high"] < 0:
+            return f"tasks of different distributions share more of their subnetwork than tasks of one, {numbers}"
+        return f"no distribution-specific subnetworks detected, {numbers}: one shared subnetwork"
+    return "no mask to score"
+
+
+def value_row(scores: dict) -> dict:
+    """A run's mechanism score as a table row: which score, its value, interval or chance level, maximum."""
+    if info := scores.get("mask_information"):
+        return {"score": "mask information (bits)", "value": info["bits"], "low": None, "high": None,
+                "chance": info["chance_bits"], "maximum": info["max_bits"]}  # fmt: skip
+    spec = scores.get("specificity") or {}
+    return {"score": "within - across overlap", "value": spec.get("difference"), "low": spec.get("low"),
+            "high": spec.get("high"), "chance": 0.0, "maximum": 1.0}  # fmt: skip

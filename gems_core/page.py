@@ -96,17 +96,34 @@ def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
 
 
 def _comparisons(params: dict, folder: Path) -> str:
-    """Each method against MAML on the same test tasks (``claims.comparisons``), also as comparisons.csv."""
-    table = claims.comparisons(params)
+    """Each method against MAML and against its frozen-mask control on the same test tasks
+    (``claims.comparisons``), then the mechanism scores; also as comparisons.csv and mechanism.csv."""
+    table, scores = claims.comparisons(params), claims.mechanism_scores(params)
     io.write_text(folder / "comparisons.csv", table.to_csv(index=False))
+    io.write_text(folder / "mechanism.csv", scores.to_csv(index=False))
     if table.empty:
         return "<p>No two complete runs to compare yet.</p>"
     note = (
-        "<p>Mean accuracy difference from MAML over the same fixed test tasks, with its 95 % interval: over "
-        "seeds where both methods have several, else over the tasks of one seed (then it speaks for that "
-        "trained model only). A verdict needs the whole interval on one side of zero.</p>"
+        "<p>Mean accuracy difference over the same fixed test tasks, with its 95 % interval: over seeds where "
+        "both have several, else over the tasks of one seed (then it speaks for that trained model only). A "
+        "verdict needs the whole interval on one side of zero. A frozen-mask control is the same trained "
+        "weights tested with one mask for every task.</p>"
     )
-    return note + _table(table)
+    mechanism = (
+        "<p>Mechanism scores: BMP's mask information is the mutual information in bits between a test "
+        "task's distribution and its layer masks (0: one mask for all; log2 of the distributions: the mask "
+        "names the distribution; chance: the same with the labels shuffled). MMSUP's is the overlap of a "
+        "task's subnetwork with its own distribution's tasks minus that with the other's (0: one shared "
+        "subnetwork), with its 95 % interval over tasks.</p>" + _table(scores)
+        if not scores.empty
+        else ""
+    )
+    return note + _table(table) + mechanism
+
+
+def _evidence(params: dict, table: pd.DataFrame) -> str:
+    """The generated "what the evidence says" paragraphs (``claims.evidence``)."""
+    return "".join(f"<p>{html.escape(p)}</p>" for p in claims.evidence(params, table))
 
 
 def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
@@ -128,12 +145,14 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
         f"<h1>GEMS kit: profile <code>{html.escape(params['profile'])}</code></h1>",
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
+        "<h2>What the evidence says</h2>",
+        _evidence(params, table),
         "<h2>Notebooks</h2><ul>"
         + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>' for n in notebooks)
         + "</ul>",
         "<h2>Table 2, reproduced</h2>",
         _table(report.table2(table), index=True) if not table.empty else "<p>No complete run yet.</p>",
-        "<h2>Paired with MAML</h2>",
+        "<h2>Paired comparisons and mechanism scores</h2>",
         _comparisons(params, folder),
         "<h2>Beside the paper</h2>",
         _table(compared)

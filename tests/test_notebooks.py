@@ -10,6 +10,7 @@ import yaml
 from conftest import DEVICES, PROJECT_ROOT
 
 from gems_core import pipeline
+from gems_core.learners import ROWS
 from gems_core.training import device_name, resolve_device
 
 pytestmark = pytest.mark.slow
@@ -72,6 +73,32 @@ def test_baselines_wrote_runs_and_results(smoke_run):
         assert result["method"] == row.method and result["test"][row.test_dataset]["accuracy"] == row.accuracy
         assert result["test"][row.test_dataset]["tasks"] == 6
     assert baselines.groupby("method")["accuracy"].apply(tuple).nunique() == 2  # two methods, two outcomes
+
+
+def test_controls_comparisons_and_mechanism_scores_reach_the_tables_notebooks_and_page(smoke_run):
+    out, _ = smoke_run
+    table = pd.read_csv(out / "results.csv")
+    assert {"fixed_layers", "bmp_frozen_mask", "mmsup_frozen_mask"} <= set(table["method"])
+    frozen = table[table["method"] == "bmp_frozen_mask"]
+    assert set(frozen["run_id"]) == set(table.loc[table["method"] == "bmp", "run_id"])  # an evaluation of bmp's run
+    paired = pd.read_csv(out / "comparisons.csv")
+    pairs = set(map(tuple, paired[["method", "against"]].values))
+    assert {
+        ("bmp", "maml"),
+        ("fixed_layers", "maml"),
+        ("bmp", "bmp_frozen_mask"),
+        ("mmsup", "mmsup_frozen_mask"),
+    } <= pairs
+    assert set(paired["verdict"]) <= {"better", "worse", "no detectable difference"}
+    scores = pd.read_csv(out / "mechanism.csv")
+    assert set(scores["method"]) == {"bmp", "bmp_frozen_mask", "mmsup", "mmsup_frozen_mask"}
+    assert scores.loc[scores["method"] == "bmp_frozen_mask", "value"].eq(0).all()  # one mask tells nothing
+    page = (out / "index.html").read_text()
+    assert page.index("What the evidence says") < page.index("Table 2, reproduced")
+    assert "Trained on glyphs + shapes, tested on glyphs:" in page and "mask information (bits)" in page
+    assert "Trained on glyphs + shapes, tested on shapes:" in (out / "06_report.html").read_text()
+    assert "BMP seed 21." in (out / "02_bmp.html").read_text()
+    assert "MMSUP seed 21." in (out / "03_mmsup.html").read_text()
 
 
 def _run_results(out, method):
@@ -148,7 +175,7 @@ def test_report_notebook_wrote_table2(smoke_run):
     out, _ = smoke_run
     table = pd.read_csv(out / "table2.csv", header=[0, 1], index_col=[0, 1])
     assert list(table.index) == [("glyphs+shapes", "glyphs"), ("glyphs+shapes", "shapes")]
-    assert {m for m, _ in table.columns} == {"maml", "multi_maml", "bmp", "mmsup"}
+    assert [m for m, _ in table.columns][::2] == list(ROWS)  # the methods, then the controls
     runs = pd.read_csv(out / "results.csv")
     for row in runs.itertuples():  # one seed: Table 2's accuracy is that run's, from results.csv, to 3 decimals
         cell = table.loc[("glyphs+shapes", row.test_dataset), (row.method, "accuracy")]
@@ -186,16 +213,21 @@ def test_results_page_ties_the_profile_together_and_every_link_resolves(smoke_ru
     assert any(t.startswith("figures/") for t in page.targets)
     for target in page.targets:  # relative, and there: the page opens from the file system
         assert not target.startswith(("/", "http")) and (out / target).is_file(), target
-    assert "<script" not in page_text and "Table 2, reproduced" in page_text and "Paired with MAML" in page_text
-    paired = pd.read_csv(out / "comparisons.csv")  # every other method against MAML, per test dataset
-    assert sorted(map(tuple, paired[["method", "test_dataset"]].values)) == [
-        (m, d) for m in ("bmp", "mmsup", "multi_maml") for d in ("glyphs", "shapes")
+    assert (
+        "<script" not in page_text
+        and "Table 2, reproduced" in page_text
+        and "Paired comparisons and mechanism scores" in page_text
+    )
+    paired = pd.read_csv(out / "comparisons.csv")  # every other row against MAML, per test dataset
+    against_maml = paired[paired["against"] == "maml"]
+    assert sorted(map(tuple, against_maml[["method", "test_dataset"]].values)) == [
+        (m, d) for m in sorted(set(ROWS) - {"maml"}) for d in ("glyphs", "shapes")
     ]
     assert set(paired["verdict"]) <= {"better", "worse", "no detectable difference"}
     header = ["run", "kind", "state", "iteration", "training time", "device", "folder"]
     runs = [dict(zip(header, row)) for row in page.rows[page.rows.index(header) + 1 :] if len(row) == len(header)]
     device = device_name(resolve_device(yaml.safe_load((out.parents[1] / "smoke.yaml").read_text())["device"]))
-    assert len(runs) == 9 and "maml seed 21" in {r["run"] for r in runs}  # every planned run of the smoke profile
+    assert len(runs) == 10 and "maml seed 21" in {r["run"] for r in runs}  # every planned run of the smoke profile
     for run in runs:  # with its state, time and where it was trained
         assert run["state"] == "complete" and run["device"] == device, run
         assert re.fullmatch(r"\d+ s|\d+\.\d min", run["training time"]), run
@@ -265,7 +297,7 @@ def test_explorer_and_results_page_in_a_real_browser(smoke_run, request, tmp_pat
 
         page.goto((out / "index.html").as_uri())
         page.screenshot(path=tmp_path / "results-page.png", full_page=True)
-        assert page.locator("table").count() >= 3 and page.locator("span.complete").count() == 9
+        assert page.locator("table").count() >= 3 and page.locator("span.complete").count() == 10
         assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
         links = page.locator("a").evaluate_all("links => links.map(a => a.href)")
         assert len(links) == len(executed)
