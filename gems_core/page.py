@@ -140,6 +140,7 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
     )
     data = ", ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
     compared = report.beside_paper(table[table["status"] == "complete"], params)
+    published = report.beside_published(table, params)
     notebooks = sorted(p.name for p in folder.glob("[0-9][0-9]_*.html"))
     body = [
         f"<h1>GEMS kit: profile <code>{html.escape(params['profile'])}</code></h1>",
@@ -157,6 +158,8 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
         "<h2>Beside the paper</h2>",
         _table(compared)
         if not compared.empty
+        else _table(published)
+        if published is not None
         else "<p>This profile's data are not one of the supplement's pairs: nothing to set beside the paper.</p>",
         "<h2>Figures</h2>",
         _figures(params, table, folder),

@@ -35,6 +35,7 @@ SOURCES = (
     "vgg_flowers",
     "aircraft",
     "fungi",  # the paper's datasets, via learn2learn
+    "dtd",  # Describable Textures, for the Plain-Multi benchmark (HSML, ARML)
 )
 LOCAL_SOURCES = ("folder", "omniglot")
 

@@ -10,6 +10,7 @@ from .learners import ROWS
 from .params import TABLE2_METHODS
 
 REFERENCE = Path(__file__).parent / "reference" / "table2.csv"
+PUBLISHED = Path(__file__).parent / "reference" / "plain_multi.csv"  # other benchmarks' published accuracies
 
 
 def reference_table() -> pd.DataFrame:
@@ -90,12 +91,47 @@ def beside_paper(results: pd.DataFrame, params: dict) -> pd.DataFrame:
     return joined
 
 
+def published_table() -> pd.DataFrame:
+    """Published accuracies of other benchmarks (train_sources, shots, test_source, method, accuracy)."""
+    return pd.read_csv(PUBLISHED, comment="#")
+
+
+def train_sources(params: dict) -> str:
+    """The profile's sources joined as the reference tables name a pair: ``cub+aircraft``."""
+    return "+".join(d["source"] for d in params["distributions"])
+
+
+def beside_published(results: pd.DataFrame, params: dict) -> pd.DataFrame | None:
+    """For a profile on a published benchmark's data and shots (Plain-Multi): per test dataset, each kit
+    method's mean accuracy over complete seeds (NaN where no run exists) beside each published method's
+    (NaN where none is entered). None when the profile is on no such benchmark."""
+    sources = train_sources(params)
+    published = published_table()
+    if sources not in set(published["train_sources"]):
+        return None
+    theirs = published[(published["train_sources"] == sources) & (published["shots"] == params["shots"])]
+    ours = with_sources(results[results["status"] == "complete"], params)
+    table = pd.DataFrame(index=pd.Index([d["source"] for d in params["distributions"]], name="test dataset"))
+    for method in ROWS:
+        mine = ours[ours["method"] == method].groupby("test_source")["accuracy"].mean()
+        if method in params["methods"] or not mine.empty:
+            table[f"{method} (kit)"] = mine
+    for method in published.loc[published["train_sources"] == sources, "method"].unique():
+        table[f"{method} (published)"] = theirs[theirs["method"] == method].set_index("test_source")["accuracy"]
+    return table.reset_index()
+
+
 def data_note(params: dict) -> str:
     """A plain statement of whether this profile's data are the paper's."""
     sources = [d["source"] for d in params["distributions"]]
     pairs = set(reference_table()["train_sources"])
     if "+".join(sources) in pairs:
         return f"This profile trains on {' + '.join(sources)}, one of the supplement's Table 2 pairs."
+    if "+".join(sources) in set(published_table()["train_sources"]):
+        return (
+            f"This profile trains on {' + '.join(sources)}, the Plain-Multi benchmark of HSML and ARML: the "
+            "supplement has no values for it, the published ones are set beside the kit's below."
+        )
     used = " + ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
     return (
         f"This profile trains on {used}, "

@@ -2,7 +2,8 @@
 
 import pytest
 import requests
-from fake_datasets import MAKERS, make_fungi
+from fake_datasets import MAKERS, make_dtd, make_fungi
+from PIL import Image
 
 from gems_core.data import load_distribution
 from gems_core.data.paper import PAPER_DATASETS, DatasetUnavailable, load_paper_dataset, split_file
@@ -12,6 +13,7 @@ EXPECTED_SPLITS = {
     "vgg_flowers": (71, 15, 16),
     "aircraft": (70, 15, 15),
     "fungi": (994, 200, 200),
+    "dtd": (33, 7, 7),
 }
 
 
@@ -39,7 +41,7 @@ def test_cub_split_is_the_closer_look_rule():
     assert split["validation"][0] == ordered[1] and split["test"][0] == ordered[3]
 
 
-@pytest.mark.parametrize("source", ["vgg_flowers", "aircraft", "fungi"])
+@pytest.mark.parametrize("source", ["vgg_flowers", "aircraft", "fungi", "dtd"])
 def test_other_splits_are_learn2learns_meta_dataset_splits(source):
     l2l = PAPER_DATASETS[source].l2l_module().SPLITS
     mine = split_file(source)
@@ -47,7 +49,7 @@ def test_other_splits_are_learn2learns_meta_dataset_splits(source):
     assert mine["test"] == [str(c) for c in l2l["test"]]
 
 
-@pytest.mark.parametrize("source", ["cub", "vgg_flowers", "aircraft"])
+@pytest.mark.parametrize("source", ["cub", "vgg_flowers", "aircraft", "dtd"])
 def test_loads_fake_dataset_in_real_layout(source, tmp_path, no_network, tiny_params):
     MAKERS[source](tmp_path / "data")
     data = load_paper_dataset(source, tmp_path / "data", 8)
@@ -57,6 +59,17 @@ def test_loads_fake_dataset_in_real_layout(source, tmp_path, no_network, tiny_pa
     dist = load_distribution(params["distributions"][0], params)
     sizes = tuple(len(dist.splits[k].class_names) for k in ("train", "validation", "test"))
     assert sizes == EXPECTED_SPLITS[source] and dist.cache_path.exists()
+
+
+def test_dtd_images_are_ordered_by_file_name_not_by_listing(tmp_path, no_network):
+    make_dtd(tmp_path / "data", per_class=3)
+    banded = tmp_path / "data" / "describable_textures" / "dtd" / "images" / "banded"
+    for j, red in ((2, 200), (0, 10), (1, 100)):  # written out of order
+        Image.new("RGB", (12, 10), (red, 0, 0)).save(banded / f"banded_{j:04d}.jpg")
+    data = load_paper_dataset("dtd", tmp_path / "data", 8)
+    reds = data.images[data.labels == data.class_names.index("banded")][..., 0].mean((1, 2))
+    assert reds.tolist() == pytest.approx([10, 100, 200], abs=3)
+    assert data.counts().tolist() == [3] * 47  # the file manager's .directory is not an image
 
 
 def test_loads_fake_fungi_subset(tmp_path, no_network, tiny_params):

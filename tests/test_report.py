@@ -194,3 +194,29 @@ def test_page_says_training_times_in_seconds_minutes_or_hours():
         "1.0 h",
         "3.2 h",
     ]
+
+
+PLAIN_MULTI = ["cub", "dtd", "aircraft", "fungi"]
+
+
+@pytest.mark.parametrize("shots", [1, 5])
+def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(shots, monkeypatch):
+    from gems_core.params import load_params
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    params = load_params(f"parameters/paper/plain_multi_{shots}shot.yaml")
+    assert [d["source"] for d in params["distributions"]] == PLAIN_MULTI and params["shots"] == shots
+    results = _results(names=("cub", "dtd")).assign(status="complete")  # runs tested on two of the four
+    results["train_datasets"] = "+".join(PLAIN_MULTI)
+    table = report.beside_published(results, params).set_index("test dataset")
+    assert list(table.index) == PLAIN_MULTI
+    assert table.loc["cub", "maml (kit)"] == pytest.approx(0.41) and np.isnan(table.loc["fungi", "maml (kit)"])
+    assert np.isnan(table.loc["cub", "multi_maml (kit)"])  # in the profile, no run yet: "-"
+    published = [c for c in table.columns if c.endswith("(published)")]
+    methods = ["maml", "metasgd", "mt_net", "mumomaml", "hsml", "protonet", "tadam", "arml"]
+    assert published == [f"{m} (published)" for m in methods]
+    maml, arml = {1: ([0.5394, 0.3166, 0.5137, 0.4212], 0.4482), 5: ([0.6852, 0.4456, 0.6618, 0.5185], 0.5755)}[shots]
+    assert table["maml (published)"].tolist() == maml  # ARML's Table 1
+    assert table.loc["fungi", "arml (published)"] == arml
+    assert "Plain-Multi" in report.data_note(params)
+    assert report.beside_published(results, {**params, "distributions": PAPER_PARAMS["distributions"]}) is None

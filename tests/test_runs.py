@@ -25,8 +25,15 @@ SHIPPED = {
         16,
         "a89095f24150",
     ),
+    "parameters/paper/plain_multi_1shot.yaml": (["24a8ea00", "24a8ea00", "94e4ac0d", "ea2e556c"], 19, "42a4a830d703"),
+    "parameters/paper/plain_multi_5shot.yaml": (["52d1301a", "52d1301a", "d6652187", "bf536421"], 19, "8739321766dd"),
     "parameters/paper/table2_vgg_aircraft.yaml": (["554abcf9", "554abcf9", "41b35367", "06308dfb"], 16, "0945aec6385b"),
 }
+
+
+def test_every_shipped_parameters_file_is_pinned():
+    shipped = {str(p.relative_to(PROJECT_ROOT)) for p in (PROJECT_ROOT / "parameters").rglob("*.yaml")}
+    assert shipped == set(SHIPPED)
 
 
 @pytest.mark.parametrize("path", sorted(SHIPPED))

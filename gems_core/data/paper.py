@@ -1,5 +1,10 @@
-"""The paper's four datasets (CUB-200-2011, VGG Flowers 102, FGVC Aircraft, FGVC Fungi), loaded
-through learn2learn's dataset classes and downloaded on first use into the data root.
+"""The paper's four datasets (CUB-200-2011, VGG Flowers 102, FGVC Aircraft, FGVC Fungi), and DTD for the
+Plain-Multi benchmark, loaded through learn2learn's dataset classes and downloaded on first use into the
+data root.
+
+learn2learn's DescribableTextures keeps decoded images and no file names, so their order would follow the
+file system's listing; the kit lets learn2learn download DTD, then reads its ``<class>/<image>`` folder
+itself (``image_folder``), in the order of the file names.
 
 learn2learn creates the dataset's folder before downloading and leaves it behind, empty, when the
 download fails, so the next attempt skips the download and fails somewhere else. Here a failed
@@ -18,6 +23,7 @@ from io import StringIO
 from pathlib import Path
 
 from ..errors import KitError
+from .folders import load_folder
 from .images import ClassImages, from_items
 
 SPLIT_DIR = Path(__file__).parent / "splits"
@@ -36,6 +42,7 @@ class PaperDataset:
     cls: str  # its dataset class
     folder: str  # the folder it creates under the data root
     layout: str  # what must be inside that folder
+    image_folder: str | None = None  # <class>/<image> under ``folder``, read by the kit itself (see DTD)
 
     def l2l_module(self):
         """learn2learn's module for this dataset. Importing learn2learn imports gym, which prints a notice
@@ -82,6 +89,14 @@ PAPER_DATASETS = {
         "images/<class>/<image>.JPG with train.json and val.json (fungi_train_val.tgz and "
         "train_val_annotations.tgz of FGVCx 2018)",
     ),
+    "dtd": PaperDataset(
+        "Describable Textures (DTD)",
+        "describable_textures",
+        "DescribableTextures",
+        "describable_textures",
+        "dtd/images/<class>/<image>.jpg (extract dtd-r1.0.1.tar.gz here)",
+        image_folder="dtd/images",
+    ),
 }
 
 
@@ -113,7 +128,14 @@ def open_l2l_dataset(source: str, data_root: Path, download: bool = True):
 def load_paper_dataset(
     source: str, data_root: Path, size: int, download: bool = True, skip_unreadable: bool = False
 ) -> ClassImages:
-    """Every image of a paper dataset, decoded through learn2learn and resized to ``size``."""
+    """Every image of a paper dataset, decoded through learn2learn (or, for a dataset with an
+    ``image_folder``, from that folder once learn2learn has downloaded it) and resized to ``size``."""
+    spec = PAPER_DATASETS[source]
+    if spec.image_folder:
+        images = Path(data_root) / spec.folder / spec.image_folder
+        if not images.is_dir():
+            open_l2l_dataset(source, data_root, download)
+        return load_folder(images, size, skip_unreadable=skip_unreadable)
     dataset = open_l2l_dataset(source, data_root, download)
     names = PAPER_DATASETS[source].class_names()
     entries = getattr(dataset, "data", None) or dataset.data_map  # (path, label) pairs
