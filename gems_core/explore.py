@@ -109,8 +109,9 @@ def explorable_runs(params: dict, distributions: list[Distribution], methods: li
     return runs, problems
 
 
-def task_explorer(params: dict, distributions: list[Distribution], methods: list[str]):
-    """A static figure of the first method's first test task, then interactive controls (JupyterLab)."""
+def task_explorer(params: dict, distributions: list[Distribution], methods: list[str], interactive: bool = True):
+    """A static figure of the first method's first test task, then (``interactive``) controls to pick
+    another (JupyterLab)."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -130,6 +131,9 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
         print(predictions_line(seen))
 
     show(next(iter(runs)), names[0], 0)
+    if not interactive:
+        print("open this notebook in JupyterLab to pick another run, test dataset or task")
+        return
     widgets.interact(
         show,
         method=widgets.Dropdown(options=list(runs), description="run"),

@@ -109,6 +109,7 @@ def _own_minus_other(by_dataset: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 NOTHING_BEYOND_CHANCE = 0.05  # bits above the chance level below which a mask "tells nothing"
+SMALL_OVERLAP_GAP = 0.02  # a within - across overlap difference below this is "slight", however sure
 
 
 def reading(scores: dict) -> str:
@@ -129,7 +130,8 @@ def reading(scores: dict) -> str:
             return "one test dataset: no across-distribution overlap to compare"
         numbers = f"within - across overlap {spec['difference']:+.3f} ({spec['low']:+.3f} to {spec['high']:+.3f})"
         if spec["low"] > 0:
-            return f"tasks of one distribution share more of their subnetwork than tasks of different ones, {numbers}"
+            amount = "slightly more" if spec["difference"] < SMALL_OVERLAP_GAP else "more"
+            return f"tasks of one distribution share {amount} of their subnetwork than those of others, {numbers}"
         if spec["high"] < 0:
             return f"tasks of different distributions share more of their subnetwork than tasks of one, {numbers}"
         return f"no distribution-specific subnetworks detected, {numbers}: one shared subnetwork"

@@ -317,7 +317,9 @@ SCHEMA: dict[str, Param] = {
         _between(1, 100_000),
         affects_run=False,
     ),
-    "slurm_gpus_per_task": Param(int, 1, "GPUs per job (one run)", _between(0, 16), affects_run=False),
+    "slurm_gpus_per_task": Param(
+        int, 1, "GPUs per job (one run); 0, or device: cpu, asks for none", _between(0, 16), affects_run=False
+    ),
     "slurm_array_parallelism": Param(
         int, 16, "jobs of the array running at once", _between(1, 10_000), affects_run=False
     ),

@@ -231,6 +231,12 @@ def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> 
     os.replace(partial, executed)
 
 
+def headless(notebook: Path) -> dict:
+    """``interactive = False`` for a notebook that declares ``interactive`` among its parameters: no
+    ipywidgets in a headless execution, where one can stall it (jupyter/nbclient#312)."""
+    return {"interactive": False} if "interactive" in papermill.inspect_notebook(str(notebook)) else {}
+
+
 def run_notebook(
     notebook: Path, parameters_file: Path, out_dir: Path, kernels: type, extra: dict | None = None
 ) -> Path:
@@ -270,7 +276,7 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
             watcher = RunWatcher(params, bar, nb.name, live)
             watcher.start()
             try:
-                done.append(run_notebook(nb, parameters_file, out_dir, kernels))
+                done.append(run_notebook(nb, parameters_file, out_dir, kernels, headless(nb)))
             finally:
                 watcher.stopped.set()
                 page.write(params, out_dir, parameters_file)  # refreshed after every notebook, failed ones too

@@ -198,6 +198,14 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
     return elsewhere
 
 
+def gpus_per_task(params: dict, args) -> int:
+    """GPUs each job asks for: the flag, else none for a CPU profile (a cluster without GPUs refuses any
+    GPU request), else ``slurm_gpus_per_task``."""
+    if args.gpus_per_task is not None:
+        return args.gpus_per_task
+    return 0 if params["device"] == "cpu" else params["slurm_gpus_per_task"]
+
+
 def slurm_executor(params: dict, args, folder: Path):
     """A submitit executor for a job array with the resources from flags, else the ``slurm_*`` parameters."""
     import submitit
@@ -210,7 +218,7 @@ def slurm_executor(params: dict, args, folder: Path):
         name=f"gems-{params['profile']}",
         timeout_min=args.time_limit or params["slurm_time_limit_min"],
         slurm_partition=args.partition or params["slurm_partition"] or None,
-        slurm_gpus_per_task=args.gpus_per_task if args.gpus_per_task is not None else params["slurm_gpus_per_task"],
+        slurm_gpus_per_task=gpus_per_task(params, args) or None,  # None: no GPU request at all
         slurm_array_parallelism=args.array_parallelism or params["slurm_array_parallelism"],
         slurm_additional_parameters=extra,
     )

@@ -117,3 +117,16 @@ def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params
     )
     assert glyphs["difference"] == pytest.approx(expected, abs=1e-12)
     assert glyphs["verdict"] in (claims.BETTER, claims.WORSE, claims.NO_DIFFERENCE)
+
+
+def test_mechanism_readings_say_what_the_scores_mean():
+    from gems_core.mechanism import reading
+
+    info = {"bits": 0.0, "bits_by_step": [0.0], "chance_bits": 0.0, "max_bits": 1.0}
+    assert "a fixed freeze" in reading({"mask_information": info})
+    assert "identify the distribution" in reading({"mask_information": {**info, "bits": 0.97}})
+    spec = {"difference": 0.003, "low": 0.001, "high": 0.004}
+    assert "slightly more" in reading({"specificity": spec})
+    assert "share more" in reading({"specificity": {"difference": 0.2, "low": 0.1, "high": 0.3}})
+    assert "one shared subnetwork" in reading({"specificity": {"difference": 0.0, "low": -0.01, "high": 0.01}})
+    assert "one test dataset" in reading({"specificity": None})

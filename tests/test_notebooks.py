@@ -96,7 +96,9 @@ def test_controls_comparisons_and_mechanism_scores_reach_the_tables_notebooks_an
     page = (out / "index.html").read_text()
     assert page.index("What the evidence says") < page.index("Table 2, reproduced")
     assert "Trained on glyphs + shapes, tested on glyphs:" in page and "mask information (bits)" in page
-    assert "Trained on glyphs + shapes, tested on shapes:" in (out / "06_report.html").read_text()
+    report = (out / "06_report.html").read_text()
+    assert "Trained on glyphs + shapes, tested on shapes:" in report
+    assert "open this notebook in JupyterLab" in report and "widget-state" not in report  # headless: no widgets
     assert "BMP seed 21." in (out / "02_bmp.html").read_text()
     assert "MMSUP seed 21." in (out / "03_mmsup.html").read_text()
 

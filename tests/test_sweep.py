@@ -52,7 +52,7 @@ def _outcomes(params_file):
 
 def test_the_plan_of_the_smoke_and_paper_profiles():
     smoke = plan(load_params(PROJECT_ROOT / "parameters" / "smoke.yaml"))
-    assert Counter(r.kind for r in smoke) == {"main": 4, "ablation": 3, "bmp_embedding": 1, "convergence": 1}
+    assert Counter(r.kind for r in smoke) == {"main": 5, "ablation": 3, "bmp_embedding": 1, "convergence": 1}
     table2 = plan(load_params(PROJECT_ROOT / "parameters" / "paper" / "table2_cub_aircraft.yaml"))
     assert Counter(r.kind for r in table2) == {"main": 12, "bmp_embedding": 3, "convergence": 1}
     ablations = plan(load_params(PROJECT_ROOT / "parameters" / "paper" / "ablations.yaml"))
@@ -271,3 +271,14 @@ def test_a_failing_run_is_named_with_its_log_and_the_sweep_exits_1(tmp_path):
     log = tmp_path / "broken" / "smoke" / "sweep" / "logs" / f"{run.name}.log"
     assert proc.returncode == 1 and f"error: runs failed:\n  maml seed 21: log {log}" in out
     assert str(bad[0]) in log.read_text() and run.state()[0] == "failed"
+
+
+def test_a_cpu_profile_asks_slurm_for_no_gpu_unless_told(tiny_params):
+    from argparse import Namespace
+
+    from gems_core.sweep import gpus_per_task
+
+    cpu, gpu = tiny_params(device="cpu"), tiny_params(device="auto", slurm_gpus_per_task=2)
+    assert gpus_per_task(cpu, Namespace(gpus_per_task=None)) == 0  # a GPU-less cluster refuses any GPU request
+    assert gpus_per_task(gpu, Namespace(gpus_per_task=None)) == 2
+    assert gpus_per_task(cpu, Namespace(gpus_per_task=1)) == 1

@@ -1,0 +1,85 @@
+"""Sweeps on a real one-node Slurm cluster (``slurm_cluster``): the smoke profile's sweep submitted as a job
+array through submitit, one job requeued mid-run by ``scontrol requeue``, what ``--wait`` and a later call
+report beside what ``sacct`` says, and the notebooks rendered from the runs. The edge cases a real cluster
+cannot stage cheaply (time limits, preemption signals, failing jobs) stay with the fake commands in
+test_sweep.py."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import PROJECT_ROOT, smoke_file
+from slurm_cluster import one_node_cluster, unavailable
+
+from gems_core import checkpoints
+from gems_core.params import load_params
+from gems_core.plan import plan
+from gems_core.training import run_method
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """The environment of a running one-node cluster (installed first where absent and permitted)."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"no real Slurm here: {reason}")
+    with one_node_cluster() as env:
+        yield env
+
+
+def _sweep(params_file, env, *flags):
+    command = [sys.executable, "-m", "gems_core.sweep", str(params_file), "--executor", "slurm", *flags]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def _sacct(env, job: str) -> list[tuple[str, str]]:
+    """(job id, state) of every record sacct keeps for ``job`` and its array tasks, requeued ones included."""
+    out = subprocess.run(
+        ["sacct", "-D", "-X", "-n", "-P", "-o", "JobID,State", "-j", job], env=env, capture_output=True, text=True
+    )
+    return [tuple(line.split("|")) for line in out.stdout.split()]
+
+
+def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_env, tmp_path):
+    settings = dict(iterations=600, checkpoint_every=10, validation_every=300)
+    params_file = smoke_file(tmp_path, "cluster", **settings)
+    submitted = _sweep(params_file, slurm_env, "--no-render")
+    folder = tmp_path / "cluster" / "smoke" / "sweep"
+    jobs = json.loads((folder / "slurm_jobs.json").read_text())
+    runs = plan(load_params(params_file))
+    assert len(jobs) == len(runs) == 10 and "submitted 10 runs as job array" in submitted
+
+    first = runs[0]  # requeue its job once the run has a checkpoint, before it completes
+    deadline = time.time() + 300
+    while not (first.folder / checkpoints.NEWEST).exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.state()[0] == "partial", first.state()
+    requeue = subprocess.run(["scontrol", "requeue", jobs[first.name]], env=slurm_env, capture_output=True, text=True)
+    assert requeue.returncode == 0, requeue.stderr
+
+    followed = _sweep(params_file, slurm_env, "--wait")  # follows the jobs to their end, then renders
+    array = jobs[first.name].split("_")[0]
+    records = _sacct(slurm_env, array)
+    assert {state for job, state in records if job == jobs[first.name]} == {"REQUEUED", "COMPLETED"}
+    finals = {job: state for job, state in records}  # the last record of each task
+    assert sorted(finals) == sorted(jobs.values()) and set(finals.values()) == {"COMPLETED"}
+    assert "complete 10, failed 0" in followed and "queued 0, running 0" in followed  # as sacct says
+
+    log = next((folder / "slurm").glob(f"{jobs[first.name]}_*_log.out")).read_text()
+    assert "training from iteration 0 " in log and log.count("training from iteration") == 2
+    resumed = int(log.split("training from iteration")[2].split()[0])
+    assert 0 < resumed < settings["iterations"], log  # the second attempt resumed from its checkpoint
+    reference = smoke_file(tmp_path, "reference", **settings)
+    expected = run_method(load_params(reference), first.method, first.seed, progress=False)
+    assert json.loads((first.folder / "results.json").read_text())["test"] == expected["test"]
+
+    out = tmp_path / "cluster" / "smoke"
+    assert (out / "index.html").is_file() and len(list(out.glob("0*.html"))) == 7  # rendered from the runs
+    later = _sweep(params_file, slurm_env, "--no-render")  # a later call: nothing queued, nothing to train
+    assert "10 planned runs, 10 complete or diverged, 0 to train" in later
