@@ -18,7 +18,8 @@ from gems_core.runs import run_id
 # went from 300 to 150 iterations, 100 test tasks, no embedding comparison, two ablation runs, a trace of 40
 # iterations, to finish within 6 minutes.)
 SHIPPED = {
-    "parameters/demo.yaml": (["aefa3b5d", "aefa3b5d", "eddb31b5", "33ae2025"], 8, "a2b71ad7a763"),
+    "parameters/demo.yaml": (["aefa3b5d", "aefa3b5d", "eddb31b5", "33ae2025"], 8, "8b1df48f85ee"),
+    "parameters/demo_seeds.yaml": (["aefa3b5d", "aefa3b5d", "eddb31b5", "33ae2025"], 16, "aca96dd03990"),
     "parameters/smoke.yaml": (["e3da0bbd", "e3da0bbd", "1bb040d9", "89986f13"], 10, "eded0e368311"),
     "parameters/paper/ablations.yaml": (["e6bcc5a1", "e6bcc5a1", "2a369499", "b4c43aad"], 103, "d80c7a68ec25"),
     "parameters/paper/table2_cub_aircraft.yaml": (["e6bcc5a1", "e6bcc5a1", "2a369499", "b4c43aad"], 16, "d6533e6b351a"),
