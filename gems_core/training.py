@@ -196,7 +196,8 @@ class Run:
                 "torch_rng": torch.get_rng_state(),
             },
         )
-        io.write_text(self.folder / runs.METRICS, pd.DataFrame(self.state.rows).to_csv(index=False))
+        if self.state.rows:  # a checkpoint before the first validation has no metrics row to write
+            io.write_text(self.folder / runs.METRICS, pd.DataFrame(self.state.rows).to_csv(index=False))
 
     def load_checkpoint(self) -> bool:
         """Restore the newest intact checkpoint (the previous one if the newest is damaged);

@@ -135,6 +135,8 @@ def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
     run.calibrate()
     for _ in range(3):
         run.step()
+    run.save_checkpoint()  # a checkpoint before the first validation: nothing to report yet
+    assert progress(runs) is None and not (runs[2].folder / "metrics.csv").exists()
     run.log_row()
     run.save_checkpoint()
     line = progress(runs)
