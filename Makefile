@@ -26,8 +26,9 @@ $(STAMP): requirements.txt pyproject.toml tools/install_learn2learn.sh
 demo: setup
 	$(PY) -m gems_core.pipeline parameters/demo.yaml
 
+# test files run in parallel (one worker per core, at most 4; a file's tests share one worker and its fixtures)
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 # the unit tests alone (no processes, notebooks, sweeps or browser), for the edit-test loop
 test-fast: setup

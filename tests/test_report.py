@@ -220,3 +220,14 @@ def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(sho
     assert table.loc["fungi", "arml (published)"] == arml
     assert "Plain-Multi" in report.data_note(params)
     assert report.beside_published(results, {**params, "distributions": PAPER_PARAMS["distributions"]}) is None
+
+
+def test_a_profile_without_an_ablation_grid_gets_empty_tables_not_an_error(tiny_params):
+    from gems_core import ablations
+
+    params = tiny_params(ablation_methods=[], ablation_adaptation_steps=[], ablation_fast_lr=[], ablation_sparsity=[])
+    assert ablations.grid(params).empty
+    table = ablations.run_grid(params, [])
+    assert table.empty and {"setting", "value", "method", "accuracy"} <= set(table.columns)
+    assert ablations.summary(table).empty
+    assert list(ablations.grid(tiny_params(ablation_sparsity=[0.3]))["grid"]) == [[0.3]]
