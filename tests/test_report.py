@@ -225,9 +225,10 @@ def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(sho
 def test_a_profile_without_an_ablation_grid_gets_empty_tables_not_an_error(tiny_params):
     from gems_core import ablations
 
-    params = tiny_params(ablation_methods=[], ablation_adaptation_steps=[], ablation_fast_lr=[], ablation_sparsity=[])
+    none = dict(ablation_methods=[], ablation_adaptation_steps=[], ablation_fast_lr=[], ablation_sparsity=[])
+    params = tiny_params(**none)
     assert ablations.grid(params).empty
     table = ablations.run_grid(params, [])
     assert table.empty and {"setting", "value", "method", "accuracy"} <= set(table.columns)
     assert ablations.summary(table).empty
-    assert list(ablations.grid(tiny_params(ablation_sparsity=[0.3]))["grid"]) == [[0.3]]
+    assert list(ablations.grid(tiny_params(**{**none, "ablation_sparsity": [0.3]}))["grid"]) == [[0.3]]
