@@ -10,6 +10,7 @@ through this list, they can never disagree about which runs exist.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
 from .results import duration
-from .runs import FAILURE, METRICS, RESULTS, holding, last_logged_iteration, read_results, run_folder
+from .runs import FAILURE, METRICS, RESULTS, holding, last_logged_iteration, read_results, run_folder, run_id
 from .training import run_method
 
 KINDS = ("main", "bmp_embedding", "ablation", "convergence")
@@ -51,7 +52,12 @@ class PlannedRun:
 
     @property
     def trace_path(self) -> Path:
-        return Path(self.params["output_root"]) / self.params["profile"] / "convergence" / f"trace-seed{self.seed}.csv"
+        """The convergence trace's CSV, named for what shapes it (the MMSUP run's id and the iterations
+        traced): a trace of other parameters is never read back as this one."""
+        shape = f"{run_id(self.params, 'mmsup', self.seed)}-{self.params['convergence_iterations']}"
+        digest = hashlib.sha1(shape.encode()).hexdigest()[:8]
+        folder = Path(self.params["output_root"]) / self.params["profile"] / "convergence"
+        return folder / f"trace-seed{self.seed}-{digest}.csv"
 
     @property
     def name(self) -> str:

@@ -171,3 +171,14 @@ def test_progress_follows_the_convergence_trace_and_the_page_gets_its_time_and_d
     assert progress(plan(params)) is None and trace.state() == ("complete", 30)
     outcome = trace.outcome()
     assert (outcome["iteration"], outcome["of"], outcome["device"]) == (30, 30, "cpu") and outcome["train_seconds"] > 0
+
+
+def test_a_convergence_trace_of_other_parameters_is_never_read_back(tiny_params):
+    from gems_core.plan import plan
+
+    def trace(**overrides):
+        (run,) = plan(tiny_params(**overrides), ("convergence",))
+        return run.trace_path
+
+    assert trace() == trace(ablation_sparsity=[0.9])  # bookkeeping: the same trace
+    assert trace(convergence_iterations=7) != trace() != trace(fast_lr=0.2)  # what it traced: another
