@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 from . import checkpoints
 from .data import Distribution
 from .models import CONV_LABELS, LAYER_LABELS
+from .notebook import headless
 from .runs import run_folder
 from .training import Run, open_run
 
@@ -109,9 +110,9 @@ def explorable_runs(params: dict, distributions: list[Distribution], methods: li
     return runs, problems
 
 
-def task_explorer(params: dict, distributions: list[Distribution], methods: list[str], interactive: bool = True):
-    """A static figure of the first method's first test task, then (``interactive``) controls to pick
-    another (JupyterLab)."""
+def task_explorer(params: dict, distributions: list[Distribution], methods: list[str], interactive: bool | None = None):
+    """A static figure of the first method's first test task, then controls to pick another: by default
+    (``interactive`` None) in JupyterLab, not in the pipeline's headless run (``notebook.headless``)."""
     import ipywidgets as widgets
     from IPython.display import display
 
@@ -131,7 +132,7 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
         print(predictions_line(seen))
 
     show(next(iter(runs)), names[0], 0)
-    if not interactive:
+    if not (interactive if interactive is not None else not headless()):
         print("open this notebook in JupyterLab to pick another run, test dataset or task")
         return
     widgets.interact(

@@ -11,6 +11,12 @@ from .data import Distribution, check_against_data, load_distributions
 from .params import load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HEADLESS = "GEMS_HEADLESS"  # set to 1 in the kernels the pipeline starts
+
+
+def headless() -> bool:
+    """Whether this kernel runs under the pipeline (papermill, no frontend), where widgets are no use."""
+    return os.environ.get(HEADLESS) == "1"
 
 
 def from_project_root(path: str | Path) -> Path:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from . import io, page
 from .errors import KitError, run_cli
-from .notebook import PROJECT_ROOT, from_project_root
+from .notebook import HEADLESS, PROJECT_ROOT, from_project_root
 from .params import load_params
 from .plan import plan, progress
 from .training import resolve_device
@@ -126,7 +126,9 @@ def kernel_runtime(log: Path) -> Iterator[type]:
 
     The kernels' own messages (ipykernel's log, not the cells' output, which the notebooks keep) go to
     ``log``, not the console: jupyter_client interrupts every kernel it shuts down, and ipykernel then
-    sometimes logs "KeyboardInterrupt caught in kernel"."""
+    sometimes logs "KeyboardInterrupt caught in kernel". The kernels know they are headless
+    (``notebook.headless``): no one is there to use a widget, and a widget cell can stall a headless
+    execution (jupyter/nbclient#312)."""
     for stale in Path(tempfile.gettempdir()).glob("gems-kernels-*-*"):
         pid = stale.name.split("-")[2]
         if pid.isdigit() and not _alive(int(pid)):
@@ -142,7 +144,8 @@ def kernel_runtime(log: Path) -> Iterator[type]:
             started.append(self)
 
         async def start_kernel(self, **kwargs):
-            await super().start_kernel(**{"stderr": messages, "stdout": messages, **kwargs})
+            env = {**os.environ, **kwargs.pop("env", {}), HEADLESS: "1"}  # notebook.headless() in its kernel
+            await super().start_kernel(**{"stderr": messages, "stdout": messages, "env": env, **kwargs})
 
     def stop_kernels() -> None:
         for manager in started:
@@ -231,12 +234,6 @@ def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> 
     os.replace(partial, executed)
 
 
-def headless(notebook: Path) -> dict:
-    """``interactive = False`` for a notebook that declares ``interactive`` among its parameters: no
-    ipywidgets in a headless execution, where one can stall it (jupyter/nbclient#312)."""
-    return {"interactive": False} if "interactive" in papermill.inspect_notebook(str(notebook)) else {}
-
-
 def run_notebook(
     notebook: Path, parameters_file: Path, out_dir: Path, kernels: type, extra: dict | None = None
 ) -> Path:
@@ -276,7 +273,7 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
             watcher = RunWatcher(params, bar, nb.name, live)
             watcher.start()
             try:
-                done.append(run_notebook(nb, parameters_file, out_dir, kernels, headless(nb)))
+                done.append(run_notebook(nb, parameters_file, out_dir, kernels))
             finally:
                 watcher.stopped.set()
                 page.write(params, out_dir, parameters_file)  # refreshed after every notebook, failed ones too

@@ -48,12 +48,13 @@ def _sacct(env, job: str) -> list[tuple[str, str]]:
 
 def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_env, tmp_path):
     settings = dict(iterations=600, checkpoint_every=10, validation_every=300)
-    params_file = smoke_file(tmp_path, "cluster", **settings)
+    light = dict(ablation_methods=[], ablation_sparsity=[], bmp_compare_embeddings=[])  # five methods, a trace
+    params_file = smoke_file(tmp_path, "cluster", **settings, **light)
     submitted = _sweep(params_file, slurm_env, "--no-render")
     folder = tmp_path / "cluster" / "smoke" / "sweep"
     jobs = json.loads((folder / "slurm_jobs.json").read_text())
     runs = plan(load_params(params_file))
-    assert len(jobs) == len(runs) == 10 and "submitted 10 runs as job array" in submitted
+    assert len(jobs) == len(runs) == 6 and "submitted 6 runs as job array" in submitted
 
     first = runs[0]  # requeue its job once the run has a checkpoint, before it completes
     deadline = time.time() + 300
@@ -69,17 +70,17 @@ def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_en
     assert {state for job, state in records if job == jobs[first.name]} == {"REQUEUED", "COMPLETED"}
     finals = {job: state for job, state in records}  # the last record of each task
     assert sorted(finals) == sorted(jobs.values()) and set(finals.values()) == {"COMPLETED"}
-    assert "complete 10, failed 0" in followed and "queued 0, running 0" in followed  # as sacct says
+    assert "complete 6, failed 0" in followed and "queued 0, running 0" in followed  # as sacct says
 
     log = next((folder / "slurm").glob(f"{jobs[first.name]}_*_log.out")).read_text()
     assert "training from iteration 0 " in log and log.count("training from iteration") == 2
     resumed = int(log.split("training from iteration")[2].split()[0])
     assert 0 < resumed < settings["iterations"], log  # the second attempt resumed from its checkpoint
-    reference = smoke_file(tmp_path, "reference", **settings)
+    reference = smoke_file(tmp_path, "reference", **settings, **light)
     expected = run_method(load_params(reference), first.method, first.seed, progress=False)
     assert json.loads((first.folder / "results.json").read_text())["test"] == expected["test"]
 
     out = tmp_path / "cluster" / "smoke"
     assert (out / "index.html").is_file() and len(list(out.glob("0*.html"))) == 7  # rendered from the runs
     later = _sweep(params_file, slurm_env, "--no-render")  # a later call: nothing queued, nothing to train
-    assert "10 planned runs, 10 complete or diverged, 0 to train" in later
+    assert "6 planned runs, 6 complete or diverged, 0 to train" in later
