@@ -28,7 +28,7 @@ demo: setup
 
 # test files run in parallel (one worker per core, at most 4; a file's tests share one worker and its fixtures)
 test: setup
-	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 # the unit tests alone (no processes, notebooks, sweeps or browser), for the edit-test loop
 test-fast: setup

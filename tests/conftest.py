@@ -74,3 +74,12 @@ def smoke_file(tmp_path: Path, name: str, **overrides) -> Path:
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(params))
     return path
+
+
+SLOWEST_FIRST = ("test_slurm_cluster.py", "test_notebooks.py", "test_sweep.py", "test_attacks.py", "test_learning.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Start the longest test files first, so the parallel workers of ``make test`` finish together."""
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order

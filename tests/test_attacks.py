@@ -435,7 +435,7 @@ def test_two_pipelines_at_once_with_hostile_names(tmp_path):
     assert [p.returncode for p in procs] == [0, 0, 0], logs
     assert f"profile {profile!r} is being run by another pipeline: waiting for it to finish" in logs[1]
     assert not list(PROJECT_ROOT.glob("kernel-ipc*"))
-    assert set(Path(tempfile.gettempdir()).glob("gems-kernels-*")) == kernels_before
+    assert set(Path(tempfile.gettempdir()).glob("gems-kernels-*")) <= kernels_before  # theirs removed (others may run)
     renders = sorted((tmp_path / "out").glob("*/*.html"))
     assert len(renders) == 7 + 1 + 1 + 1  # 7 notebooks and the page; 00 and the page of the other profile
     for render in renders:

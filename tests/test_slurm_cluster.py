@@ -47,7 +47,7 @@ def _sacct(env, job: str) -> list[tuple[str, str]]:
 
 
 def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_env, tmp_path):
-    settings = dict(iterations=600, checkpoint_every=10, validation_every=300)
+    settings = dict(iterations=400, checkpoint_every=10, validation_every=200)
     light = dict(ablation_methods=[], ablation_sparsity=[], bmp_compare_embeddings=[])  # five methods, a trace
     params_file = smoke_file(tmp_path, "cluster", **settings, **light)
     submitted = _sweep(params_file, slurm_env, "--no-render")
@@ -63,6 +63,14 @@ def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_en
     assert first.state()[0] == "partial", first.state()
     requeue = subprocess.run(["scontrol", "requeue", jobs[first.name]], env=slurm_env, capture_output=True, text=True)
     assert requeue.returncode == 0, requeue.stderr
+    # Slurm holds a requeued job back for two minutes (its BeginTime); an administrator may release it
+    reason = ["squeue", "-h", "-j", jobs[first.name], "-o", "%r"]
+    deadline = time.time() + 60
+    while "BeginTime" not in subprocess.run(reason, env=slurm_env, capture_output=True, text=True).stdout:
+        assert time.time() < deadline, "the requeued job never waited for its begin time"
+        time.sleep(0.2)
+    release = ["scontrol", "update", f"JobId={jobs[first.name]}", "StartTime=now"]
+    assert subprocess.run(release, env=slurm_env, capture_output=True).returncode == 0
 
     followed = _sweep(params_file, slurm_env, "--wait")  # follows the jobs to their end, then renders
     array = jobs[first.name].split("_")[0]
