@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import mechanism, runs
-from .learners import FROZEN_MASK_OF as FROZEN
-from .learners import METHODS
+from .learners import FROZEN_MASK_OF, METHODS
 from .statistics import t_interval
 
 BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no detectable difference"
@@ -70,9 +69,10 @@ BASELINE = "maml"
 def compared_pairs(params: dict) -> list[tuple[str, str]]:
     """(ours, theirs) for every comparison a profile's tables make: each method and frozen-mask control
     against MAML, then each method with a per-task mask against its own frozen-mask control."""
-    rows = [*params["methods"], *(c for m in params["methods"] if (c := METHODS[m].frozen_mask))]
+    frozen = [(m, c) for m in params["methods"] if (c := METHODS[m].frozen_mask)]
+    rows = [*params["methods"], *(c for _, c in frozen)]
     against_maml = [(row, BASELINE) for row in rows if row != BASELINE] if BASELINE in params["methods"] else []
-    return against_maml + [(m, c) for m in params["methods"] if (c := METHODS[m].frozen_mask)]
+    return against_maml + frozen
 
 
 def comparisons(params: dict) -> pd.DataFrame:
@@ -144,7 +144,7 @@ def evidence(params: dict, table: pd.DataFrame) -> list[str]:
             f"Trained on {pair}, tested on {dataset}: {order}. "
             + ("Paired on the same test tasks: " + "; ".join(verdicts) + "." if verdicts else "")
         )
-    own = scores[~scores["method"].isin(list(FROZEN))]
+    own = scores[~scores["method"].isin(list(FROZEN_MASK_OF))]
     if not own.empty:
         paragraphs.append(
             "Mechanism: " + "; ".join(f"{r.method} seed {r.seed}: {r.reading}" for r in own.itertuples()) + "."
