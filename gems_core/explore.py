@@ -132,7 +132,9 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
         print(predictions_line(seen))
 
     show(next(iter(runs)), names[0], 0)
-    if not (interactive if interactive is not None else not headless()):
+    if interactive is None:
+        interactive = not headless()
+    if not interactive:
         print("open this notebook in JupyterLab to pick another run, test dataset or task")
         return
     widgets.interact(

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from .learners.mmsup import OVERLAP_TASKS
+from .learners.mmsup import OVERLAP_TASKS, jaccard_matrix
 from .models import CONV_LABELS
 from .statistics import mutual_information, t_interval
 
@@ -101,8 +101,7 @@ def _own_minus_other(by_dataset: dict[str, torch.Tensor]) -> torch.Tensor:
     """Per task: mean Jaccard overlap with the other tasks of its dataset minus that with other datasets' tasks."""
     x = torch.cat(list(by_dataset.values())).double()
     label = torch.cat([torch.full((len(m),), i) for i, m in enumerate(by_dataset.values())])
-    inter = x @ x.T
-    overlap = inter / (x.sum(1, keepdim=True) + x.sum(1) - inter).clamp_min(1)
+    overlap = jaccard_matrix(x, x)
     same = label[:, None] == label[None, :]
     own = same & ~torch.eye(len(x), dtype=torch.bool)
     return (overlap * own).sum(1) / own.sum(1).clamp_min(1) - (overlap * ~same).sum(1) / (~same).sum(1)

@@ -123,13 +123,13 @@ def beside_published(results: pd.DataFrame, params: dict) -> pd.DataFrame | None
 
 def data_note(params: dict) -> str:
     """A plain statement of whether this profile's data are the paper's."""
-    sources = [d["source"] for d in params["distributions"]]
-    pairs = set(reference_table()["train_sources"])
-    if "+".join(sources) in pairs:
-        return f"This profile trains on {' + '.join(sources)}, one of the supplement's Table 2 pairs."
-    if "+".join(sources) in set(published_table()["train_sources"]):
+    sources = train_sources(params)
+    named = sources.replace("+", " + ")
+    if sources in set(reference_table()["train_sources"]):
+        return f"This profile trains on {named}, one of the supplement's Table 2 pairs."
+    if sources in set(published_table()["train_sources"]):
         return (
-            f"This profile trains on {' + '.join(sources)}, the Plain-Multi benchmark of HSML and ARML: the "
+            f"This profile trains on {named}, the Plain-Multi benchmark of HSML and ARML: the "
             "supplement has no values for it, the published ones are set beside the kit's below."
         )
     used = " + ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])

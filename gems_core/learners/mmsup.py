@@ -135,11 +135,15 @@ class MMSUP(MAML):
         return {"overlap": overlap, "changed_during_adaptation": changed, "sparsity": self.train_record()}
 
 
+def jaccard_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a_i & b_j| / |a_i | b_j| for every pair of kept sets (rows of 0/1 [tasks, positions])."""
+    inter = a @ b.T
+    return inter / (a.sum(1, keepdim=True) + b.sum(1) - inter).clamp_min(1)
+
+
 def jaccard(a: torch.Tensor, b: torch.Tensor, same: bool) -> float:
     """Mean |a_i & b_j| / |a_i | b_j| over task pairs (i < j when a and b are the same set)."""
-    inter = a @ b.T
-    union = a.sum(1, keepdim=True) + b.sum(1) - inter
-    scores = inter / union.clamp_min(1)
+    scores = jaccard_matrix(a, b)
     if same:
         scores = scores[torch.triu(torch.ones_like(scores, dtype=torch.bool), diagonal=1)]
     return float(scores.mean())
