@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 
 import numpy as np
-from scipy import stats
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -17,6 +16,8 @@ def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     mean = float(values.mean())
     if len(values) < 2:
         return mean, math.nan, math.nan
+    from scipy import stats  # slow to import: kept out of the start of every process that trains
+
     half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
     return mean, mean - half, mean + half
 

@@ -42,12 +42,14 @@ from .errors import run_cli
 from .params import load_params
 from .plan import KINDS, PlannedRun, plan
 from .runs import FAILURE, run_lock
-from .training import resolve_device
+from .training import Stopped, resolve_device, stop_on_sigterm
 
 EXECUTORS = ("inline", "local", "slurm")
 TODO = ("missing", "partial", "failed")
 LOCKED_ELSEWHERE = 75  # a worker's exit status when another process holds the run's lock
+STOPPED = 143  # ... and when SIGTERM stopped it (128 + SIGTERM, as shells report it)
 POLL_SECONDS = 1.0
+LOG_SECONDS = 60  # when the output is not a terminal: at most one status line a minute while nothing changes
 
 
 def sweep_dir(params: dict) -> Path:
@@ -79,11 +81,17 @@ def from_spec(spec: dict) -> PlannedRun:
 
 
 def train_one(spec: dict, wait: bool, progress: bool = False) -> str:
-    """Train (resume, or read back) one planned run: 'done', or 'locked elsewhere'."""
+    """Train (resume, or read back) one planned run: 'done', 'locked elsewhere' or 'stopped' (SIGTERM). Its
+    log lines reach the log file as they are written, so a job killed by a requeue or a time limit keeps them."""
+    sys.stdout.reconfigure(line_buffering=True)
     run = from_spec(spec)
     if run.state()[0] not in ("complete", "diverged"):
         (run.folder / FAILURE).unlink(missing_ok=True)
-    return "locked elsewhere" if run.execute(progress=progress, wait=wait) is None else "done"
+    try:
+        return "locked elsewhere" if run.execute(progress=progress, wait=wait) is None else "done"
+    except Stopped as exc:
+        print(f"{run.label}: {exc}", flush=True)
+        return "stopped"
 
 
 class SlurmRun:
@@ -91,6 +99,7 @@ class SlurmRun:
     calls ``checkpoint``, which requeues the same job; the run then resumes from its run folder."""
 
     def __call__(self, spec: dict) -> str:
+        stop_on_sigterm()  # a requeue or scancel: save at the next iteration, so the next attempt resumes there
         outcome = train_one(spec, wait=True, progress=True)
         print(f"{spec['label']}: {outcome}", flush=True)
         return outcome
@@ -103,20 +112,31 @@ class SlurmRun:
 
 # --- status ------------------------------------------------------------------------------------
 class Status:
-    """The live status line, and the list of failures with their logs."""
+    """The sweep's status: on a terminal a live bar; elsewhere (a Slurm log, CI, a file) one line whenever
+    the counts change and at most one a minute in between; and the list of failures with their logs."""
 
     def __init__(self, runs: list[PlannedRun], desc: str):
-        self.total = len(runs)
+        self.total, self.desc = len(runs), desc
         self.failures: dict[str, str] = {}
-        self.bar = tqdm(total=self.total, desc=desc, unit="run")
+        self.live = sys.stderr.isatty()
+        self.bar = tqdm(total=self.total, desc=desc, unit="run", disable=not self.live)
+        self.counts: tuple | None = None
+        self.printed_at = 0.0
 
     def show(self, queued: int, running: list[PlannedRun], done: int) -> None:
-        self.bar.n = done
         reached = ", ".join(f"{r.label} at {r.state()[1]}" for r in running[:3]) + (" ..." if len(running) > 3 else "")
-        self.bar.set_postfix_str(
+        line = (
             f"queued {queued}, running {len(running)}{': ' + reached if running else ''}, "
             f"complete {done}, failed {len(self.failures)}"
         )
+        if self.live:
+            self.bar.n = done
+            self.bar.set_postfix_str(line)
+            return
+        counts, now = (queued, len(running), done, len(self.failures)), time.time()
+        if counts != self.counts or now - self.printed_at >= LOG_SECONDS:
+            self.counts, self.printed_at = counts, now
+            print(f"{self.desc}: {line}", flush=True)
 
     def fail(self, run: PlannedRun, log: str, why: str) -> None:
         self.failures[run.label] = log
@@ -251,11 +271,8 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: dict, args, folder
     by_name = {r.name: r for r in runs}
     while True:
         pending = [n for n in by_name if n in watched and not watched[n].done()]
-        status.show(
-            len(pending),
-            [by_name[n] for n in pending if watched[n].state == "RUNNING"],
-            len(by_name) - len(pending) - len(status.failures),
-        )
+        running = [by_name[n] for n in pending if watched[n].state == "RUNNING"]
+        status.show(len(pending) - len(running), running, len(by_name) - len(pending) - len(status.failures))
         if not pending or not args.wait:
             break
         time.sleep(POLL_SECONDS)
@@ -306,7 +323,7 @@ def sweep(parameters_file: str, args) -> int:
     if not args.no_render:
         from .pipeline import run_pipeline
 
-        run_pipeline(parameters_file)
+        run_pipeline(parameters_file, args.only)
     return 0
 
 
@@ -335,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-gpu", type=int, default=1, help="local: runs at once on each GPU")
     parser.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS), help="which planned runs")
     parser.add_argument("--no-render", action="store_true", help="do not render the notebooks afterwards")
+    parser.add_argument("--only", nargs="*", help="render only notebooks whose name starts with these, e.g. 06")
     parser.add_argument("--wait", action="store_true", help="slurm: follow the jobs until they end")
     parser.add_argument("--partition", help="slurm: partition (default: slurm_partition)")
     parser.add_argument("--time-limit", type=int, help="slurm: minutes per job (default: slurm_time_limit_min)")
@@ -350,9 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # a local worker: train one run
     args = parser.parse_args(argv)
     if args.job:
+        stop_on_sigterm()  # the sweep died: save at the next iteration
         outcome = train_one(json.loads(args.job.read_text()), wait=False, progress=True)
         print(outcome, flush=True)
-        return LOCKED_ELSEWHERE if outcome == "locked elsewhere" else 0
+        return {"locked elsewhere": LOCKED_ELSEWHERE, "stopped": STOPPED}.get(outcome, 0)
     if not args.parameters:
         parser.error("the parameters file is required")
     if min(args.workers, args.per_gpu) < 1:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +108,23 @@ class Member:
         for v in self.sums.values():
             v.zero_()
         return out
+
+
+STOP = threading.Event()  # set by SIGTERM in a sweep's job: save at the next iteration and stop
+
+
+class Stopped(Exception):
+    """Training stopped on request (``stop_on_sigterm``) after saving a checkpoint at ``iteration``."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"stopped at iteration {iteration} on SIGTERM; its checkpoint is saved there")
+        self.iteration = iteration
+
+
+def stop_on_sigterm() -> None:
+    """From now on SIGTERM (Slurm's requeue, ``scancel`` or a dying sweep) makes the training loop save a
+    checkpoint after its current iteration and raise ``Stopped``, so the next attempt loses no iteration."""
+    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
 
 
 class Diverged(Exception):
@@ -358,7 +377,7 @@ class Run:
                 self.cpu_share.rebalance()  # other kit processes may have started or ended training
                 it = self.state.iteration
                 log = it % p["validation_every"] == 0 or it == p["iterations"]
-                checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"]
+                checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"] or STOP.is_set()
                 if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
                     self.check_finite()  # before anything is logged or saved from a diverged model
                     self.check_loss()
@@ -370,6 +389,8 @@ class Run:
                         bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
                     if checkpoint:
                         self.save_checkpoint()
+                    if STOP.is_set():
+                        raise Stopped(it)
                     clock = time.perf_counter()
         finally:
             bar.close()

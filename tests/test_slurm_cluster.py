@@ -5,6 +5,7 @@ cannot stage cheaply (time limits, preemption signals, failing jobs) stay with t
 test_sweep.py."""
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +48,7 @@ def _sacct(env, job: str) -> list[tuple[str, str]]:
 
 
 def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_env, tmp_path):
-    settings = dict(iterations=400, checkpoint_every=10, validation_every=200)
+    settings = dict(iterations=200, checkpoint_every=5, validation_every=100)
     light = dict(ablation_methods=[], ablation_sparsity=[], bmp_compare_embeddings=[])  # five methods, a trace
     params_file = smoke_file(tmp_path, "cluster", **settings, **light)
     submitted = _sweep(params_file, slurm_env, "--no-render")
@@ -72,23 +73,28 @@ def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_en
     release = ["scontrol", "update", f"JobId={jobs[first.name]}", "StartTime=now"]
     assert subprocess.run(release, env=slurm_env, capture_output=True).returncode == 0
 
-    followed = _sweep(params_file, slurm_env, "--wait")  # follows the jobs to their end, then renders
+    followed = _sweep(params_file, slurm_env, "--wait", "--only", "06")  # follows the jobs, then renders the report
     array = jobs[first.name].split("_")[0]
     records = _sacct(slurm_env, array)
     assert {state for job, state in records if job == jobs[first.name]} == {"REQUEUED", "COMPLETED"}
     finals = {job: state for job, state in records}  # the last record of each task
     assert sorted(finals) == sorted(jobs.values()) and set(finals.values()) == {"COMPLETED"}
-    assert "complete 6, failed 0" in followed and "queued 0, running 0" in followed  # as sacct says
+    statuses = [line for line in followed.splitlines() if line.startswith("sweep smoke: ")]
+    to_train = int(re.search(r"6 planned runs, \d+ complete or diverged, (\d+) to train", followed).group(1))
+    assert f"queued 0, running 0, complete {to_train}, failed 0" in statuses[-1], followed  # as sacct says
+    assert "\r" not in followed and len(followed.splitlines()) < 30  # a log: one line per change, no repaints
 
     log = next((folder / "slurm").glob(f"{jobs[first.name]}_*_log.out")).read_text()
     assert "training from iteration 0 " in log and log.count("training from iteration") == 2
     resumed = int(log.split("training from iteration")[2].split()[0])
-    assert 0 < resumed < settings["iterations"], log  # the second attempt resumed from its checkpoint
+    stopped = int(log.split("stopped at iteration")[1].split()[0])  # SIGTERM of the requeue: saved, then stopped
+    assert 0 < resumed == stopped < settings["iterations"], log  # the second attempt lost no iteration
     reference = smoke_file(tmp_path, "reference", **settings, **light)
     expected = run_method(load_params(reference), first.method, first.seed, progress=False)
     assert json.loads((first.folder / "results.json").read_text())["test"] == expected["test"]
 
     out = tmp_path / "cluster" / "smoke"
-    assert (out / "index.html").is_file() and len(list(out.glob("0*.html"))) == 7  # rendered from the runs
+    assert (out / "index.html").is_file() and [p.name for p in out.glob("0*.html")] == ["06_report.html"]
+    assert (out / "index.html").read_text().count('<span class="complete">') == 6  # the page read every run
     later = _sweep(params_file, slurm_env, "--no-render")  # a later call: nothing queued, nothing to train
     assert "6 planned runs, 6 complete or diverged, 0 to train" in later

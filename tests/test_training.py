@@ -16,6 +16,7 @@ from conftest import DEVICES, PROJECT_ROOT, smoke_file
 from gems_core import checkpoints
 from gems_core.data import load_distributions
 from gems_core.data.splits import apply_split
+from gems_core.params import load_params
 from gems_core.results import COLUMNS, gather
 from gems_core.runs import run_folder
 from gems_core.training import Run, resolve_device, run_method
@@ -110,7 +111,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
         iterations=40, validation_every=4, checkpoint_every=4, device=device, deterministic=device == "cuda"
     )
     killed_file, whole_file = smoke_file(tmp_path, "killed", **overrides), smoke_file(tmp_path, "whole", **overrides)
-    assert _train_cli(whole_file, method).wait(timeout=600) == 0
+    run_method(load_params(whole_file), method, 21, progress=False)  # uninterrupted, in this process
 
     proc = _train_cli(killed_file, method)
     runs = tmp_path / "killed" / "runs"
@@ -266,3 +267,21 @@ def test_training_log_reads_the_interval_sums_before_resetting_them(tiny_params,
     run.train(progress=False)
     assert run.state.rows[-1]["train_loss"] > 0.5  # cross-entropy of 3 ways starts near log 3 = 1.1
     assert all(bool((v == 0).all()) for v in run.members[0].sums.values())  # and the next interval starts at 0
+
+
+def test_a_stop_request_saves_after_the_current_iteration_and_the_run_resumes_there(tiny_params, tmp_path):
+    from gems_core import training
+
+    settings = dict(iterations=6, checkpoint_every=5, validation_every=3)
+    params = tiny_params(**settings)
+    dists = load_distributions(params)
+    whole = run_method(tiny_params(**settings, output_root=str(tmp_path / "whole")), "bmp", 21, progress=False)
+    run = training.open_run(params, "bmp", 21, dists)
+    training.STOP.set()  # as SIGTERM does in a sweep's job
+    try:
+        with pytest.raises(training.Stopped, match="stopped at iteration 1"):
+            run.run(progress=False)
+    finally:
+        training.STOP.clear()
+    assert checkpoints.load(run.folder)["state"]["iteration"] == 1 and not (run.folder / "results.json").exists()
+    assert run_method(params, "bmp", 21, dists, progress=False)["test"] == whole["test"]

@@ -17,7 +17,6 @@ import zlib
 from functools import cache, lru_cache
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -42,6 +41,8 @@ def _rng(source: str, cls: int, index: int) -> np.random.Generator:
 
 @cache
 def _font_paths() -> tuple[str, ...]:
+    import matplotlib  # only for its fonts: kept out of the imports of every process that reads data
+
     ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     return tuple(sorted(str(p) for p in ttf.glob("DejaVu*.ttf") if "Display" not in p.name))
 
