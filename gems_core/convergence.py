@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from . import io
 from .data import Distribution
 from .learners.maml import task_losses
-from .masks import ComputeMask, kept_counts
 from .models import CONV_LABELS
 from .training import Run, device_name, resolve_device
 
@@ -28,19 +27,14 @@ PROGRESS_EVERY = 25  # iterations between the trace's progress records
 
 
 def initial_masks(learner) -> dict[str, torch.Tensor]:
-    """The supermask of each conv layer of the meta-learned initialisation (no task adaptation)."""
-    masks = {}
-    with torch.no_grad():
-        for i, layer in enumerate(LAYERS):
-            scores = learner.backbone[f"{layer}__weight"].abs().flatten().unsqueeze(0)
-            kept = kept_counts(learner.layer_sizes[i], learner.sparsity[i])
-            masks[layer] = ComputeMask.apply(scores, learner.sparsity[i], kept, scores.mean(1)).bool()[0]
-    return masks
+    """The supermask [n] of each conv layer of the meta-learned initialisation (no task adaptation)."""
+    kept = learner.subnetworks({k: v.unsqueeze(0) for k, v in learner.initial().items()})
+    return {layer: mask[0] for layer, mask in kept.items()}
 
 
 def query_loss(learner, batch) -> float:
     """Mean query loss after adaptation, without a meta-gradient graph."""
-    return task_losses(learner.predict(batch), batch.query_y).mean().item()
+    return task_losses(learner.predict(batch)[0], batch.query_y).mean().item()
 
 
 def trace(params: dict, seed: int, distributions: list[Distribution], path: Path) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import math
 import torch
 
 from .data import FixedTasks
+from .learners import Learner, accuracy
 
 CPU_EVAL_BUDGET = 2**26  # bytes of activations an evaluation batch may use on the CPU: batches that stay
 # near its caches evaluate faster there than large ones (docs/performance.md)
@@ -37,14 +38,16 @@ def eval_batch_size(params: dict, device: torch.device) -> int:
     return max(1, budget // (per_task * ACTIVATION_COPIES))
 
 
-def evaluate(learner: torch.nn.Module, tasks: FixedTasks, batch_size: int) -> dict:
-    """Adapt to each task's support set and score its queries, ``batch_size`` tasks at a time; also what
-    the learner recorded per batch (raw, for ``learner.summarize_records`` to condense across datasets)."""
-    accuracies, records = [], []
+def evaluate(learner: Learner, tasks: FixedTasks, batch_size: int, probe: bool = False) -> dict:
+    """Adapt to each task's support set and score its queries, ``batch_size`` tasks at a time; with ``probe``,
+    also the learner's probe of each batch (on the CPU, for ``learner.summarize_probes``)."""
+    accuracies, probes = [], []
     for batch in tasks.batches(batch_size):
-        accuracies.append(learner.evaluate(batch))
-        if learner.record:
-            records.append({k: v.detach().cpu() for k, v in learner.record.items()})
+        logits, adaptation = learner.predict(batch)
+        accuracies.append(accuracy(logits, batch.query_y))
+        seen = learner.probe(adaptation) if probe else {}
+        if seen:
+            probes.append({k: v.cpu() for k, v in seen.items()})
     acc = torch.cat(accuracies)
     mean, ci = mean_ci95(acc)
-    return {"accuracy": mean, "ci95": ci, "tasks": len(acc), "task_accuracies": acc.tolist(), "records": records}
+    return {"accuracy": mean, "ci95": ci, "tasks": len(acc), "task_accuracies": acc.tolist(), "probes": probes}

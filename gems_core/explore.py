@@ -1,5 +1,5 @@
 """Look inside a trained run, one test task at a time: its support images, what the method chose for
-it (BMP's layer mask per inner step, MMSUP's kept fraction per layer) and its query predictions.
+it (BMP's layer mask per inner step, MMSUP's kept and changed share per layer) and its query predictions.
 
 ``task_explorer`` shows a static figure first, so a headless (papermill/HTML) render keeps something
 to read, then ipywidgets controls to pick the run, dataset and task in JupyterLab.
@@ -29,11 +29,8 @@ def inspect_task(run: Run, dataset: int, task: int) -> dict:
     """Adapt the run's learner to one fixed test task; return images, labels, predictions and choices."""
     batch = run.fixed_tasks("test")[dataset].task(task)
     learner = run.learner_for(dataset)
-    learner.record = {}
-    logits = learner.predict(batch)
-    choices = {k: v.cpu() for k, v in learner.record.items()}
-    if hasattr(learner, "sparsity"):
-        choices["kept_fraction"] = 1 - learner.sparsity.detach().cpu()
+    logits, adaptation = learner.predict(batch)
+    choices = {k: v.cpu() for k, v in learner.probe(adaptation).items()}
     return {
         "title": f"{run.method} seed {run.seed}, {run.distributions[dataset].name} test task {task}",
         "support": batch.support_x[0].cpu(),
@@ -76,10 +73,20 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10, seen: 
             xticklabels=LAYER_LABELS,
             title="BMP: layers adapted (green) in each inner step",
         )
-    elif "kept_fraction" in seen["choices"]:
-        kept = seen["choices"]["kept_fraction"].numpy()
-        choice_ax.bar(CONV_LABELS[: len(kept)], kept)
-        choice_ax.set(ylim=(0, 1), title="MMSUP: fraction of each conv layer's weights in this task's subnetwork")
+    elif f"masks_{CONV_LABELS[0]}" in seen["choices"]:
+        final = [seen["choices"][f"masks_{c}"][0].float() for c in CONV_LABELS]
+        initial = [seen["choices"][f"initial_{c}"][0].float() for c in CONV_LABELS]
+        x = range(len(CONV_LABELS))
+        choice_ax.bar([i - 0.2 for i in x], [float(m.mean()) for m in final], width=0.4, label="kept")
+        changed = [float((m != i).float().mean()) for m, i in zip(final, initial)]
+        choice_ax.bar([i + 0.2 for i in x], changed, width=0.4, label="changed by adaptation")
+        choice_ax.set(
+            xticks=list(x),
+            xticklabels=CONV_LABELS,
+            ylim=(0, 1),
+            title="MMSUP: share of each conv layer's weights in this task's subnetwork (sampled positions)",
+        )
+        choice_ax.legend(fontsize=7)
     else:
         choice_ax.axis("off")
         choice_ax.set_title(f"{run.method}: every layer adapts, every weight is used")

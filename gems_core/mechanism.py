@@ -27,16 +27,16 @@ from .statistics import mutual_information, t_interval
 PERMUTATIONS = 200  # label shuffles behind the chance level of the mask information
 
 
-def score(records: dict[str, list[dict]]) -> dict:
-    """The mechanism score of a meta-test from what its learner recorded per test dataset (a list of
-    per-batch records each): ``mask_information`` where layer masks were recorded (BMP),
-    ``specificity`` where kept weights were (MMSUP), nothing for learners without a mask."""
-    if not records:
+def score(probes: dict[str, list[dict]]) -> dict:
+    """The mechanism score of a meta-test from its learner's probes per test dataset (a list of per-batch
+    probes each, ``learner.probe``): ``mask_information`` where they hold layer masks (BMP),
+    ``specificity`` where they hold kept weights (MMSUP), nothing for learners without a mask."""
+    if not probes:
         return {}
-    first = next(iter(records.values()))[0]
+    first = next(iter(probes.values()))[0]
 
     def stacked(key: str, limit: int | None = None) -> dict[str, torch.Tensor]:
-        return {d: torch.cat([r[key] for r in batches])[:limit] for d, batches in records.items()}
+        return {d: torch.cat([p[key] for p in batches])[:limit] for d, batches in probes.items()}
 
     if "layer_masks" in first:
         return {"mask_information": layer_mask_information(stacked("layer_masks"))}

@@ -139,7 +139,7 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
         ]
     )
     data = ", ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
-    compared = report.beside_paper(table[table["status"] == "complete"], params)
+    compared = report.beside_paper(table, params)
     published = report.beside_published(table, params)
     notebooks = sorted(p.name for p in folder.glob("[0-9][0-9]_*.html"))
     body = [

@@ -72,10 +72,10 @@ def _cell(row) -> str:
 
 
 def beside_paper(results: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """Each (pair, test dataset, method) of the profile that the paper also reports: ours, the paper's,
-    and the difference. Empty when the profile used other data than the paper's."""
+    """Each (pair, test dataset, method) of the profile that the paper also reports: ours (over its complete
+    runs), the paper's, and the difference. Empty when the profile used other data than the paper's."""
     ours = (
-        with_sources(results, params)
+        with_sources(results[results["status"] == "complete"], params)
         .groupby(["train_sources", "test_source", "method"])
         .agg(
             ours=("accuracy", "mean"),

@@ -38,8 +38,8 @@ from .data import (
 from .errors import run_cli
 from .evaluation import eval_batch_size, evaluate
 from .graphs import GraphedStep
-from .learners import MAML
 from .learners import METHODS as REGISTRY
+from .learners import Learner
 from .params import METHODS, ParameterError, load_params
 from .runs import holding, run_folder
 
@@ -61,7 +61,7 @@ class Member:
     """One learner with its optimiser and task sampler (Multi-MAML has one per distribution), and the
     running sums of its training log since the last metrics row, kept on the device."""
 
-    learner: MAML
+    learner: Learner
     optimizer: torch.optim.Optimizer
     sampler: TaskSampler
     distributions: list[int]  # indices of the distributions it trains on (and is tested on)
@@ -73,7 +73,7 @@ class Member:
         """One meta-update on a fresh meta-batch, added to the running sums without a host sync;
         returns (meta-loss, per-task query accuracy, the batch)."""
         batch = self.sampler.sample(self.meta_batch_size)
-        loss, acc = self.learner.meta_loss(batch)
+        loss, acc, choices = self.learner.meta_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.learner.parameters() if p.grad is not None]
@@ -89,7 +89,7 @@ class Member:
                 "accuracy": acc.mean(),
                 "nonfinite_first": nonfinite.float() * (earlier == 0),  # what broke first, latched
                 "nonfinite_steps": nonfinite.any().float(),
-                **self.learner.step_sums(batch, self.n_distributions),
+                **self.learner.step_sums(batch, choices, self.n_distributions),
             }
         )
         return loss, acc, batch
@@ -276,7 +276,7 @@ class Run:
             if n:
                 member.learner.calibrate(member.sampler.sample(n))
 
-    def learner_for(self, distribution: int) -> MAML:
+    def learner_for(self, distribution: int) -> Learner:
         return next(m.learner for m in self.members if distribution in m.distributions)
 
     def fixed_tasks(self, split: str) -> dict[int, FixedTasks]:
@@ -290,12 +290,14 @@ class Run:
             }
         return self._fixed[split]
 
-    def evaluate(self, split: str, distribution: int) -> dict:
-        """Accuracy (and records) of the learner of ``distribution`` on its fixed ``split`` tasks."""
+    def evaluate(self, split: str, distribution: int, probe: bool = False, learner: Learner | None = None) -> dict:
+        """Accuracy (and, with ``probe``, the learner's probes) of the learner of ``distribution`` (or
+        ``learner``: a frozen-mask control of it) on its fixed ``split`` tasks."""
         return evaluate(
-            self.learner_for(distribution),
+            learner or self.learner_for(distribution),
             self.fixed_tasks(split)[distribution],
             eval_batch_size(self.params, self.device),
+            probe,
         )
 
     def check_finite(self) -> None:
@@ -405,29 +407,31 @@ class Run:
         control = REGISTRY[self.method].frozen_mask
         if control:
             learner = self.members[0].learner
-            validation = [r for i in range(len(self.distributions)) for r in self.evaluate("validation", i)["records"]]
-            with learner.mask_frozen(validation) as frozen:
-                outcome["frozen_mask"] = {"method": control, "frozen": frozen, **self._meta_test(control)}
+            validation = [
+                p for i in range(len(self.distributions)) for p in self.evaluate("validation", i, True)["probes"]
+            ]
+            frozen_learner, frozen = learner.frozen(validation)
+            outcome["frozen_mask"] = {"method": control, "frozen": frozen, **self._meta_test(control, frozen_learner)}
         return outcome
 
-    def _meta_test(self, control: str | None = None) -> dict:
-        """Accuracy on every distribution's test tasks, with the learner's condensed records and the
-        mechanism score of its mask (``mechanism.score``)."""
-        results, records, per_task = {}, {}, []
+    def _meta_test(self, control: str | None = None, learner: Learner | None = None) -> dict:
+        """Accuracy on every distribution's test tasks, with the learner's summary of its probes and the
+        mechanism score of its mask (``mechanism.score``); ``learner``: a frozen-mask ``control``'s."""
+        results, probes, per_task = {}, {}, []
         for i, dist in enumerate(self.distributions):
-            outcome = self.evaluate("test", i)
+            outcome = self.evaluate("test", i, probe=True, learner=learner)
             results[dist.name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
             per_task += [
                 {"test_dataset": dist.name, "task": t, "accuracy": a} for t, a in enumerate(outcome["task_accuracies"])
             ]
-            if outcome["records"]:
-                records[dist.name] = outcome["records"]
+            if outcome["probes"]:
+                probes[dist.name] = outcome["probes"]
         runs.write_task_accuracies(self.folder, pd.DataFrame(per_task), control)
-        summarize = getattr(self.members[0].learner, "summarize_records", None)
+        summarizer = learner or self.members[0].learner
         return {
             "test": results,
-            "records": summarize(records) if summarize and records else {},
-            "mechanism": mechanism.score(records),
+            "records": summarizer.summarize_probes(probes) if probes else {},
+            "mechanism": mechanism.score(probes),
         }
 
     def run(self, progress: bool = True) -> dict:

@@ -25,7 +25,7 @@ def test_fixed_layers_adapting_every_layer_is_maml():
 @pytest.mark.parametrize("layers", [["head"], ["conv3", "conv4", "head"], ["conv1"]])
 def test_fixed_layers_adapt_only_the_named_layers_and_meta_learn_all(layers):
     fixed, init = _fixed(layers)
-    adapted = fixed.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    adapted, _ = fixed.adapt(_batch().support_x, _batch().support_y, create_graph=False)
     for label, names in zip(LAYER_LABELS, fixed.layers):
         for name in names:
             moved = not torch.equal(adapted[name], init[name].expand(TASKS, *init[name].shape))
@@ -65,16 +65,16 @@ def test_bmp_frozen_mask_uses_the_pattern_most_validation_tasks_chose():
 
     bmp, init = _bmp([100.0] * 5)  # left alone, every layer adapts in every step
     common, rare = [[1, 0, 1, 0, 1], [0, 1, 1, 1, 1]], [[1, 1, 1, 1, 1]] * 2
-    records = [{"layer_masks": torch.tensor([common, common, rare], dtype=torch.float64)}]
-    with bmp.mask_frozen(records) as frozen:
-        assert frozen == {"layer_masks": common, "share_of_validation_tasks": pytest.approx(2 / 3)}
-        adapted = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
-        assert bmp.record["layer_masks"].tolist() == [common] * TASKS
-    assert bmp.frozen_pattern is None  # frozen only inside
+    probes = [{"layer_masks": torch.tensor([common, common, rare], dtype=torch.float64)}]
+    control, frozen = bmp.frozen(probes)
+    assert frozen == {"layer_masks": common, "share_of_validation_tasks": pytest.approx(2 / 3)}
+    adapted, choices = control.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    assert choices["layer_masks"].tolist() == [common] * TASKS
+    assert bmp.frozen_pattern is None and control.inp_embedding is bmp.inp_embedding  # a copy sharing the weights
     for name in bmp.layers[0]:  # adapted in step 1 only, conv2 in step 2 only; both moved
         assert not torch.equal(adapted[name], init[name].expand_as(adapted[name])), name
-    bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
-    assert bmp.record["layer_masks"].tolist() == [[[1] * 5] * 2] * TASKS
+    _, choices = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    assert choices["layer_masks"].tolist() == [[[1] * 5] * 2] * TASKS
 
 
 def test_bmp_frozen_on_every_layer_adapts_as_maml():
@@ -82,11 +82,10 @@ def test_bmp_frozen_on_every_layer_adapts_as_maml():
 
     bmp, init = _bmp([-100.0] * 5)  # its own choice: adapt nothing
     maml = MAML(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init).double()
-    with bmp.mask_frozen([{"layer_masks": torch.ones(4, 2, 5, dtype=torch.float64)}]):
-        ours = bmp.evaluate(_batch())
-        logits = bmp.predict(_batch())
-    assert torch.allclose(logits, maml.predict(_batch()), rtol=1e-10, atol=1e-12)
-    assert torch.equal(ours, maml.evaluate(_batch()))
+    control, _ = bmp.frozen([{"layer_masks": torch.ones(4, 2, 5, dtype=torch.float64)}])
+    logits, _ = control.predict(_batch())
+    assert torch.allclose(logits, maml.predict(_batch())[0], rtol=1e-10, atol=1e-12)
+    assert torch.equal(control.evaluate(_batch()), maml.evaluate(_batch()))
 
 
 def test_mmsup_frozen_mask_keeps_the_initial_weights_mask_for_every_task():
@@ -94,16 +93,20 @@ def test_mmsup_frozen_mask_keeps_the_initial_weights_mask_for_every_task():
 
     init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
     mmsup = MMSUP(WAYS, SIZE, HIDDEN, fast_lr=5.0, steps=2, init=init, sparsity_init=0.5).double()
-    mmsup.predict(_batch())
-    moved = any(not torch.equal(mmsup.record[f"initial_{c}"], mmsup.record[f"masks_{c}"]) for c in CONV_LABELS)
-    assert moved  # re-masked per task, a large inner step changes some subnetwork
-    with mmsup.mask_frozen([]):
-        mmsup.predict(_batch())
+
+    def probe(learner):
+        return learner.probe(learner.predict(_batch())[1])
+
+    seen = probe(mmsup)
+    assert any(not torch.equal(seen[f"initial_{c}"], seen[f"masks_{c}"]) for c in CONV_LABELS)  # re-masked per task
+    control, _ = mmsup.frozen([])
+    seen = probe(control)
     for c in CONV_LABELS:
-        initial, final = mmsup.record[f"initial_{c}"], mmsup.record[f"masks_{c}"]
+        initial, final = seen[f"initial_{c}"], seen[f"masks_{c}"]
         assert torch.equal(initial, final) and torch.equal(final[0], final[1]), c
-    mmsup.predict(_batch())
-    assert any(not torch.equal(mmsup.record[f"initial_{c}"], mmsup.record[f"masks_{c}"]) for c in CONV_LABELS)
+    assert not mmsup.frozen_mask and control.sparsity is mmsup.sparsity  # a copy sharing the weights
+    seen = probe(mmsup)
+    assert any(not torch.equal(seen[f"initial_{c}"], seen[f"masks_{c}"]) for c in CONV_LABELS)
 
 
 def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):

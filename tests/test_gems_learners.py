@@ -5,7 +5,7 @@ import torch
 
 from gems_core.data.tasks import TaskBatch
 from gems_core.learners import BMP, MAML, MMSUP
-from gems_core.masks import MAX_SPARSITY, kept_count, kept_counts
+from gems_core.masks import MAX_SPARSITY, kept_count
 from gems_core.models import init_conv4
 
 WAYS, SIZE, HIDDEN, TASKS = 3, 16, 6, 2
@@ -33,18 +33,19 @@ def _bmp(final_bias, **kwargs):
 
 
 def _meta_grads(learner, batch):
-    loss, _ = learner.meta_loss(batch)
+    loss, _, _ = learner.meta_loss(batch)
     return dict(zip(learner.names, torch.autograd.grad(loss, list(learner.initial().values()))))
 
 
 def test_bmp_layer_with_mask_zero_keeps_its_meta_learned_value():
     bmp, init = _bmp([100.0, -100.0, 100.0, -100.0, 100.0])  # layers 2 and 4 frozen in every step
-    adapted = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    adapted, choices = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
     for name in bmp.layers[1] + bmp.layers[3]:
         assert torch.equal(adapted[name], init[name].expand_as(adapted[name])), name
     for name in ("conv1.weight", "conv3.weight", "head.weight"):
         assert not torch.allclose(adapted[name], init[name].expand_as(adapted[name])), name
-    assert bmp.record["layer_masks"].tolist() == [[[1, 0, 1, 0, 1]] * 2] * TASKS
+    assert choices["layer_masks"].tolist() == [[[1, 0, 1, 0, 1]] * 2] * TASKS
+    assert bmp.probe(bmp.predict(_batch())[1])["layer_masks"].tolist() == [[[1, 0, 1, 0, 1]] * 2] * TASKS
 
 
 def test_bmp_with_all_masks_one_has_mamls_meta_gradient():
@@ -57,7 +58,7 @@ def test_bmp_with_all_masks_one_has_mamls_meta_gradient():
 
 def test_bmp_mlp_and_inp_embedding_receive_gradient():
     bmp, _ = _bmp([0.5, -0.5, 0.5, -0.5, 0.5])
-    loss, _ = bmp.meta_loss(_batch())
+    loss, _, _ = bmp.meta_loss(_batch())
     loss.backward()
     assert bmp.inp_embedding.grad.abs().sum() > 0
     assert all(p.grad.abs().sum() > 0 for p in bmp.regularizer.parameters())
@@ -76,8 +77,8 @@ def test_mmsup_forward_zeroes_the_right_fraction_of_each_conv_layer():
         seen = {}
         original = mmsup.supermask
 
-        def spy(name, weight, original=original, seen=seen):
-            out = original(name, weight)
+        def spy(name, weight, kept=None, original=original, seen=seen):
+            out = original(name, weight, kept)
             seen[name] = (out == 0).flatten(1).double().mean(1)
             return out
 
@@ -108,7 +109,6 @@ def test_mmsup_sparsity_gradient_has_the_direction_of_the_loss(sign):
     gradient w.r.t. sparsity is positive; the opposite loss gives the opposite sign."""
     mmsup = _mmsup()
     weight = mmsup.backbone["conv2__weight"].detach().abs().unsqueeze(0) + 0.01  # positive: keeping adds
-    mmsup._kept = kept_counts(mmsup.layer_sizes, mmsup.sparsity.detach())
     loss = -sign * mmsup.supermask("conv2.weight", weight).sum()
     loss.backward()
     grad = mmsup.sparsity.grad
@@ -138,10 +138,10 @@ def test_mmsup_sparsity_stays_in_range_and_comes_back_from_a_bound():
 
 def test_mmsup_masks_differ_between_tasks_after_adaptation():
     mmsup = _mmsup()
-    mmsup.evaluate(_batch())
-    masks = mmsup.record["masks_conv2"]
+    probe = mmsup.probe(mmsup.predict(_batch())[1])
+    masks = probe["masks_conv2"]
     assert masks.shape[0] == TASKS and not torch.equal(masks[0], masks[1])
-    summary = mmsup.summarize_records({"a": [mmsup.record], "b": [mmsup.record]})
+    summary = mmsup.summarize_probes({"a": [probe], "b": [probe]})
     assert 0 < summary["overlap"]["conv2"]["a|a"] < 1 and set(summary["overlap"]) == {
         "conv1",
         "conv2",
@@ -214,17 +214,17 @@ def test_jaccard_on_hand_made_masks():
     assert jaccard(a, b, same=False) == pytest.approx((0 + 1 / 3 + 0) / 3)
 
 
-def test_record_summaries_on_hand_made_records():
+def test_probe_summaries_on_hand_made_probes():
     bmp, _ = _bmp([1.0] * 5)
     masks = torch.tensor([[[1, 0, 1, 0, 0], [1, 1, 1, 0, 0]], [[1, 0, 0, 0, 1], [1, 0, 0, 0, 1]]], dtype=torch.float)
-    summary = bmp.summarize_records({"a": [{"layer_masks": masks[:1]}, {"layer_masks": masks[1:]}]})["a"]
+    summary = bmp.summarize_probes({"a": [{"layer_masks": masks[:1]}, {"layer_masks": masks[1:]}]})["a"]
     assert summary["layer_adapt_frequency"] == pytest.approx([1.0, 0.25, 0.5, 0.0, 0.5])
     assert summary["layer_adapt_frequency_by_step"] == [[1.0, 0.0, 0.5, 0.0, 0.5], [1.0, 0.5, 0.5, 0.0, 0.5]]
     mmsup = _mmsup()
     final = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0]], dtype=torch.bool)
     initial = torch.tensor([[1, 1, 0, 0], [0, 1, 1, 0]], dtype=torch.bool)
     record = {f"{kind}_conv{i}": m for i in range(1, 5) for kind, m in (("masks", final), ("initial", initial))}
-    summary = mmsup.summarize_records({"a": [record], "b": [record]})
+    summary = mmsup.summarize_probes({"a": [record], "b": [record]})
     assert summary["overlap"]["conv3"] == pytest.approx(
         {"a|a": 1 / 3, "a|b": (1 + 1 / 3 + 1 / 3 + 1) / 4, "b|b": 1 / 3}
     )

@@ -109,5 +109,5 @@ def test_evaluation_batches_many_tasks_and_keeps_no_graph(small, monkeypatch):
     outcome = run.evaluate("test", 1)
     assert outcome["tasks"] == 10 and 0 <= outcome["accuracy"] <= 1
     assert sizes == [10]  # all ten test tasks adapted in one batch, not one by one
-    logits = learner.predict(run.fixed_tasks("test")[1].task(0))
+    logits, _ = learner.predict(run.fixed_tasks("test")[1].task(0))
     assert logits.grad_fn is None and not logits.requires_grad

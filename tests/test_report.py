@@ -25,6 +25,7 @@ def _results(names=("cub", "aircraft")):
                         "ci95": 0.01,
                         "train_seconds": 7200.0,
                         "iterations": 100,
+                        "status": "complete",
                     }
                 )
     return pd.DataFrame(rows)
@@ -76,6 +77,9 @@ def test_beside_paper_gives_differences_for_paper_data():
     row = joined[(joined.test_source == "cub") & (joined.method == "maml")].iloc[0]
     assert row.paper == 0.468 and row.difference == pytest.approx(0.41 - 0.468)
     assert "one of the supplement's Table 2 pairs" in report.data_note(PAPER_PARAMS)
+    diverged = {**_results().iloc[0].to_dict(), "seed": 7, "status": "diverged", "accuracy": float("nan")}
+    with_diverged = report.beside_paper(pd.concat([_results(), pd.DataFrame([diverged])]), PAPER_PARAMS)
+    pd.testing.assert_frame_equal(with_diverged, joined)  # the notebook and the page count complete seeds alike
 
 
 def test_other_data_is_said_plainly_and_not_compared():

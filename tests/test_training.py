@@ -144,7 +144,7 @@ def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
 
     params = tiny_params()
     dists = load_distributions(params)
-    for method, choice in (("bmp", "layer_masks"), ("mmsup", "kept_fraction")):
+    for method, choice in (("bmp", "layer_masks"), ("mmsup", "masks_conv1")):
         run_method(params, method, 21, dists, progress=False)
         run = explore.load_run(params, method, 21, dists)
         seen = explore.inspect_task(run, 1, 2)

@@ -22,8 +22,7 @@ How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import copy
 
 import torch
 import torch.nn as nn
@@ -31,7 +30,7 @@ import torch.nn as nn
 from ..data.tasks import TaskBatch
 from ..masks import BinaryMask
 from ..models import LAYER_LABELS, Params
-from .maml import MAML, task_losses
+from .maml import MAML, Adaptation, task_losses
 
 EMBEDDINGS = ("paper", "log_rms", "standardized")
 CALIBRATION_TASKS = 32  # tasks whose embeddings (over every inner step) fix the standardisation
@@ -50,8 +49,8 @@ class BMP(MAML):
     Example:
         >>> bmp = BMP(ways=5, image_size=84, embedding="standardized")
         >>> bmp.calibrate(sampler.sample(20))        # once, before meta-training
-        >>> loss, accuracy = bmp.meta_loss(sampler.sample(5))
-        >>> bmp.record["layer_masks"].shape          # [tasks, inner steps, 5 layers]
+        >>> loss, accuracy, choices = bmp.meta_loss(sampler.sample(5))
+        >>> choices["layer_masks"].shape             # [tasks, inner steps, 5 layers]
     """
 
     def __init__(self, *args, inp_embedding_init: float = 1.0, embedding: str = "standardized", **kwargs):
@@ -71,8 +70,7 @@ class BMP(MAML):
         self.register_load_state_dict_post_hook(
             lambda module, _: setattr(module, "_calibrated", bool(module.calibrated))
         )
-        self._masks: list[torch.Tensor] = []
-        self.frozen_pattern: torch.Tensor | None = None  # [steps, N]: every task's layer mask, while frozen
+        self.frozen_pattern: torch.Tensor | None = None  # [steps, N]: every task's layer mask (``frozen``)
 
     @staticmethod
     def options(params: dict) -> dict:
@@ -137,43 +135,47 @@ class BMP(MAML):
         embedding = self.standardize(self.raw_embedding(params, grads))
         return BinaryMask.apply(self.regularizer(embedding * self.inp_embedding))
 
-    @contextmanager
-    def mask_frozen(self, records: list[dict]) -> Iterator[dict]:
-        """The frozen-mask control: while inside, every task adapts with one layer mask per inner step,
-        the pattern most tasks of ``records`` chose (adaptation records of validation tasks, never test
-        tasks). Yields the pattern and the share of those tasks that chose it."""
+    def frozen(self, probes: list[dict]) -> tuple[BMP, dict]:
+        """The frozen-mask control: a copy sharing these weights in which every task adapts with one layer
+        mask per inner step, the pattern most tasks of ``probes`` chose (probes of validation tasks, never
+        test tasks); and that pattern with the share of those tasks that chose it."""
         patterns, counts = torch.unique(
-            torch.cat([r["layer_masks"] for r in records]).flatten(1), dim=0, return_counts=True
+            torch.cat([p["layer_masks"] for p in probes]).flatten(1), dim=0, return_counts=True
         )
         top = int(counts.argmax())
         pattern = patterns[top].view(self.steps, len(self.layers))
-        self.frozen_pattern = pattern.to(self.inp_embedding)
-        try:
-            yield {"layer_masks": pattern.tolist(), "share_of_validation_tasks": float(counts[top] / counts.sum())}
-        finally:
-            self.frozen_pattern = None
+        control = copy.copy(self)  # shares the parameters and buffers; only the pattern is its own
+        control.frozen_pattern = pattern.to(self.inp_embedding)
+        return control, {
+            "layer_masks": pattern.tolist(),
+            "share_of_validation_tasks": float(counts[top] / counts.sum()),
+        }
 
-    def inner_update(self, step: int, params: Params, grads: Params) -> Params:
+    def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict[str, torch.Tensor]]:
+        """Each layer takes the gradient step where the task's mask for this step is 1; returns the mask."""
         if self.frozen_pattern is None:
             mask = self.layer_mask(params, grads)
         else:
             mask = self.frozen_pattern[step].expand(len(grads["head.weight"]), -1)
-        if step == 0:
-            self._masks = []
-        self._masks.append(mask.detach())
-        self.record = {"layer_masks": torch.stack(self._masks, dim=1)}  # [T, steps so far, N]
         new = {}
         for layer, names in enumerate(self.layers):
             m = mask[:, layer]
             for k in names:
                 new[k] = params[k] - self.fast_lr * m.view(-1, *[1] * (params[k].dim() - 1)) * grads[k]
-        return new
+        return new, {"layer_masks": mask.detach()}
 
-    def step_sums(self, batch: TaskBatch, distributions: int) -> dict[str, torch.Tensor]:
+    def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]:
+        """The layer mask of every inner step, per task: [T, steps, N]."""
+        return {"layer_masks": adaptation.choices["layer_masks"]}
+
+    def step_sums(
+        self, batch: TaskBatch, choices: dict[str, torch.Tensor], distributions: int
+    ) -> dict[str, torch.Tensor]:
         """Per training distribution: tasks seen and, per layer, the share of inner steps it adapted."""
+        masks = choices["layer_masks"]  # [T, steps, N]
         ids = torch.arange(distributions, device=batch.distribution.device)
-        owner = (batch.distribution[:, None] == ids).to(self.record["layer_masks"].dtype)  # [T, D], no host sync
-        return {"adapt": owner.T @ self.record["layer_masks"].mean(1), "tasks": owner.sum(0)}
+        owner = (batch.distribution[:, None] == ids).to(masks.dtype)  # [T, D], no host sync
+        return {"adapt": owner.T @ masks.mean(1), "tasks": owner.sum(0)}
 
     def interval_row(self, sums: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
         """``adapt_<layer>_<distribution>``: how often that distribution's training tasks adapted the layer."""
@@ -185,11 +187,11 @@ class BMP(MAML):
             if sums["tasks"][d] > 0
         }
 
-    def summarize_records(self, records: dict[str, list[dict]]) -> dict:
+    def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
         """Per test dataset: how often each layer adapted, over tasks and inner steps, and per step."""
         summary = {}
-        for dataset, batches in records.items():
-            masks = torch.cat([r["layer_masks"] for r in batches]).float()  # [tasks, steps, N]
+        for dataset, batches in probes.items():
+            masks = torch.cat([p["layer_masks"] for p in batches]).float()  # [tasks, steps, N]
             summary[dataset] = {
                 "layer_adapt_frequency": masks.mean((0, 1)).tolist(),
                 "layer_adapt_frequency_by_step": masks.mean(0).tolist(),

@@ -21,7 +21,7 @@ class FixedLayers(MAML):
 
     Example:
         >>> anil = FixedLayers(ways=5, image_size=84, adapt_layers=["head"])
-        >>> loss, accuracy = anil.meta_loss(sampler.sample(5))
+        >>> loss, accuracy, _ = anil.meta_loss(sampler.sample(5))
     """
 
     def __init__(self, *args, adapt_layers: list[str] = ("head",), **kwargs):
@@ -37,6 +37,6 @@ class FixedLayers(MAML):
     def options(params: dict) -> dict:
         return {"adapt_layers": params["adapt_layers"]}
 
-    def inner_update(self, step: int, params: Params, grads: Params) -> Params:
-        """Adapted layers take the gradient step; the others keep their value."""
-        return {k: params[k] - self.fast_lr * grads[k] if k in self.adapted else params[k] for k in params}
+    def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict]:
+        """Adapted layers take the gradient step; the others keep their value. Nothing is chosen per task."""
+        return {k: params[k] - self.fast_lr * grads[k] if k in self.adapted else params[k] for k in params}, {}

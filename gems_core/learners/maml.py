@@ -1,6 +1,8 @@
 """MAML, functional and batched over tasks: the base every learner of the kit extends.
 
-A learner owns its meta-parameters (the initialisation, plus whatever a method adds) and adapts a
+A learner owns its meta-parameters (the initialisation, plus whatever a method adds) and only adapts:
+it keeps no state between calls; ``adapt`` returns what it chose for each task with the adapted weights
+(``Adaptation``), and ``probe`` turns that into what summaries and notebooks read. It adapts a
 meta-batch of tasks at once: the initial weights are broadcast to [T, ...], each inner step takes the
 gradient of the summed per-task support losses (tasks do not interact, so this is each task's own
 gradient) and updates all tasks together. Second order differentiates through the inner loop
@@ -9,6 +11,8 @@ Subclasses change the inner update (BMP) or the weights the model sees (MMSUP).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -20,6 +24,14 @@ from ..models import Params, conv4_forward, init_conv4, layer_names
 
 def _key(name: str) -> str:
     return name.replace(".", "__")  # ParameterDict keys may not contain dots
+
+
+class Adaptation(NamedTuple):
+    """Task-adapted weights [T, ...] and what the learner chose for each task on the way, stacked over inner
+    steps where it chose per step (BMP: ``layer_masks`` [T, steps, N]); empty for MAML."""
+
+    params: Params
+    choices: dict[str, torch.Tensor]
 
 
 class MAML(nn.Module):
@@ -38,9 +50,10 @@ class MAML(nn.Module):
     Example:
         >>> maml = MAML(ways=5, image_size=84)
         >>> optimizer = torch.optim.Adam(maml.parameters(), lr=1e-4)
-        >>> loss, accuracy = maml.meta_loss(sampler.sample(5))   # a TaskBatch of 5 tasks
+        >>> loss, accuracy, choices = maml.meta_loss(sampler.sample(5))   # a TaskBatch of 5 tasks
         >>> loss.backward(); optimizer.step(); maml.after_update()
-        >>> maml.evaluate(test_batch)                              # per-task query accuracy
+        >>> maml.evaluate(test_batch)                                       # per-task query accuracy
+        >>> logits, adaptation = maml.predict(test_batch); maml.probe(adaptation)   # {} for MAML
     """
 
     def __init__(
@@ -60,7 +73,6 @@ class MAML(nn.Module):
         self.backbone = nn.ParameterDict({_key(k): nn.Parameter(v.clone()) for k, v in init.items()})
         self.fast_lr, self.steps, self.first_order = fast_lr, steps, first_order
         self.layers = layer_names()
-        self.record: dict = {}  # what the last adaptation did, for methods that record something
 
     @classmethod
     def from_params(cls, params: dict, seed: int) -> MAML:
@@ -88,12 +100,15 @@ class MAML(nn.Module):
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         return conv4_forward(params, x)
 
-    def inner_update(self, step: int, params: Params, grads: Params) -> Params:
-        """One inner step for all tasks; BMP overrides this with its masked update."""
-        return {k: params[k] - self.fast_lr * grads[k] for k in params}
+    def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict[str, torch.Tensor]]:
+        """One inner step for all tasks: the new weights, and what was chosen per task in this step (none
+        for MAML; BMP's masked update returns its layer mask)."""
+        return {k: params[k] - self.fast_lr * grads[k] for k in params}, {}
 
-    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool, track: bool = True) -> Params:
-        """Task-adapted weights [T, ...] after ``steps`` inner steps on the support sets.
+    def adapt(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, create_graph: bool, track: bool = True
+    ) -> Adaptation:
+        """Task-adapted weights [T, ...] after ``steps`` inner steps on the support sets, with the choices.
 
         ``track``: keep the graph from the adapted weights back to the meta-parameters (meta-training).
         Without it (evaluation) each step starts from detached weights, so memory holds one step."""
@@ -101,31 +116,52 @@ class MAML(nn.Module):
         params = {k: v.unsqueeze(0).expand(t, *v.shape) for k, v in self.initial().items()}
         if not track:
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        chosen = []
         for step in range(self.steps):
             loss = task_losses(self.forward_model(params, support_x), support_y).sum()
             grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
             with torch.set_grad_enabled(track):
-                params = self.inner_update(step, params, dict(zip(params, grads)))
+                params, choice = self.inner_update(step, params, dict(zip(params, grads)))
+            chosen.append(choice)
             if not track:
                 params = {k: v.requires_grad_() for k, v in params.items()}
-        return params
+        return Adaptation(params, {k: torch.stack([c[k] for c in chosen], dim=1) for k in chosen[0]} if chosen else {})
 
-    def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean query loss over tasks, differentiable w.r.t. the meta-parameters; per-task query accuracy)."""
-        adapted = self.adapt(batch.support_x, batch.support_y, create_graph=not self.first_order)
+    def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """(mean query loss over tasks, differentiable w.r.t. the meta-parameters; per-task query accuracy;
+        what the learner chose per task, ``Adaptation.choices``)."""
+        adapted, choices = self.adapt(batch.support_x, batch.support_y, create_graph=not self.first_order)
         logits = self.forward_model(adapted, batch.query_x)
-        return task_losses(logits, batch.query_y).mean(), accuracy(logits.detach(), batch.query_y)
+        return task_losses(logits, batch.query_y).mean(), accuracy(logits.detach(), batch.query_y), choices
 
-    def predict(self, batch: TaskBatch) -> torch.Tensor:
-        """Query logits [T, Q, ways] after adaptation, with no graph back to the meta-parameters."""
+    def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]:
+        """Query logits [T, Q, ways] after adaptation, and the adaptation (detached weights and choices),
+        with no graph back to the meta-parameters."""
         with torch.enable_grad():
-            adapted = self.adapt(batch.support_x, batch.support_y, create_graph=False, track=False)
+            params, choices = self.adapt(batch.support_x, batch.support_y, create_graph=False, track=False)
         with torch.no_grad():
-            return self.forward_model({k: v.detach() for k, v in adapted.items()}, batch.query_x)
+            params = {k: v.detach() for k, v in params.items()}
+            return self.forward_model(params, batch.query_x), Adaptation(params, choices)
 
     def evaluate(self, batch: TaskBatch) -> torch.Tensor:
         """Per-task query accuracy after adaptation."""
-        return accuracy(self.predict(batch), batch.query_y)
+        return accuracy(self.predict(batch)[0], batch.query_y)
+
+    def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]:
+        """What summaries, mechanism scores and notebooks read of one adaptation, per task (BMP: its layer
+        masks; MMSUP: its subnetworks); nothing for MAML."""
+        return {}
+
+    def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
+        """The probes of every test dataset's tasks condensed for results.json (``probe`` per batch); nothing
+        for MAML."""
+        return {}
+
+    def frozen(self, probes: list[dict]) -> tuple[MAML, dict]:
+        """The frozen-mask control of a method that chooses a mask per task: a copy of this learner, sharing
+        its weights, whose mask is chosen once for every task (from ``probes`` of validation tasks), and what
+        was chosen. MAML chooses nothing to freeze."""
+        raise TypeError(f"{type(self).__name__} chooses no mask per task: it has no frozen-mask control")
 
     def calibration_tasks(self) -> int:
         """Tasks the learner wants to see once before meta-training (``calibrate``); none for MAML."""
@@ -138,9 +174,12 @@ class MAML(nn.Module):
     def after_update(self) -> None:
         """Called after every optimiser step (MMSUP projects its sparsity); nothing for MAML."""
 
-    def step_sums(self, batch: TaskBatch, distributions: int) -> dict[str, torch.Tensor]:
-        """What this meta-iteration adds to the training log's running sums (device tensors of fixed
-        shape, read at logging time); BMP adds how often each distribution's tasks adapted each layer."""
+    def step_sums(
+        self, batch: TaskBatch, choices: dict[str, torch.Tensor], distributions: int
+    ) -> dict[str, torch.Tensor]:
+        """What this meta-iteration (its batch and the ``choices`` of ``meta_loss``) adds to the training log's
+        running sums (device tensors of fixed shape, read at logging time); BMP adds how often each
+        distribution's tasks adapted each layer."""
         return {}
 
     def interval_row(self, sums: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:

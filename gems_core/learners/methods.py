@@ -31,7 +31,7 @@ class Method:
     """A method: its learner class, whether a run trains one learner per distribution, whether it is a
     control (run where a profile asks for it, not by default), and the name its frozen-mask control's
     rows take: every run of a method with a per-task mask is also tested with the mask frozen
-    (``learner.mask_frozen``), the same trained weights without the per-task choice."""
+    (``learner.frozen``), the same trained weights without the per-task choice."""
 
     learner: type[MAML]
     per_distribution: bool = False

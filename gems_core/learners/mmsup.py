@@ -12,16 +12,16 @@ and it moves back from a bound as soon as its gradient points inwards.
 
 from __future__ import annotations
 
+import copy
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from functools import partial
 
 import torch
 import torch.nn as nn
 
 from ..masks import MAX_SPARSITY, ComputeMask, kept_counts
 from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
-from .maml import MAML
+from .maml import MAML, Adaptation
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
 OVERLAP_TASKS = 50  # tasks per dataset used for the overlap estimate
@@ -38,7 +38,7 @@ class MMSUP(MAML):
 
     Example:
         >>> mmsup = MMSUP(ways=5, image_size=84, sparsity_init=0.5)
-        >>> loss, accuracy = mmsup.meta_loss(sampler.sample(5))
+        >>> loss, accuracy, _ = mmsup.meta_loss(sampler.sample(5))
         >>> loss.backward(); optimizer.step(); mmsup.after_update()   # keeps sparsity in [0, 0.99]
         >>> mmsup.train_record()                                       # {'sparsity_conv1': ..., ...}
     """
@@ -51,13 +51,11 @@ class MMSUP(MAML):
         self.temperature = temperature
         sizes = [self.backbone[f"{layer}__weight"].numel() for layer in CONV_LABELS]
         self.register_buffer("layer_sizes", torch.tensor(sizes), persistent=False)
-        self._kept: torch.Tensor | None = None
         gen = torch.Generator().manual_seed(0)
         for layer, n in zip(CONV_LABELS, sizes):
             picked = torch.randperm(n, generator=gen)[:RECORDED_POSITIONS].sort().values
             self.register_buffer(f"positions_{layer}", picked, persistent=False)
-        self._capture = False
-        self._frozen = False  # the frozen-mask control: every task keeps the initial weights' mask
+        self.frozen_mask = False  # the frozen-mask control (``frozen``): every task keeps the initial weights' mask
 
     @staticmethod
     def options(params: dict) -> dict:
@@ -72,49 +70,57 @@ class MMSUP(MAML):
         with torch.no_grad():
             self.sparsity.clamp_(0.0, MAX_SPARSITY)
 
-    def supermask(self, name: str, weight: torch.Tensor) -> torch.Tensor:
-        """weight [T, O, I, k, k] times its per-task top-(1 - sparsity) mask of |weight|."""
-        layer = name.split(".")[0]
+    def layer_mask(self, layer: str, weight: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        """[T, n] the top-``kept`` mask of |weight| [T, ...] (of the initial weights in the frozen-mask control),
+        with the surrogate gradient for the sparsity."""
         i = layer_index(layer)
-        scored = self.backbone[f"{layer}__weight"].unsqueeze(0) if self._frozen else weight
+        scored = self.backbone[f"{layer}__weight"].unsqueeze(0) if self.frozen_mask else weight
         scores = scored.detach().abs().flatten(1)
-        temperature = self.temperature * scores.mean(1)
-        mask = ComputeMask.apply(scores, self.sparsity[i], self._kept[i], temperature)
-        if self._capture:
-            kept = mask.detach()[:, getattr(self, f"positions_{layer}")].bool().expand(len(weight), -1)
-            self.record.setdefault(f"initial_{layer}", kept)  # the first forward: the unadapted weights
-            self.record[f"masks_{layer}"] = kept
+        return ComputeMask.apply(scores, self.sparsity[i], kept[i], self.temperature * scores.mean(1))
+
+    def kept(self) -> torch.Tensor:
+        """How many weights each conv layer keeps at the current sparsity (a long tensor, on the device)."""
+        return kept_counts(self.layer_sizes, self.sparsity.detach())
+
+    def supermask(self, name: str, weight: torch.Tensor, kept: torch.Tensor | None = None) -> torch.Tensor:
+        """weight [T, O, I, k, k] times its per-task top-(1 - sparsity) mask of |weight|."""
+        mask = self.layer_mask(name.split(".")[0], weight, self.kept() if kept is None else kept)
         return weight * mask.view(-1, *weight.shape[1:])
 
-    @contextmanager
-    def mask_frozen(self, records: list[dict]) -> Iterator[dict]:
-        """The frozen-mask control: while inside, every task's subnetwork is the top-(1 - sparsity) mask of
-        the meta-learned initial weights, kept through adaptation (no re-masking per task). ``records``
-        is unused: the mask is chosen by no task."""
-        self._frozen = True
-        try:
-            yield {"mask": "the meta-learned initial weights' supermask, the same for every task"}
-        finally:
-            self._frozen = False
+    def frozen(self, probes: list[dict]) -> tuple[MMSUP, dict]:
+        """The frozen-mask control: a copy sharing these weights in which every task's subnetwork is the
+        top-(1 - sparsity) mask of the meta-learned initial weights, kept through adaptation (no re-masking
+        per task). ``probes`` are unused: the mask is chosen by no task."""
+        control = copy.copy(self)  # shares the parameters and buffers
+        control.frozen_mask = True
+        return control, {"mask": "the meta-learned initial weights' supermask, the same for every task"}
 
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        self._kept = kept_counts(self.layer_sizes, self.sparsity.detach())  # once per forward, on the device
-        return conv4_forward(params, x, self.supermask)
+        return conv4_forward(params, x, partial(self.supermask, kept=self.kept()))  # counts once per forward
 
-    def predict(self, batch):
-        """As MAML's, recording each task's subnetwork on fixed weight positions: ``initial_<layer>`` at
-        the unadapted weights (the first forward) and ``masks_<layer>`` at the adapted ones (the last
-        forward, on the queries)."""
-        self.record, self._capture = {}, True
-        try:
-            return super().predict(batch)
-        finally:
-            self._capture = False
+    def subnetworks(self, params: Params) -> dict[str, torch.Tensor]:
+        """Per conv layer, the kept set [T, n] (bool) that the forward uses with weights ``params`` [T, ...]."""
+        kept = self.kept()
+        with torch.no_grad():
+            return {c: self.layer_mask(c, params[f"{c}.weight"], kept).bool() for c in CONV_LABELS}
+
+    def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]:
+        """Each task's subnetwork on fixed weight positions per conv layer: ``initial_<layer>`` at the
+        unadapted weights and ``masks_<layer>`` at the adapted ones (those the queries saw)."""
+        tasks = len(adaptation.params["head.weight"])
+        initial = self.subnetworks({k: v.unsqueeze(0) for k, v in self.initial().items()})
+        final = self.subnetworks(adaptation.params)
+        out = {}
+        for c in CONV_LABELS:
+            positions = getattr(self, f"positions_{c}")
+            out[f"initial_{c}"] = initial[c][:, positions].expand(tasks, -1)
+            out[f"masks_{c}"] = final[c][:, positions].expand(tasks, -1)  # one mask for all in the frozen control
+        return out
 
     def train_record(self) -> dict:
         return {f"sparsity_{CONV_LABELS[i]}": float(s) for i, s in enumerate(self.sparsity.detach())}
 
-    def summarize_records(self, records: dict[str, list[dict]]) -> dict:
+    def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
         """Per layer: the mean Jaccard overlap of task subnetworks within and between test datasets, and
         per dataset the share of weights whose mask changed during adaptation."""
 
@@ -123,14 +129,14 @@ class MMSUP(MAML):
 
         overlap, changed = {}, {}
         for layer in CONV_LABELS:
-            final = {d: stacked(batches, f"masks_{layer}") for d, batches in records.items()}
+            final = {d: stacked(batches, f"masks_{layer}") for d, batches in probes.items()}
             overlap[layer] = {
                 f"{a}|{b}": jaccard(final[a], final[b], same=a == b)
                 for a, b in itertools.combinations_with_replacement(final, 2)
             }
             changed[layer] = {
                 d: float((stacked(batches, f"initial_{layer}") != final[d]).float().mean())
-                for d, batches in records.items()
+                for d, batches in probes.items()
             }
         return {"overlap": overlap, "changed_during_adaptation": changed, "sparsity": self.train_record()}
 
