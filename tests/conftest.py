@@ -76,10 +76,17 @@ def smoke_file(tmp_path: Path, name: str, **overrides) -> Path:
     return path
 
 
-SLOWEST_FIRST = ("test_slurm_cluster.py", "test_notebooks.py", "test_sweep.py", "test_attacks.py", "test_learning.py")
+SLOWEST_FIRST = (
+    "test_notebooks.py",
+    "test_slurm_cluster.py",
+    "test_sweep.py",
+    "test_attacks.py",
+    "test_training.py",
+    "test_learning.py",
+)
 
 
 def pytest_collection_modifyitems(items):
-    """Start the longest test files first, so the parallel workers of ``make test`` finish together."""
+    """Start the tests of the longest files first, so the parallel workers of ``make test`` finish together."""
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
