@@ -34,4 +34,5 @@ def configure(device: torch.device, tf32: bool, deterministic: bool) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic)
+    if torch.are_deterministic_algorithms_enabled() != deterministic:  # setting it imports torch's compiler:
+        torch.use_deterministic_algorithms(deterministic)  # over a second of every process start, when unchanged

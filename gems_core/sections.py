@@ -134,7 +134,7 @@ def bmp_embedding_forms(params: dict, runs: list[dict], distributions: list[Dist
             for run in form_runs
             for row in results.result_rows(run, f"bmp ({form})")
         ],
-        columns=results.COLUMNS,
+        columns=results.COLUMNS + ["run_id"],
     )
     io.write_text(out / "bmp_embeddings.csv", table.to_csv(index=False))
     return results.summary(table)

@@ -1,0 +1,67 @@
+"""One planned run as a sweep's worker process or a Slurm job trains it: the job's description (JSON, so
+it travels as a file or a pickle), training it under its lock, and submitit's checkpointable callable."""
+
+from __future__ import annotations
+
+import sys
+
+from .plan import PlannedRun
+from .runs import FAILURE
+from .training import Stopped, stop_on_sigterm
+
+LOCKED_ELSEWHERE = 75  # a worker's exit status when another process holds the run's lock
+STOPPED = 143  # ... and when SIGTERM stopped it (128 + SIGTERM, as shells report it)
+EXIT_STATUS = {"done": 0, "locked elsewhere": LOCKED_ELSEWHERE, "stopped": STOPPED}
+
+
+def job_spec(run: PlannedRun) -> dict:
+    """What a worker needs to train ``run``: JSON, so it travels as a file or a pickle."""
+    return {
+        "kind": run.kind,
+        "method": run.method,
+        "seed": run.seed,
+        "params": run.params,
+        "label": run.label,
+        "point": list(run.point) if run.point else None,
+    }
+
+
+def from_spec(spec: dict) -> PlannedRun:
+    return PlannedRun(
+        spec["kind"],
+        spec["method"],
+        spec["seed"],
+        spec["params"],
+        spec["label"],
+        tuple(spec["point"]) if spec["point"] else None,
+    )
+
+
+def train_one(spec: dict, wait: bool, progress: bool = False) -> str:
+    """Train (resume, or read back) one planned run: 'done', 'locked elsewhere' or 'stopped' (SIGTERM). Its
+    log lines reach the log file as they are written, so a job killed by a requeue or a time limit keeps them."""
+    sys.stdout.reconfigure(line_buffering=True)
+    run = from_spec(spec)
+    if run.state()[0] not in ("complete", "diverged"):
+        (run.folder / FAILURE).unlink(missing_ok=True)
+    try:
+        return "locked elsewhere" if run.execute(progress=progress, wait=wait) is None else "done"
+    except Stopped as exc:
+        print(f"{run.label}: {exc}", flush=True)
+        return "stopped"
+
+
+class SlurmRun:
+    """A cluster job training one planned run. Checkpointable: on a time limit or preemption submitit
+    calls ``checkpoint``, which requeues the same job; the run then resumes from its run folder."""
+
+    def __call__(self, spec: dict) -> str:
+        stop_on_sigterm()  # a requeue or scancel: save at the next iteration, so the next attempt resumes there
+        outcome = train_one(spec, wait=True, progress=True)
+        print(f"{spec['label']}: {outcome}", flush=True)
+        return outcome
+
+    def checkpoint(self, spec: dict):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, spec)  # the run folder holds the state
