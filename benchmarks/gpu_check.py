@@ -143,7 +143,7 @@ def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
     """The 25 costliest kernels of eager MAML meta-iterations (where the time goes), as a text table."""
     from torch.profiler import ProfilerActivity, profile
 
-    run = Run({**params, "cuda_graph": False}, "maml", 21, dists, folder, device)
+    run = Run(params.replace(cuda_graph=False), "maml", 21, dists, folder, device)
     for _ in range(3):
         run.step()
     sync(device)
@@ -157,21 +157,21 @@ def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
 def time_l2l(params: dict, device, iterations: int, repeats: int) -> float:
     """Median ms per meta-iteration of learn2learn's MAML on the same settings, under the numerics the kit's
     MAML is timed with (set here, not inherited from whichever run was built last) and the same repeats."""
-    numerics.configure(device, params["tf32"], params["deterministic"])
+    numerics.configure(device, params.tf32, params.deterministic)
     torch.manual_seed(0)
     s = params
     model = l2l.vision.models.CNN4(
-        s["ways"], hidden_size=s["hidden_size"], embedding_size=embedding_size(s["image_size"], s["hidden_size"])
+        s.ways, hidden_size=s.hidden_size, embedding_size=embedding_size(s.image_size, s.hidden_size)
     ).to(device)
-    maml = l2l.algorithms.MAML(model, lr=s["fast_lr"], first_order=s["first_order"])
+    maml = l2l.algorithms.MAML(model, lr=s.fast_lr, first_order=s.first_order)
     args = argparse.Namespace(
-        meta_batch=s["meta_batch_size"],
-        ways=s["ways"],
-        shots=s["shots"],
-        queries=s["queries"],
-        image_size=s["image_size"],
+        meta_batch=s.meta_batch_size,
+        ways=s.ways,
+        shots=s.shots,
+        queries=s.queries,
+        image_size=s.image_size,
     )
-    step = l2l_maml_step(maml, make_tasks(args, device), s["adaptation_steps"])
+    step = l2l_maml_step(maml, make_tasks(args, device), s.adaptation_steps)
     return time_steps(step, device, iterations, repeats)["ms"]
 
 
@@ -252,8 +252,8 @@ def gpu_hours(ms: dict, eval_s: dict, params: dict) -> dict:
     (every ``validation_every``, ``validation_tasks`` per distribution) and the meta-test (two datasets)."""
 
     def run_hours(method):
-        validations = ITERATIONS // params["validation_every"]
-        evaluation = eval_s[method] / 600 * 2 * (validations * params["validation_tasks"] + params["test_tasks"])
+        validations = ITERATIONS // params.validation_every
+        evaluation = eval_s[method] / 600 * 2 * (validations * params.validation_tasks + params.test_tasks)
         return (ms[method] / 1000 * ITERATIONS + evaluation) / 3600
 
     table2 = sum(run_hours(m) for m in TABLE2_METHODS) * TABLE2_RUNS_PER_METHOD
@@ -312,7 +312,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name, (method, overrides) in [(m, (m, {})) for m in METHODS] + list(VARIANTS.items()):
             timings[name] = time_run(
-                {**params, **overrides}, method, dists, device, Path(tmp) / name, args.iterations, args.repeats
+                params.replace(**overrides), method, dists, device, Path(tmp) / name, args.iterations, args.repeats
             )
             print(
                 f"{name:>22}: {timings[name]['ms']:8.2f} ms/iteration (spread {timings[name]['ms_spread']:.2f})"

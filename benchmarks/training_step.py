@@ -37,7 +37,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def l2l_training_step(params: dict, images: torch.Tensor, labels: torch.Tensor, maml: l2l.algorithms.MAML):
     """learn2learn's meta-training step on ``images`` [N, 3, H, W] (float, in [0, 1]) with ``labels``."""
-    ways, shots, queries = params["ways"], params["shots"], params["queries"]
+    ways, shots, queries = params.ways, params.shots, params.queries
     dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(images, labels))
     transforms = [
         l2l.data.transforms.NWays(dataset, ways),
@@ -48,16 +48,16 @@ def l2l_training_step(params: dict, images: torch.Tensor, labels: torch.Tensor, 
     ]
     tasks = l2l.data.TaskDataset(dataset, task_transforms=transforms, num_tasks=-1)
     support = (torch.arange(ways * (shots + queries)) % (shots + queries)) < shots  # per class: shots, then queries
-    optimizer = torch.optim.Adam(maml.parameters(), params["meta_lr"])
+    optimizer = torch.optim.Adam(maml.parameters(), params.meta_lr)
 
     def step():
         optimizer.zero_grad()
-        for _ in range(params["meta_batch_size"]):
+        for _ in range(params.meta_batch_size):
             x, y = tasks.sample()
             learner = maml.clone()
-            for _ in range(params["adaptation_steps"]):
+            for _ in range(params.adaptation_steps):
                 learner.adapt(F.cross_entropy(learner(x[support]), y[support]))
-            (F.cross_entropy(learner(x[~support]), y[~support]) / params["meta_batch_size"]).backward()
+            (F.cross_entropy(learner(x[~support]), y[~support]) / params.meta_batch_size).backward()
         optimizer.step()
 
     return step
@@ -71,13 +71,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     params = load_params(args.parameters)
-    device = resolve_device(params["device"])
+    device = resolve_device(params.device)
     distributions = load_distributions(params)
     torch.manual_seed(0)
     model = l2l.vision.models.CNN4(
-        params["ways"],
-        hidden_size=params["hidden_size"],
-        embedding_size=embedding_size(params["image_size"], params["hidden_size"]),
+        params.ways,
+        hidden_size=params.hidden_size,
+        embedding_size=embedding_size(params.image_size, params.hidden_size),
     ).to(device)
     with tempfile.TemporaryDirectory() as folder:
         run = Run(params, args.method, 21, distributions, Path(folder), device)
@@ -91,7 +91,7 @@ def main() -> None:
             params,
             train.images.float().mul(1.0 / 255.0),
             labels,
-            l2l.algorithms.MAML(model, lr=params["fast_lr"], first_order=params["first_order"]),
+            l2l.algorithms.MAML(model, lr=params.fast_lr, first_order=params.first_order),
         )
         ours_s = timed(run.step, device, args.warmup, args.repeats)
         theirs_s = timed(theirs, device, args.warmup, args.repeats)

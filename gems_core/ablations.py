@@ -13,24 +13,25 @@ from tqdm.auto import tqdm
 
 from . import io, results
 from .data import Distribution
+from .params import Config
 from .plan import ablation_grid as plan_grid
 from .plan import plan
 
 
-def grid(params: dict) -> pd.DataFrame:
+def grid(params: Config) -> pd.DataFrame:
     """Per setting and method, the values the profile's grid tries (no rows when it asks for none)."""
     points = pd.DataFrame([(s, v, m) for s, v, m, _ in plan_grid(params)], columns=["setting", "value", "method"])
     return points.groupby(["setting", "method"])["value"].apply(list).to_frame("grid")
 
 
-def run_grid(params: dict, distributions: list[Distribution]) -> pd.DataFrame:
+def run_grid(params: Config, distributions: list[Distribution]) -> pd.DataFrame:
     """Run every planned grid point and seed; write and return ``outputs/<profile>/ablations.csv``."""
     rows = []
     for run in tqdm(plan(params, ("ablation",)), desc="ablation runs", unit="run"):
         setting, value = run.point
         rows += [{"setting": setting, "value": value, **row} for row in results.result_rows(run.execute(distributions))]
     table = pd.DataFrame(rows, columns=["setting", "value", *results.COLUMNS, "run_id"])
-    io.write_text(Path(params["output_root"]) / params["profile"] / "ablations.csv", table.to_csv(index=False))
+    io.write_text(Path(params.output_root) / params.profile / "ablations.csv", table.to_csv(index=False))
     return table
 
 

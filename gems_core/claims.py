@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import mechanism, runs
 from .learners import FROZEN_MASK_OF, METHODS
+from .params import Config
 from .statistics import t_interval
 
 BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no detectable difference"
@@ -66,24 +67,24 @@ def paired(ours: dict[int, Sequence[float]], theirs: dict[int, Sequence[float]])
 BASELINE = "maml"
 
 
-def compared_pairs(params: dict) -> list[tuple[str, str]]:
+def compared_pairs(params: Config) -> list[tuple[str, str]]:
     """(ours, theirs) for every comparison a profile's tables make: each method and frozen-mask control
     against MAML, then each method with a per-task mask against its own frozen-mask control."""
-    frozen = [(m, c) for m in params["methods"] if (c := METHODS[m].frozen_mask)]
-    rows = [*params["methods"], *(c for _, c in frozen)]
-    against_maml = [(row, BASELINE) for row in rows if row != BASELINE] if BASELINE in params["methods"] else []
+    frozen = [(m, c) for m in params.methods if (c := METHODS[m].frozen_mask)]
+    rows = [*params.methods, *(c for _, c in frozen)]
+    against_maml = [(row, BASELINE) for row in rows if row != BASELINE] if BASELINE in params.methods else []
     return against_maml + frozen
 
 
-def comparisons(params: dict) -> pd.DataFrame:
+def comparisons(params: Config) -> pd.DataFrame:
     """Every pair of ``compared_pairs``, per test dataset, paired on the same test tasks (``paired``): a
     row per (method, against, test dataset) with the difference, its interval and verdict. Runs without
     per-task accuracies (not complete, or from an earlier kit) are left out; a pair with none has no row."""
     rows = []
     for ours_name, theirs_name in compared_pairs(params):
-        ours = {s: runs.row_task_accuracies(params, ours_name, s) for s in params["seeds"]}
-        theirs = {s: runs.row_task_accuracies(params, theirs_name, s) for s in params["seeds"]}
-        common = [s for s in params["seeds"] if ours[s] is not None and theirs[s] is not None]
+        ours = {s: runs.row_task_accuracies(params, ours_name, s) for s in params.seeds}
+        theirs = {s: runs.row_task_accuracies(params, theirs_name, s) for s in params.seeds}
+        common = [s for s in params.seeds if ours[s] is not None and theirs[s] is not None]
         if not common:
             continue
         for dataset in ours[common[0]]["test_dataset"].unique():
@@ -100,13 +101,13 @@ def _tasks(table: pd.DataFrame, dataset: str) -> list[float]:
     return table.loc[table["test_dataset"] == dataset].sort_values("task")["accuracy"].tolist()
 
 
-def mechanism_scores(params: dict) -> pd.DataFrame:
+def mechanism_scores(params: Config) -> pd.DataFrame:
     """Per complete run of a method with a per-task mask, and of its frozen-mask control: the mechanism
     score (``mechanism.score``), its interval or chance level, and what it says."""
     rows = []
-    for method in params["methods"]:
+    for method in params.methods:
         control = METHODS[method].frozen_mask
-        for seed in params["seeds"]:
+        for seed in params.seeds:
             result = runs.read_results(runs.run_folder(params, method, seed))
             if not control or not result or result.get("status") != "complete" or "mechanism" not in result:
                 continue
@@ -118,7 +119,7 @@ def mechanism_scores(params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def evidence(params: dict, table: pd.DataFrame) -> list[str]:
+def evidence(params: Config, table: pd.DataFrame) -> list[str]:
     """ "What the evidence says", generated from the results: per test dataset of the profile's pair, the
     methods' ordering and every paired verdict, then the mechanism scores, then how far it speaks.
 
@@ -130,7 +131,7 @@ def evidence(params: dict, table: pd.DataFrame) -> list[str]:
     if complete.empty:
         return ["No complete run yet: nothing to say."]
     compared, scores = comparisons(params), mechanism_scores(params)
-    pair = " + ".join(d["name"] for d in params["distributions"])
+    pair = " + ".join(d["name"] for d in params.distributions)
     seeds = int(complete["seed"].nunique())
     paragraphs = []
     for dataset, rows in complete.groupby("test_dataset", sort=False):

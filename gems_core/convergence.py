@@ -20,6 +20,7 @@ from . import io
 from .data import Distribution
 from .learners.maml import task_losses
 from .models import CONV_LABELS
+from .params import Config
 from .training import Run, device_name, resolve_device
 
 LAYERS = CONV_LABELS
@@ -37,7 +38,7 @@ def query_loss(learner, batch) -> float:
     return task_losses(learner.predict(batch)[0], batch.query_y).mean().item()
 
 
-def trace(params: dict, seed: int, distributions: list[Distribution], path: Path) -> pd.DataFrame:
+def trace(params: Config, seed: int, distributions: list[Distribution], path: Path) -> pd.DataFrame:
     """Train MMSUP for ``convergence_iterations`` recording losses and swaps; cached in ``path`` (CSV).
     A JSON file beside it holds the iteration reached, the time so far and the device, written every
     ``PROGRESS_EVERY`` iterations (for the pipeline's status line) and at the end (for the results page)."""
@@ -45,9 +46,9 @@ def trace(params: dict, seed: int, distributions: list[Distribution], path: Path
     if path.exists():
         return pd.read_csv(path)
     tqdm.write(f"mmsup seed {seed}: training the convergence trace from iteration 0 into {path}")
-    device, started = resolve_device(params["device"]), time.perf_counter()
+    device, started = resolve_device(params.device), time.perf_counter()
     member = Run(params, "mmsup", seed, distributions, path.parent / "run", device).members[0]
-    learner, rows, total = member.learner, [], params["convergence_iterations"]
+    learner, rows, total = member.learner, [], params.convergence_iterations
 
     def record(iteration: int) -> None:
         io.write_text(

@@ -8,6 +8,7 @@ import torch
 
 from .data import FixedTasks
 from .learners import Learner, accuracy
+from .params import Config
 
 CPU_EVAL_BUDGET = 2**26  # bytes of activations an evaluation batch may use on the CPU: batches that stay
 # near its caches evaluate faster there than large ones (docs/performance.md)
@@ -23,13 +24,13 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), 1.96 * float(values.std(unbiased=True)) / math.sqrt(len(values))
 
 
-def eval_batch_size(params: dict, device: torch.device) -> int:
+def eval_batch_size(params: Config, device: torch.device) -> int:
     """Tasks adapted at once in evaluation: ``eval_batch_size`` if set, else as many as the largest
     activation of their query forward (the first conv block's output) allows within the device's budget.
     The budget depends on the device's total memory, not its free memory, so a run repeats."""
-    if params["eval_batch_size"]:
-        return params["eval_batch_size"]
-    per_task = params["ways"] * params["queries"] * params["hidden_size"] * params["image_size"] ** 2 * 4
+    if params.eval_batch_size:
+        return params.eval_batch_size
+    per_task = params.ways * params.queries * params.hidden_size * params.image_size**2 * 4
     budget = (
         torch.cuda.get_device_properties(device).total_memory // GPU_EVAL_SHARE
         if device.type == "cuda"

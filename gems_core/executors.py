@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from . import io
 from .jobs import LOCKED_ELSEWHERE, SlurmRun, job_spec, train_one
+from .params import Config
 from .plan import PlannedRun
 from .runs import FAILURE, run_lock
 
@@ -133,34 +134,34 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
     return elsewhere
 
 
-def gpus_per_task(params: dict, args) -> int:
+def gpus_per_task(params: Config, args) -> int:
     """GPUs each job asks for: the flag, else none for a CPU profile (a cluster without GPUs refuses any
     GPU request), else ``slurm_gpus_per_task``."""
     if args.gpus_per_task is not None:
         return args.gpus_per_task
-    return 0 if params["device"] == "cpu" else params["slurm_gpus_per_task"]
+    return 0 if params.device == "cpu" else params.slurm_gpus_per_task
 
 
-def slurm_executor(params: dict, args, folder: Path):
+def slurm_executor(params: Config, args, folder: Path):
     """A submitit executor for a job array with the resources from flags, else the ``slurm_*`` parameters."""
     import submitit
 
     executor = submitit.AutoExecutor(
-        folder=folder / "slurm", cluster=args.submitit_cluster, slurm_max_num_timeout=params["slurm_max_requeues"]
+        folder=folder / "slurm", cluster=args.submitit_cluster, slurm_max_num_timeout=params.slurm_max_requeues
     )
-    extra = dict(option.split("=", 1) for option in (args.sbatch or params["slurm_sbatch_options"]))
+    extra = dict(option.split("=", 1) for option in (args.sbatch or params.slurm_sbatch_options))
     executor.update_parameters(
-        name=f"gems-{params['profile']}",
-        timeout_min=args.time_limit or params["slurm_time_limit_min"],
-        slurm_partition=args.partition or params["slurm_partition"] or None,
+        name=f"gems-{params.profile}",
+        timeout_min=args.time_limit or params.slurm_time_limit_min,
+        slurm_partition=args.partition or params.slurm_partition or None,
         slurm_gpus_per_task=gpus_per_task(params, args) or None,  # None: no GPU request at all
-        slurm_array_parallelism=args.array_parallelism or params["slurm_array_parallelism"],
+        slurm_array_parallelism=args.array_parallelism or params.slurm_array_parallelism,
         slurm_additional_parameters=extra,
     )
     return executor
 
 
-def run_slurm(runs: list[PlannedRun], status: Status, params: dict, args, folder: Path) -> bool:
+def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, folder: Path) -> bool:
     """Submit the runs not already queued as one job array; with ``--wait`` follow all of them. Returns
     whether every job has ended."""
     import submitit

@@ -13,11 +13,12 @@ from . import checkpoints
 from .data import Distribution
 from .models import CONV_LABELS, LAYER_LABELS
 from .notebook import headless
+from .params import Config
 from .runs import run_folder
 from .training import Run, open_run
 
 
-def load_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:
+def load_run(params: Config, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """A run with its last checkpoint's weights (raises if the run was never trained)."""
     run = open_run(params, method, seed, distributions)
     if not run.load_checkpoint():
@@ -103,13 +104,13 @@ def task_figure(run: Run, dataset: int, task: int, max_queries: int = 10, seen: 
     return fig
 
 
-def explorable_runs(params: dict, distributions: list[Distribution], methods: list[str]) -> tuple[dict, list[str]]:
+def explorable_runs(params: Config, distributions: list[Distribution], methods: list[str]) -> tuple[dict, list[str]]:
     """The first seed's run of each method that has a checkpoint, loaded; and why each other run that has
     one cannot be explored (a damaged checkpoint, or one from an older kit), so one bad run does not
     take the explorer down."""
-    runs, problems, seed = {}, [], params["seeds"][0]
+    runs, problems, seed = {}, [], params.seeds[0]
     for method in methods:
-        if method in params["methods"] and (run_folder(params, method, seed) / checkpoints.NEWEST).exists():
+        if method in params.methods and (run_folder(params, method, seed) / checkpoints.NEWEST).exists():
             try:
                 runs[method] = load_run(params, method, seed, distributions)
             except checkpoints.CheckpointUnreadable as exc:
@@ -117,7 +118,9 @@ def explorable_runs(params: dict, distributions: list[Distribution], methods: li
     return runs, problems
 
 
-def task_explorer(params: dict, distributions: list[Distribution], methods: list[str], interactive: bool | None = None):
+def task_explorer(
+    params: Config, distributions: list[Distribution], methods: list[str], interactive: bool | None = None
+):
     """A static figure of the first method's first test task, then controls to pick another: by default
     (``interactive`` None) in JupyterLab, not in the pipeline's headless run (``notebook.headless``)."""
     import ipywidgets as widgets
@@ -148,6 +151,6 @@ def task_explorer(params: dict, distributions: list[Distribution], methods: list
         show,
         method=widgets.Dropdown(options=list(runs), description="run"),
         dataset=widgets.Dropdown(options=names, description="dataset"),
-        task=widgets.IntSlider(0, 0, params["test_tasks"] - 1, description="test task"),
+        task=widgets.IntSlider(0, 0, params.test_tasks - 1, description="test task"),
     )
     display(widgets.HTML("<i>Interactive controls need a live kernel (JupyterLab); the figure above is static.</i>"))

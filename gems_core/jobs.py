@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from .params import validate
 from .plan import PlannedRun
 from .runs import FAILURE
 from .training import Stopped, stop_on_sigterm
@@ -20,7 +21,7 @@ def job_spec(run: PlannedRun) -> dict:
         "kind": run.kind,
         "method": run.method,
         "seed": run.seed,
-        "params": run.params,
+        "params": run.params.as_dict(),
         "label": run.label,
         "point": list(run.point) if run.point else None,
     }
@@ -31,7 +32,7 @@ def from_spec(spec: dict) -> PlannedRun:
         spec["kind"],
         spec["method"],
         spec["seed"],
-        spec["params"],
+        validate(spec["params"]),
         spec["label"],
         tuple(spec["point"]) if spec["point"] else None,
     )

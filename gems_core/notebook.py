@@ -38,7 +38,7 @@ def setup(parameters_file: str, **overrides) -> tuple[dict, Path]:
     parameters_file = from_project_root(parameters_file)
     os.chdir(PROJECT_ROOT)
     params = load_params(parameters_file, **{k: v for k, v in overrides.items() if v is not None})
-    out = Path(params["output_root"]) / params["profile"]
+    out = Path(params.output_root) / params.profile
     out.mkdir(parents=True, exist_ok=True)
     return params, out
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import claims, io, plots, report, results
 from .notebook import from_project_root
+from .params import Config
 from .plan import plan, states
 
 BRIEF = (
@@ -56,7 +57,7 @@ def _figure(fig, folder: Path, name: str) -> str:
     return f'<p><img src="figures/{quote(name)}.png" alt="{html.escape(name)}"></p>'
 
 
-def _runs_table(params: dict) -> str:
+def _runs_table(params: Config) -> str:
     """Every planned run: its state, how far it got, its training time and device, and its folder."""
     runs = plan(params)
     rows = []
@@ -77,12 +78,12 @@ def _runs_table(params: dict) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
+def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
     """The figures a reader looks at first: test accuracy, and what BMP and MMSUP chose (first seed)."""
     parts = []
     complete = table[table["status"] == "complete"]
     if not complete.empty:
-        parts.append(_figure(plots.accuracy_bars(results.summary(complete), params["ways"]), folder, "accuracy"))
+        parts.append(_figure(plots.accuracy_bars(results.summary(complete), params.ways), folder, "accuracy"))
     main = plan(params, ("main",))
     for method, key, draw in (
         ("bmp", None, plots.layer_adaptation_heatmap),
@@ -95,7 +96,7 @@ def _figures(params: dict, table: pd.DataFrame, folder: Path) -> str:
     return "".join(parts) or "<p>No complete run yet.</p>"
 
 
-def _comparisons(params: dict, folder: Path) -> str:
+def _comparisons(params: Config, folder: Path) -> str:
     """Each method against MAML and against its frozen-mask control on the same test tasks
     (``claims.comparisons``), then the mechanism scores; also as comparisons.csv and mechanism.csv."""
     table, scores = claims.comparisons(params), claims.mechanism_scores(params)
@@ -121,12 +122,12 @@ def _comparisons(params: dict, folder: Path) -> str:
     return note + _table(table) + mechanism
 
 
-def _evidence(params: dict, table: pd.DataFrame) -> str:
+def _evidence(params: Config, table: pd.DataFrame) -> str:
     """The generated "what the evidence says" paragraphs (``claims.evidence``)."""
     return "".join(f"<p>{html.escape(p)}</p>" for p in claims.evidence(params, table))
 
 
-def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
+def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
     """Write (or refresh) the profile's page in ``folder`` (``outputs/<profile>``) and return its path."""
     matplotlib.use("Agg")
     folder = Path(folder)
@@ -134,16 +135,16 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
     brief = pd.DataFrame(
         [
             {"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
-            for k, v in params.items()
+            for k, v in params.as_dict().items()
             if k in BRIEF
         ]
     )
-    data = ", ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
+    data = ", ".join(f"{d['name']} ({d['source']})" for d in params.distributions)
     compared = report.beside_paper(table, params)
     published = report.beside_published(table, params)
     notebooks = sorted(p.name for p in folder.glob("[0-9][0-9]_*.html"))
     body = [
-        f"<h1>GEMS kit: profile <code>{html.escape(params['profile'])}</code></h1>",
+        f"<h1>GEMS kit: profile <code>{html.escape(params.profile)}</code></h1>",
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
         "<h2>What the evidence says</h2>",
@@ -172,7 +173,7 @@ def write(params: dict, folder: Path, parameters_file: str | Path) -> Path:
     io.write_text(
         page,
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>GEMS: '
-        f"{html.escape(params['profile'])}</title><style>{STYLE}</style></head><body>"
+        f"{html.escape(params.profile)}</title><style>{STYLE}</style></head><body>"
         + "\n".join(body)
         + "</body></html>\n",
     )

@@ -1,9 +1,11 @@
-"""Parameter schema of the kit: every run is described by one validated dict of these names.
+"""Parameter schema of the kit: every run is described by one validated, frozen ``Config`` of these names.
 
 A parameters file (YAML) names a subset; the rest take the defaults below, which are the paper's
 settings (supplement Table 1) or the choices documented in docs/methods.md. ``load_params`` rejects
 unknown names, wrong types and out-of-range values with a message naming the parameter and what is
-valid, before anything is trained or written.
+valid, before anything is trained or written. Below this module parameters are read as attributes
+(``config.ways``); a variant is ``config.replace(ways=3)``, validated again; ``config.as_dict()`` is the
+plain form for JSON, YAML and run ids.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import copy
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -363,6 +365,28 @@ SCHEMA: dict[str, Param] = {
 }
 
 
+class _Config:
+    """Validated parameters, frozen, one attribute per ``SCHEMA`` entry (``Config`` adds the fields)."""
+
+    def as_dict(self) -> dict:
+        """The parameters as a plain dict (a copy): for JSON, YAML, run ids and ``validate`` again."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+
+    def replace(self, **changes) -> Config:
+        """These parameters with ``changes``, validated like a parameters file."""
+        return validate({**self.as_dict(), **changes})
+
+
+Config = make_dataclass(
+    "Config",
+    [(name, spec.type if isinstance(spec.type, type) else Any) for name, spec in SCHEMA.items()],
+    bases=(_Config,),
+    frozen=True,
+)
+Config.__doc__ = _Config.__doc__
+Config.__module__ = __name__
+
+
 def _type_error(name: str, spec: Param, value: Any) -> str | None:
     expected = spec.type
     if expected is float:
@@ -411,8 +435,8 @@ def _check_distribution(i: int, dist: Any) -> None:
         )
 
 
-def validate(params: dict) -> dict:
-    """Return params completed with defaults, or raise ParameterError naming the first problem."""
+def validate(params: dict) -> Config:
+    """Return params completed with defaults as a ``Config``, or raise ParameterError naming the first problem."""
     unknown = [k for k in params if k not in SCHEMA]
     if unknown:
         name = unknown[0]
@@ -439,14 +463,14 @@ def validate(params: dict) -> dict:
     names = [d["name"] for d in resolved["distributions"]]
     if len(set(names)) != len(names):
         raise ParameterError(f"distribution names must be unique, got {names}")
-    return resolved
+    return Config(**resolved)
 
 
-def check_roots(params: dict) -> None:
+def check_roots(params: Config) -> None:
     """Raise ParameterError unless ``output_root`` and ``data_root`` are folders this process can write
     (or can create): before anything is trained or written, not as a traceback half-way."""
     for name in ("output_root", "data_root"):
-        folder = Path(params[name])
+        folder = Path(getattr(params, name))
         existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
         if not existing.is_dir():
             where = "is a file" if existing == folder else f"lies under '{existing}', which is a file"
@@ -462,8 +486,8 @@ def _read_only(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-def load_params(path: str | Path, **overrides) -> dict:
-    """Read a YAML parameters file, apply keyword overrides, validate, and return the resolved dict.
+def load_params(path: str | Path, **overrides) -> Config:
+    """Read a YAML parameters file, apply keyword overrides, validate, and return the resolved ``Config``.
 
     Relative ``path`` entries of distributions and relative roots are resolved against the
     current working directory, so a parameters file works from the repository root.

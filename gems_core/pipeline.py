@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from . import io, page
 from .errors import KitError, run_cli
 from .notebook import HEADLESS, PROJECT_ROOT, from_project_root
-from .params import load_params
+from .params import Config, load_params
 from .plan import plan, progress
 from .training import resolve_device
 
@@ -192,7 +192,7 @@ class RunWatcher(threading.Thread):
     an unfinished run is not this one's pace). On a terminal it updates the bar's status line; elsewhere (a
     Slurm log, CI, a file) it prints one line per run at most every ``LOG_SECONDS``."""
 
-    def __init__(self, params: dict, bar: tqdm, notebook: str, live: bool):
+    def __init__(self, params: Config, bar: tqdm, notebook: str, live: bool):
         super().__init__(daemon=True)
         self.runs, self.bar, self.notebook, self.live = plan(params), bar, notebook, live
         self.since, self.printed = time.time(), {}
@@ -258,13 +258,13 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     parameters_file = from_project_root(parameters_file)  # injected into the notebooks: no machine's folders
     os.chdir(PROJECT_ROOT)  # where the notebooks work: relative paths in parameters mean the same everywhere
     params = load_params(parameters_file)
-    resolve_device(params["device"])  # a missing GPU is a parameter error, found before any notebook runs
-    out_dir = Path(params["output_root"]) / params["profile"]
+    resolve_device(params.device)  # a missing GPU is a parameter error, found before any notebook runs
+    out_dir = Path(params.output_root) / params.profile
     out_dir.mkdir(parents=True, exist_ok=True)
     live = sys.stderr.isatty()  # a terminal gets a live bar; a log (Slurm, CI, a file) one line per event
     with profile_lock(out_dir), kernel_runtime(out_dir / "kernels.log") as kernels:
         done = []
-        bar = tqdm(notebooks(only, folder), desc=f"pipeline {params['profile']}", unit="notebook", disable=not live)
+        bar = tqdm(notebooks(only, folder), desc=f"pipeline {params.profile}", unit="notebook", disable=not live)
         for nb in bar:
             bar.set_postfix_str(nb.name)
             if not live:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
+from .params import Config
 from .results import duration
 from .runs import FAILURE, METRICS, RESULTS, holding, last_logged_iteration, read_results, run_folder, run_id
 from .training import run_method
@@ -34,7 +35,7 @@ class PlannedRun:
     kind: str
     method: str
     seed: int
-    params: dict
+    params: Config
     label: str
     point: tuple[str, float] | None = None  # an ablation run's (setting, value)
 
@@ -54,22 +55,20 @@ class PlannedRun:
     def trace_path(self) -> Path:
         """The convergence trace's CSV, named for what shapes it (the MMSUP run's id and the iterations
         traced): a trace of other parameters is never read back as this one."""
-        shape = f"{run_id(self.params, 'mmsup', self.seed)}-{self.params['convergence_iterations']}"
+        shape = f"{run_id(self.params, 'mmsup', self.seed)}-{self.params.convergence_iterations}"
         digest = hashlib.sha1(shape.encode()).hexdigest()[:8]
-        folder = Path(self.params["output_root"]) / self.params["profile"] / "convergence"
+        folder = Path(self.params.output_root) / self.params.profile / "convergence"
         return folder / f"trace-seed{self.seed}-{digest}.csv"
 
     @property
     def name(self) -> str:
         """A unique, file-name-safe name: the run folder's, or the trace's."""
-        return (
-            f"convergence-{self.params['profile']}-seed{self.seed}" if self.kind == "convergence" else self.folder.name
-        )
+        return f"convergence-{self.params.profile}-seed{self.seed}" if self.kind == "convergence" else self.folder.name
 
     @property
     def iterations(self) -> int:
         """How many iterations this run trains: the trace's own count, or the run's."""
-        return self.params["convergence_iterations" if self.kind == "convergence" else "iterations"]
+        return self.params.convergence_iterations if self.kind == "convergence" else self.params.iterations
 
     def outcome(self) -> dict:
         """What the finished run recorded (results.json; the trace's JSON beside its CSV), or {}."""
@@ -106,51 +105,48 @@ class PlannedRun:
             return convergence.trace(self.params, self.seed, dists, self.trace_path)
 
 
-def ablation_grid(params: dict) -> list[tuple[str, float, str, dict]]:
+def ablation_grid(params: Config) -> list[tuple[str, float, str, dict]]:
     """(setting, value, method, run parameters) for every point of the supplement's Table 1 grid that the
     profile asks for: one setting differs from the profile's, and iterations are ``ablation_iterations``."""
-    base = {**params, "iterations": params["ablation_iterations"]}
+    base = params.replace(iterations=params.ablation_iterations)
     points = []
-    for method in params["ablation_methods"]:
+    for method in params.ablation_methods:
         points += [
-            ("adaptation_steps", v, method, {**base, "adaptation_steps": v})
-            for v in params["ablation_adaptation_steps"]
+            ("adaptation_steps", v, method, base.replace(adaptation_steps=v)) for v in params.ablation_adaptation_steps
         ]
-        points += [("fast_lr", v, method, {**base, "fast_lr": float(v)}) for v in params["ablation_fast_lr"]]
+        points += [("fast_lr", v, method, base.replace(fast_lr=float(v))) for v in params.ablation_fast_lr]
     points += [
-        ("sparsity", v, "mmsup", {**base, "mmsup_sparsity_init": float(v), "mmsup_learn_sparsity": False})
-        for v in params["ablation_sparsity"]
+        ("sparsity", v, "mmsup", base.replace(mmsup_sparsity_init=float(v), mmsup_learn_sparsity=False))
+        for v in params.ablation_sparsity
     ]
     return points
 
 
-def plan(params: dict, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
+def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
     """Every run the profile's notebooks need, of the given kinds, in the order the notebooks use them."""
     runs = []
     if "main" in kinds:
-        runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in params["methods"] for s in params["seeds"]]
-    if "bmp_embedding" in kinds and "bmp" in params["methods"]:
-        for form in dict.fromkeys(params["bmp_compare_embeddings"]):
-            if form != params["bmp_embedding"]:
-                variant = {**params, "bmp_embedding": form}
-                runs += [
-                    PlannedRun("bmp_embedding", "bmp", s, variant, f"bmp ({form}) seed {s}") for s in params["seeds"]
-                ]
+        runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in params.methods for s in params.seeds]
+    if "bmp_embedding" in kinds and "bmp" in params.methods:
+        for form in dict.fromkeys(params.bmp_compare_embeddings):
+            if form != params.bmp_embedding:
+                variant = params.replace(bmp_embedding=form)
+                runs += [PlannedRun("bmp_embedding", "bmp", s, variant, f"bmp ({form}) seed {s}") for s in params.seeds]
     if "ablation" in kinds:
         runs += [
             PlannedRun(
                 "ablation", method, s, run_params, f"ablation {setting}={value} {method} seed {s}", (setting, value)
             )
             for setting, value, method, run_params in ablation_grid(params)
-            for s in params["seeds"]
+            for s in params.seeds
         ]
     if "convergence" in kinds:
-        seed = params["seeds"][0]
+        seed = params.seeds[0]
         runs.append(PlannedRun("convergence", "mmsup", seed, params, f"convergence trace seed {seed}"))
     return runs
 
 
-def train(params: dict, kind: str, distributions: list[Distribution], methods: list[str] | None = None) -> list:
+def train(params: Config, kind: str, distributions: list[Distribution], methods: list[str] | None = None) -> list:
     """Train (or resume, or read back) the profile's planned runs of ``kind`` (of ``methods``), one after
     another, waiting for any that another process is training: what a notebook does."""
     runs = [r for r in plan(params, (kind,)) if methods is None or r.method in methods]

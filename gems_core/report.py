@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from .learners import ROWS
-from .params import TABLE2_METHODS
+from .params import TABLE2_METHODS, Config
 
 REFERENCE = Path(__file__).parent / "reference" / "table2.csv"
 PUBLISHED = Path(__file__).parent / "reference" / "plain_multi.csv"  # other benchmarks' published accuracies
@@ -26,9 +26,9 @@ def reference_wide() -> pd.DataFrame:
     return wide.reindex(index=rows, columns=TABLE2_METHODS)
 
 
-def with_sources(results: pd.DataFrame, params: dict) -> pd.DataFrame:
+def with_sources(results: pd.DataFrame, params: Config) -> pd.DataFrame:
     """results.csv rows with the distributions' sources (cub, aircraft, ...) beside their names."""
-    source = {d["name"]: d["source"] for d in params["distributions"]}
+    source = {d["name"]: d["source"] for d in params.distributions}
     out = results.copy()
     out["train_sources"] = out["train_datasets"].map(lambda s: "+".join(source.get(n, n) for n in s.split("+")))
     out["test_source"] = out["test_dataset"].map(lambda n: source.get(n, n))
@@ -71,7 +71,7 @@ def _cell(row) -> str:
     return text + (f" ({lost} of {row.seeds} seeds diverged)" if lost else "")
 
 
-def beside_paper(results: pd.DataFrame, params: dict) -> pd.DataFrame:
+def beside_paper(results: pd.DataFrame, params: Config) -> pd.DataFrame:
     """Each (pair, test dataset, method) of the profile that the paper also reports: ours (over its complete
     runs), the paper's, and the difference. Empty when the profile used other data than the paper's."""
     ours = (
@@ -96,12 +96,12 @@ def published_table() -> pd.DataFrame:
     return pd.read_csv(PUBLISHED, comment="#")
 
 
-def train_sources(params: dict) -> str:
+def train_sources(params: Config) -> str:
     """The profile's sources joined as the reference tables name a pair: ``cub+aircraft``."""
-    return "+".join(d["source"] for d in params["distributions"])
+    return "+".join(d["source"] for d in params.distributions)
 
 
-def beside_published(results: pd.DataFrame, params: dict) -> pd.DataFrame | None:
+def beside_published(results: pd.DataFrame, params: Config) -> pd.DataFrame | None:
     """For a profile on a published benchmark's data and shots (Plain-Multi): per test dataset, each kit
     method's mean accuracy over complete seeds (NaN where no run exists) beside each published method's
     (NaN where none is entered). None when the profile is on no such benchmark."""
@@ -109,19 +109,19 @@ def beside_published(results: pd.DataFrame, params: dict) -> pd.DataFrame | None
     published = published_table()
     if sources not in set(published["train_sources"]):
         return None
-    theirs = published[(published["train_sources"] == sources) & (published["shots"] == params["shots"])]
+    theirs = published[(published["train_sources"] == sources) & (published["shots"] == params.shots)]
     ours = with_sources(results[results["status"] == "complete"], params)
-    table = pd.DataFrame(index=pd.Index([d["source"] for d in params["distributions"]], name="test dataset"))
+    table = pd.DataFrame(index=pd.Index([d["source"] for d in params.distributions], name="test dataset"))
     for method in ROWS:
         mine = ours[ours["method"] == method].groupby("test_source")["accuracy"].mean()
-        if method in params["methods"] or not mine.empty:
+        if method in params.methods or not mine.empty:
             table[f"{method} (kit)"] = mine
     for method in published.loc[published["train_sources"] == sources, "method"].unique():
         table[f"{method} (published)"] = theirs[theirs["method"] == method].set_index("test_source")["accuracy"]
     return table.reset_index()
 
 
-def data_note(params: dict) -> str:
+def data_note(params: Config) -> str:
     """A plain statement of whether this profile's data are the paper's."""
     sources = train_sources(params)
     named = sources.replace("+", " + ")
@@ -132,7 +132,7 @@ def data_note(params: dict) -> str:
             f"This profile trains on {named}, the Plain-Multi benchmark of HSML and ARML: the "
             "supplement has no values for it, the published ones are set beside the kit's below."
         )
-    used = " + ".join(f"{d['name']} ({d['source']})" for d in params["distributions"])
+    used = " + ".join(f"{d['name']} ({d['source']})" for d in params.distributions)
     return (
         f"This profile trains on {used}, "
         "which is not one of the supplement's pairs (CUB + Aircraft, VGG Flowers + Aircraft, Fungi + "

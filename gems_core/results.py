@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import io, runs
+from .params import Config
 from .runs import run_folder
 
 COLUMNS = [
@@ -24,11 +25,11 @@ COLUMNS = [
 ]
 
 
-def read_runs(params: dict) -> list[dict]:
+def read_runs(params: Config) -> list[dict]:
     """results.json of every complete main run of the profile, with its run id."""
     found = []
-    for method in params["methods"]:
-        for seed in params["seeds"]:
+    for method in params.methods:
+        for seed in params.seeds:
             folder = run_folder(params, method, seed)
             if (result := runs.read_results(folder)) is not None:
                 found.append({**result, "run_id": folder.name})
@@ -68,7 +69,7 @@ def _rows(result: dict, method: str, tests: dict) -> list[dict]:
     ]
 
 
-def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
+def gather(profile_dir: Path, params: Config) -> pd.DataFrame:
     """One row per (main run, test dataset), and per frozen-mask control tested on a run's weights,
     written to ``profile_dir/results.csv`` and returned."""
     rows = [row for r in read_runs(params) for row in result_rows(r) + control_rows(r)]
@@ -77,7 +78,7 @@ def gather(profile_dir: Path, params: dict) -> pd.DataFrame:
     return table
 
 
-def metrics(params: dict, method: str, seed: int) -> pd.DataFrame:
+def metrics(params: Config, method: str, seed: int) -> pd.DataFrame:
     """The learning curve (metrics.csv) of one run."""
     return runs.metrics(run_folder(params, method, seed))
 

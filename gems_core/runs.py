@@ -33,13 +33,13 @@ from filelock import FileLock, Timeout
 
 from . import io
 from .learners import FROZEN_MASK_OF
-from .params import SCHEMA
+from .params import SCHEMA, Config
 
 PARAMS, METRICS, RESULTS, FAILURE = "params.json", "metrics.csv", "results.json", "failure.json"
 TASK_ACCURACIES = "test_accuracies.csv"
 
 
-def run_id(params: dict, method: str, seed: int) -> str:
+def run_id(params: Config, method: str, seed: int) -> str:
     """The folder name of a run: method, seed and a hash of every parameter that shapes its outcome.
 
     Arguments:
@@ -54,14 +54,14 @@ def run_id(params: dict, method: str, seed: int) -> str:
         >>> run_id(load_params("parameters/demo.yaml"), "bmp", 21)
         'bmp-seed21-f1d00e99'
     """
-    relevant = {k: v for k, v in params.items() if k not in SCHEMA or SCHEMA[k].shapes(method)}
+    relevant = {k: v for k, v in params.as_dict().items() if k not in SCHEMA or SCHEMA[k].shapes(method)}
     digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
     return f"{method}-seed{seed}-{digest}"
 
 
-def run_folder(params: dict, method: str, seed: int) -> Path:
+def run_folder(params: Config, method: str, seed: int) -> Path:
     """``<output_root>/runs/<run_id>``: shared by every profile under that output root."""
-    return Path(params["output_root"]) / "runs" / run_id(params, method, seed)
+    return Path(params.output_root) / "runs" / run_id(params, method, seed)
 
 
 def read_results(folder: Path) -> dict | None:
@@ -88,7 +88,7 @@ def task_accuracies(folder: Path, control: str | None = None) -> pd.DataFrame | 
     return pd.read_csv(path) if path.exists() else None
 
 
-def row_task_accuracies(params: dict, row: str, seed: int) -> pd.DataFrame | None:
+def row_task_accuracies(params: Config, row: str, seed: int) -> pd.DataFrame | None:
     """The per-task test accuracies of a results row's name (a method, or a frozen-mask control, whose
     numbers live in the folder of the run it evaluates) and seed."""
     if row in FROZEN_MASK_OF:

@@ -15,20 +15,21 @@ from . import ablations, claims, findings, io, plots, report, results
 from .data import Distribution
 from .learners import FROZEN_MASK_OF
 from .notebook import say
+from .params import Config
 from .plan import plan
 
 
 # --- 00 data prep ------------------------------------------------------------------------------
-def data_summary(params: dict, distributions: list[Distribution], out: Path) -> pd.DataFrame:
+def data_summary(params: Config, distributions: list[Distribution], out: Path) -> pd.DataFrame:
     """Per distribution and split: classes and images, usable or dropped; written to data_summary.csv."""
-    summary = pd.DataFrame([d.summary(params["shots"] + params["queries"]) for d in distributions])
+    summary = pd.DataFrame([d.summary(params.shots + params.queries) for d in distributions])
     io.write_text(out / "data_summary.csv", summary.to_csv(index=False))
     return summary
 
 
-def dropped_classes(params: dict, distributions: list[Distribution]) -> list[str]:
+def dropped_classes(params: Config, distributions: list[Distribution]) -> list[str]:
     """Say which classes and images no task will use, and why; return those lines."""
-    need = params["shots"] + params["queries"]
+    need = params.shots + params.queries
     lines = []
     for d in distributions:
         for split in d.splits:
@@ -45,7 +46,7 @@ def dropped_classes(params: dict, distributions: list[Distribution]) -> list[str
     ]
     say(
         f"Tasks are drawn only from readable images of classes present with at least {need} images; the run "
-        f"stops if a split drops more than max_dropped_classes = {params['max_dropped_classes']:.0%} of its "
+        f"stops if a split drops more than max_dropped_classes = {params.max_dropped_classes:.0%} of its "
         "classes. " + ("Dropped:" if lines else "None dropped: every image of every class of every split is used."),
         title="Classes and images dropped.",
         items=lines,
@@ -75,28 +76,28 @@ def sample_grids(distributions: list[Distribution]) -> None:
 
 
 # --- shared by 01, 02, 03 ----------------------------------------------------------------------
-def learning_curves(params: dict, methods: list[str], names: list[str]) -> dict[str, pd.DataFrame]:
+def learning_curves(params: Config, methods: list[str], names: list[str]) -> dict[str, pd.DataFrame]:
     """The validation curve of every complete run of ``methods`` (those the profile trains), in one figure."""
     done = {(r["method"], r["seed"]) for r in results.read_runs(params)}
     curves = {
         f"{m} seed {s}": results.metrics(params, m, s)
         for m in methods
-        if m in params["methods"]
-        for s in params["seeds"]
+        if m in params.methods
+        for s in params.seeds
         if (m, s) in done
     }
     plots.learning_curves(curves, names)
     return curves
 
 
-def paired_with(params: dict, methods: list[str]) -> pd.DataFrame:
+def paired_with(params: Config, methods: list[str]) -> pd.DataFrame:
     """The paired comparisons (``claims.comparisons``) of ``methods`` and their frozen-mask controls."""
     rows = set(methods) | {FROZEN_MASK_OF[m] for m in methods if m in FROZEN_MASK_OF}
     paired = claims.comparisons(params)
     return paired[paired["method"].isin(rows)]
 
 
-def mechanism_readings(params: dict, method: str, label: str) -> list[str]:
+def mechanism_readings(params: Config, method: str, label: str) -> list[str]:
     """Say, per seed, what the mechanism score of ``method`` (BMP or MMSUP) reads; return the readings."""
     readings = [row for row in claims.mechanism_scores(params).itertuples() if row.method == method]
     for row in readings:
@@ -105,7 +106,7 @@ def mechanism_readings(params: dict, method: str, label: str) -> list[str]:
 
 
 # --- 02 BMP ------------------------------------------------------------------------------------
-def bmp_layer_choices(run_params: dict, runs: list[dict], form: str, names: list[str]) -> None:
+def bmp_layer_choices(run_params: Config, runs: list[dict], form: str, names: list[str]) -> None:
     """Per BMP run: the meta-test heatmap of its layer choices, how each distribution's training tasks
     adapted each layer, and the finding in words (a diverged run: where it diverged)."""
     for run in runs:
@@ -117,12 +118,12 @@ def bmp_layer_choices(run_params: dict, runs: list[dict], form: str, names: list
         say(findings.bmp_layer_choices(run["records"]), title=f"BMP ({form}), seed {run['seed']}.")
 
 
-def bmp_embedding_forms(params: dict, runs: list[dict], distributions: list[Distribution], out: Path) -> pd.DataFrame:
+def bmp_embedding_forms(params: Config, runs: list[dict], distributions: list[Distribution], out: Path) -> pd.DataFrame:
     """Train BMP with every other embedding form of ``bmp_compare_embeddings`` (each seed), show each
     form's layer choices, and write every form's results to bmp_embeddings.csv; returns their summary."""
-    by_form = {params["bmp_embedding"]: (params, runs)}
+    by_form = {params.bmp_embedding: (params, runs)}
     for planned in plan(params, ("bmp_embedding",)):
-        form = planned.params["bmp_embedding"]
+        form = planned.params.bmp_embedding
         by_form.setdefault(form, (planned.params, []))[1].append(planned.execute(distributions))
     names = [d.name for d in distributions]
     for form, (form_params, form_runs) in list(by_form.items())[1:]:
@@ -141,9 +142,9 @@ def bmp_embedding_forms(params: dict, runs: list[dict], distributions: list[Dist
 
 
 # --- 03 MMSUP ----------------------------------------------------------------------------------
-def mmsup_sparsity(params: dict) -> dict[str, pd.DataFrame]:
+def mmsup_sparsity(params: Config) -> dict[str, pd.DataFrame]:
     """The learned sparsity of each conv layer over training, per seed."""
-    curves = {f"seed {s}": results.metrics(params, "mmsup", s) for s in params["seeds"] if "mmsup" in params["methods"]}
+    curves = {f"seed {s}": results.metrics(params, "mmsup", s) for s in params.seeds if "mmsup" in params.methods}
     plots.sparsity_trajectories(curves)
     return curves
 
@@ -159,7 +160,7 @@ def mmsup_overlaps(runs: list[dict]) -> None:
 
 
 # --- 04 ablations ------------------------------------------------------------------------------
-def ablation_grid(params: dict, distributions: list[Distribution]) -> pd.DataFrame:
+def ablation_grid(params: Config, distributions: list[Distribution]) -> pd.DataFrame:
     """Train (or read) every ablation run and return the summary; says so when the profile asks for none."""
     summary = ablations.summary(ablations.run_grid(params, distributions))
     if summary.empty:
@@ -178,6 +179,14 @@ def ablation_figures(summary: pd.DataFrame) -> None:
 
 
 # --- 06 report ---------------------------------------------------------------------------------
+def evidence(params: Config, table: pd.DataFrame) -> list[str]:
+    """Say what the evidence says (``claims.evidence``), a paragraph at a time; return the paragraphs."""
+    paragraphs = claims.evidence(params, table)
+    for paragraph in paragraphs:
+        say(paragraph)
+    return paragraphs
+
+
 def table2(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     """Table 2 as reproduced (``report.table2``), written to table2.csv."""
     reproduced = report.table2(table)
@@ -185,7 +194,7 @@ def table2(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     return reproduced
 
 
-def beside_the_paper(table: pd.DataFrame, params: dict):
+def beside_the_paper(table: pd.DataFrame, params: Config):
     """The profile's results beside the paper's Table 2, or beside a published benchmark (Plain-Multi), or,
     when neither matches its data, the paper's table for reference (said so)."""
     compared = report.beside_paper(table, params)

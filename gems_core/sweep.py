@@ -35,30 +35,30 @@ from tqdm.auto import tqdm
 from .errors import run_cli
 from .executors import TODO, Status, run_inline, run_local, run_slurm, wait_for, worker_slots
 from .jobs import EXIT_STATUS, train_one
-from .params import load_params
+from .params import Config, load_params
 from .plan import KINDS, plan
 from .training import resolve_device, stop_on_sigterm
 
 EXECUTORS = ("inline", "local", "slurm")
 
 
-def sweep_dir(params: dict) -> Path:
-    return Path(params["output_root"]) / params["profile"] / "sweep"
+def sweep_dir(params: Config) -> Path:
+    return Path(params.output_root) / params.profile / "sweep"
 
 
 # --- the command -------------------------------------------------------------------------------
 def sweep(parameters_file: str, args) -> int:
     params = load_params(parameters_file)
     if args.executor != "slurm":
-        resolve_device("cuda" if args.gpus else params["device"])
+        resolve_device("cuda" if args.gpus else params.device)
     runs = plan(params, tuple(args.kinds))
     todo = list({r.name: r for r in runs if r.state()[0] in TODO}.values())  # a folder shared by two is trained once
     tqdm.write(
-        f"{params['profile']}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
+        f"{params.profile}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
         f"{len(todo)} to train ({args.executor})"
     )
     folder = sweep_dir(params)
-    status = Status(todo, f"sweep {params['profile']}")
+    status = Status(todo, f"sweep {params.profile}")
     ended = True
     try:
         if args.executor == "inline":

@@ -40,7 +40,7 @@ from .evaluation import eval_batch_size, evaluate
 from .graphs import GraphedStep
 from .learners import METHODS as REGISTRY
 from .learners import Learner
-from .params import METHODS, ParameterError, load_params
+from .params import METHODS, Config, ParameterError, load_params
 from .runs import holding, run_folder
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
@@ -149,7 +149,7 @@ class Run:
 
     def __init__(
         self,
-        params: dict,
+        params: Config,
         method: str,
         seed: int,
         distributions: list[Distribution],
@@ -158,8 +158,8 @@ class Run:
     ):
         self.params, self.method, self.seed, self.device = params, method, seed, device
         self.distributions, self.folder = distributions, Path(folder)
-        numerics.configure(device, params["tf32"], params["deterministic"])
-        need = params["shots"] + params["queries"]
+        numerics.configure(device, params.tf32, params.deterministic)
+        need = params.shots + params.queries
         self.splits = {split: SplitImages([d.splits[split] for d in distributions], device, need) for split in SPLITS}
         self.members = self._members()
         self.state = RunState()
@@ -175,26 +175,26 @@ class Run:
         for m, group in enumerate(method.member_groups(len(self.distributions))):
             torch.manual_seed(self.seed)
             learner = method.learner.from_params(p, seed=self.seed).to(self.device)
-            weights = [train.classes(i) for i in group] if p["task_sampling"] == "proportional" else None
+            weights = [train.classes(i) for i in group] if p.task_sampling == "proportional" else None
             sampler = TaskSampler(
                 train,
                 group,
-                p["ways"],
-                p["shots"],
-                p["queries"],
+                p.ways,
+                p.shots,
+                p.queries,
                 seed=self.seed * 1000 + m,
                 weights=weights,
                 device=self.device,
             )
             # capturable Adam on every CUDA run, graphed or not, so eager and replayed steps compute the same
-            optimizer = torch.optim.Adam(learner.parameters(), lr=p["meta_lr"], capturable=self.device.type == "cuda")
-            members.append(Member(learner, optimizer, sampler, group, p["meta_batch_size"], len(self.distributions)))
+            optimizer = torch.optim.Adam(learner.parameters(), lr=p.meta_lr, capturable=self.device.type == "cuda")
+            members.append(Member(learner, optimizer, sampler, group, p.meta_batch_size, len(self.distributions)))
         return members
 
     @property
     def graphed(self) -> bool:
         """Whether meta-iterations are captured as CUDA graphs (``cuda_graph`` on a GPU)."""
-        return self.device.type == "cuda" and self.params["cuda_graph"]
+        return self.device.type == "cuda" and self.params.cuda_graph
 
     # --- persistence -------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -283,9 +283,9 @@ class Run:
         """The fixed validation or test tasks of every distribution (drawn once per run object)."""
         if split not in self._fixed:
             p = self.params
-            n_tasks = p["validation_tasks"] if split == "validation" else p["test_tasks"]
+            n_tasks = p.validation_tasks if split == "validation" else p.test_tasks
             self._fixed[split] = {
-                i: FixedTasks(self.splits[split], i, n_tasks, p["ways"], p["shots"], p["queries"], EVAL_SEED + i)
+                i: FixedTasks(self.splits[split], i, n_tasks, p.ways, p.shots, p.queries, EVAL_SEED + i)
                 for i in range(len(self.distributions))
             }
         return self._fixed[split]
@@ -316,7 +316,7 @@ class Run:
         """Raise Diverged if the mean training loss since the last check exceeds ``loss_explosion_factor``
         times ln(ways), the cross-entropy of a chance-level guess (what a run starts near): a finite loss
         that has exploded is divergence too (0 turns the check off)."""
-        factor, ways = self.params["loss_explosion_factor"], self.params["ways"]
+        factor, ways = self.params.loss_explosion_factor, self.params.ways
         total = sum(float(m.sums["loss"]) for m in self.members if "loss" in m.sums)
         steps = self.state.interval_steps * len(self.members)
         (checked_total, checked_steps), self._loss_checked = self._loss_checked, (total, steps)
@@ -363,7 +363,7 @@ class Run:
         if self.state.iteration == 0:
             self.calibrate()
         bar = tqdm(
-            total=p["iterations"],
+            total=p.iterations,
             initial=self.state.iteration,
             disable=not progress,
             leave=False,
@@ -373,13 +373,13 @@ class Run:
         self._sync()
         clock = time.perf_counter()
         try:
-            while self.state.iteration < p["iterations"]:
+            while self.state.iteration < p.iterations:
                 self.step()
                 bar.update(1)
                 self.cpu_share.rebalance()  # other kit processes may have started or ended training
                 it = self.state.iteration
-                log = it % p["validation_every"] == 0 or it == p["iterations"]
-                checkpoint = it % p["checkpoint_every"] == 0 or it == p["iterations"] or STOP.is_set()
+                log = it % p.validation_every == 0 or it == p.iterations
+                checkpoint = it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
                 if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
                     self.check_finite()  # before anything is logged or saved from a diverged model
                     self.check_loss()
@@ -438,7 +438,7 @@ class Run:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results.
         A run that diverges is a result too: ``status: diverged``, with where and what, and no test."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        io.write_json(self.folder / runs.PARAMS, {**self.params, "method": self.method, "seed": self.seed})
+        io.write_json(self.folder / runs.PARAMS, {**self.params.as_dict(), "method": self.method, "seed": self.seed})
         self.load_checkpoint()
         if progress:
             tqdm.write(
@@ -483,13 +483,13 @@ def device_name(device: torch.device) -> str:
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
-def open_run(params: dict, method: str, seed: int, distributions: list[Distribution]) -> Run:
+def open_run(params: Config, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """The Run of ``method`` and ``seed`` in its profile's run folder, on the parameters' device."""
-    return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params["device"]))
+    return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params.device))
 
 
 def run_method(
-    params: dict,
+    params: Config,
     method: str,
     seed: int,
     distributions: list[Distribution] | None = None,

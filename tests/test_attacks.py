@@ -23,7 +23,7 @@ from gems_core import checkpoints, explore
 from gems_core.data import load_distributions
 from gems_core.data.images import MODES, to_rgb
 from gems_core.errors import DataFileError
-from gems_core.params import MAX_SEED, ParameterError, validate
+from gems_core.params import MAX_SEED, ParameterError
 from gems_core.runs import run_folder
 from gems_core.training import run_method
 
@@ -348,7 +348,7 @@ def test_an_exploding_finite_loss_is_divergence(tiny_params):
     diverged = result["diverged"]
     assert diverged["quantities"] == ["loss"] and diverged["iteration"] == 25
     assert "exceeds loss_explosion_factor 100 x ln(3) = 109.9" in diverged["reason"]
-    calm = run_method({**params, "loss_explosion_factor": 0.0, "iterations": 30}, "bmp", 21, progress=False)
+    calm = run_method(params.replace(loss_explosion_factor=0.0, iterations=30), "bmp", 21, progress=False)
     assert calm["status"] == "complete"  # the check can be turned off, and only it stopped the run
 
 
@@ -369,7 +369,7 @@ def test_an_uncalibrated_standardized_bmp_refuses_to_train_or_evaluate(tiny_para
     restored = BMP.from_params(params, seed=21)
     restored.load_state_dict(bmp.state_dict())  # the statistics travel with the model
     restored.evaluate(batch)
-    assert validate({**params, "bmp_embedding": "paper"})  # forms without statistics need no calibration
+    assert params.replace(bmp_embedding="paper")  # forms without statistics need no calibration
 
 
 # --- hostile names, and pipelines at once ---------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params
         ("bmp_frozen_mask", "maml", "glyphs"),
         ("bmp_frozen_mask", "maml", "shapes"),
     ]
-    assert (table["unit"] == "tasks of one seed").all() and (table["n"] == params["test_tasks"]).all()
+    assert (table["unit"] == "tasks of one seed").all() and (table["n"] == params.test_tasks).all()
     ours = runs.task_accuracies(runs.run_folder(params, "bmp", 21))
     theirs = runs.task_accuracies(runs.run_folder(params, "maml", 21))
     glyphs = table[table.against == "maml"].set_index(["method", "test_dataset"]).loc[("bmp", "glyphs")]

@@ -36,7 +36,7 @@ def test_fixed_layers_adapt_only_the_named_layers_and_meta_learn_all(layers):
 
 def test_fixed_layers_is_a_registered_control_run_only_when_asked(tiny_params):
     assert METHODS["fixed_layers"].control and "fixed_layers" not in TABLE2_METHODS
-    assert tiny_params()["methods"] == list(TABLE2_METHODS) and tiny_params()["adapt_layers"] == ["head"]
+    assert tiny_params().methods == list(TABLE2_METHODS) and tiny_params().adapt_layers == ["head"]
     for bad in ([], ["conv5"], ["head", "head"]):
         with pytest.raises(ParameterError, match="parameter 'adapt_layers'"):
             tiny_params(adapt_layers=bad)
@@ -117,14 +117,14 @@ def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
     outcome = run_method(params, "bmp", 21, progress=False)
     frozen = outcome["frozen_mask"]
     assert frozen["method"] == "bmp_frozen_mask" and set(frozen["test"]) == {"glyphs", "shapes"}
-    steps = params["adaptation_steps"]
+    steps = params.adaptation_steps
     assert len(frozen["frozen"]["layer_masks"]) == steps and 0 < frozen["frozen"]["share_of_validation_tasks"] <= 1
     for dataset, summary in frozen["records"].items():  # every test task used the one pattern
         assert summary["layer_adapt_frequency_by_step"] == frozen["frozen"]["layer_masks"], dataset
     assert frozen["mechanism"]["mask_information"]["bits"] == 0.0  # one mask tells nothing
     assert 0 <= outcome["mechanism"]["mask_information"]["bits"] <= 1.0
     per_task = runs.row_task_accuracies(params, "bmp_frozen_mask", 21)
-    assert len(per_task) == 2 * params["test_tasks"]
+    assert len(per_task) == 2 * params.test_tasks
     assert per_task.groupby("test_dataset").accuracy.mean().to_dict() == pytest.approx(
         {d: t["accuracy"] for d, t in frozen["test"].items()}
     )

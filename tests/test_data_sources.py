@@ -55,13 +55,13 @@ def test_folder_without_images_names_the_expected_layout(tmp_path):
 def test_distribution_is_cached_once_and_read_back(tiny_params, tmp_path):
     _write_folder(tmp_path / "imgs", classes=10)
     params = tiny_params(distributions=[{"name": "f", "source": "folder", "path": str(tmp_path / "imgs")}])
-    first = load_distribution(params["distributions"][0], params)
-    second = load_distribution(params["distributions"][0], params)
+    first = load_distribution(params.distributions[0], params)
+    second = load_distribution(params.distributions[0], params)
     assert not first.cache_hit and second.cache_hit and first.cache_path == second.cache_path
     assert np.array_equal(first.splits["test"].images, second.splits["test"].images)
     assert not list(first.cache_path.parent.glob("*.tmp"))
     (tmp_path / "imgs" / "class0" / "extra.png").write_bytes((tmp_path / "imgs" / "class0" / "0.png").read_bytes())
-    assert load_distribution(params["distributions"][0], params).cache_path != first.cache_path  # files changed
+    assert load_distribution(params.distributions[0], params).cache_path != first.cache_path  # files changed
 
 
 def test_caltech_folder_from_shared_data(shared_data):

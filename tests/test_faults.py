@@ -54,7 +54,7 @@ def test_unreadable_images_are_all_named_before_anything_is_cached(tmp_path, tin
     assert "UnidentifiedImageError" in message and "Truncated" in message  # and why
     assert "skip_unreadable_images" in message
     assert not (tmp_path / "data" / "cache").exists() or not list((tmp_path / "data" / "cache").iterdir())
-    skipping = {**params, "skip_unreadable_images": True}
+    skipping = params.replace(skip_unreadable_images=True)
     (dist,) = load_distributions(skipping)
     assert dist.summary(need=2)["skipped_unreadable_images"] == 2 and dist.cache_path.exists()
     assert sum(len(s.images) for s in dist.splits.values()) == 18
@@ -107,7 +107,7 @@ def test_a_run_resumes_from_the_previous_checkpoint_to_the_same_weights(tiny_par
     whole = Run(params, "bmp", 21, dists, tmp_path / "whole", cpu)
     whole.train(progress=False)
     # a run stopped after its checkpoint at iteration 6, whose newest checkpoint is then damaged
-    Run({**params, "iterations": 6}, "bmp", 21, dists, tmp_path / "damaged", cpu).train(progress=False)
+    Run(params.replace(iterations=6), "bmp", 21, dists, tmp_path / "damaged", cpu).train(progress=False)
     newest = tmp_path / "damaged" / checkpoints.NEWEST
     newest.write_bytes(newest.read_bytes()[:-10])
     resumed = Run(params, "bmp", 21, dists, tmp_path / "damaged", cpu)

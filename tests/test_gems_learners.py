@@ -179,7 +179,7 @@ def test_bmp_default_embedding_lets_the_mask_see_the_task(tiny_params):
     for form in ("paper", "standardized"):
         for seed in range(5):
             torch.manual_seed(seed)  # the MLP's initialisation, as a run seeds it
-            bmp = BMP.from_params({**params, "bmp_embedding": form}, seed=seed)
+            bmp = BMP.from_params(params.replace(bmp_embedding=form), seed=seed)
             bmp.calibrate(calibration)
             a, b = bmp.first_step_logits(a_tasks), bmp.first_step_logits(b_tasks)
             spread = float((a[:, None] - b[None]).abs().mean() / torch.cat([a, b]).abs().mean())

@@ -52,7 +52,7 @@ def small(tmp_path_factory):
 
 def _trained(small, method, iterations, **overrides) -> Run:
     params, dists, tmp = small
-    params = {**params, **overrides}
+    params = params.replace(**overrides)
     run = Run(params, method, 21, dists, tmp / f"{method}-{sorted(overrides.items())}", torch.device("cuda"))
     run.calibrate()
     for _ in range(iterations):

@@ -60,6 +60,27 @@ def test_notebooks_in_git_carry_no_outputs():
         assert [p.name for p in PythonTranslator.inspect(cell)] == assigned, path.name  # papermill reads every one
 
 
+def test_notebooks_only_call():
+    """Logic lives in gems_core, where it is tested: no notebook defines a function or class, loops, or
+    writes a file itself (gems_core.sections does, atomically)."""
+    import ast
+
+    import nbformat
+
+    writes = {"to_csv", "write_text", "write_bytes", "open", "savefig", "dump"}
+    for path in pipeline.notebooks():
+        nb = nbformat.read(path, as_version=4)
+        for cell in (c for c in nb.cells if c.cell_type == "code"):
+            for node in ast.walk(ast.parse(cell.source)):
+                assert not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.For | ast.While), (
+                    path.name,
+                    cell.source,
+                )
+                called = node.func.attr if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else ""
+                called = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else called
+                assert called not in writes, (path.name, cell.source)
+
+
 def test_baselines_wrote_runs_and_results(smoke_run):
     out, _ = smoke_run
     table = pd.read_csv(out / "results.csv")

@@ -56,7 +56,7 @@ def test_loads_fake_dataset_in_real_layout(source, tmp_path, no_network, tiny_pa
     assert len(data.class_names) == sum(EXPECTED_SPLITS[source]) and set(data.counts()) == {2}
     assert data.images.shape[1:] == (8, 8, 3)
     params = tiny_params(distributions=[{"name": source, "source": source}])
-    dist = load_distribution(params["distributions"][0], params)
+    dist = load_distribution(params.distributions[0], params)
     sizes = tuple(len(dist.splits[k].class_names) for k in ("train", "validation", "test"))
     assert sizes == EXPECTED_SPLITS[source] and dist.cache_path.exists()
 
@@ -77,7 +77,7 @@ def test_loads_fake_fungi_subset(tmp_path, no_network, tiny_params):
     data = load_paper_dataset("fungi", tmp_path / "data", 8)
     assert sorted(data.class_names) == sorted(names)
     params = tiny_params(distributions=[{"name": "fungi", "source": "fungi"}])
-    dist = load_distribution(params["distributions"][0], params)
+    dist = load_distribution(params.distributions[0], params)
     assert [len(dist.splits[k].class_names) for k in ("train", "validation", "test")] == [6, 6, 6]
 
 

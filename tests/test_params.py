@@ -8,9 +8,9 @@ DISTS = [{"name": "glyphs", "source": "synthetic_glyphs"}]
 
 def test_defaults_are_the_papers_settings():
     p = validate({"distributions": DISTS})
-    assert (p["ways"], p["shots"], p["meta_batch_size"], p["adaptation_steps"]) == (5, 1, 5, 5)
-    assert (p["fast_lr"], p["meta_lr"], p["iterations"], p["seeds"]) == (0.01, 1e-4, 30000, [21, 42, 56])
-    assert p["first_order"] is False and p["image_size"] == 84
+    assert (p.ways, p.shots, p.meta_batch_size, p.adaptation_steps) == (5, 1, 5, 5)
+    assert (p.fast_lr, p.meta_lr, p.iterations, p.seeds) == (0.01, 1e-4, 30000, [21, 42, 56])
+    assert p.first_order is False and p.image_size == 84
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_missing_distributions_is_required():
 
 
 def test_float_parameters_accept_integers():
-    assert validate({"distributions": DISTS, "fast_lr": 1})["fast_lr"] == 1.0
+    assert validate({"distributions": DISTS, "fast_lr": 1}).fast_lr == 1.0
 
 
 def test_parameters_file_errors(tmp_path):
@@ -62,7 +62,7 @@ def test_parameters_file_errors(tmp_path):
 def test_shipped_parameter_files_are_valid(name):
     from conftest import PROJECT_ROOT
 
-    assert load_params(PROJECT_ROOT / "parameters" / f"{name}.yaml")["profile"] == name
+    assert load_params(PROJECT_ROOT / "parameters" / f"{name}.yaml").profile == name
 
 
 def test_ways_larger_than_a_split_is_rejected_before_training(tiny_params):
@@ -95,18 +95,31 @@ def test_paper_parameter_files_hold_table2_and_the_full_ablation_grid():
     pairs = set()
     for path in sorted(paper.glob("table2_*.yaml")):
         p = load_params(path)
-        assert p["methods"] == ["maml", "multi_maml", "bmp", "mmsup"] and p["seeds"] == [21, 42, 56]
-        assert (p["iterations"], p["ways"], p["shots"], p["meta_batch_size"], p["adaptation_steps"]) == (
+        assert p.methods == ["maml", "multi_maml", "bmp", "mmsup"] and p.seeds == [21, 42, 56]
+        assert (p.iterations, p.ways, p.shots, p.meta_batch_size, p.adaptation_steps) == (
             30000,
             5,
             1,
             5,
             5,
         )
-        assert (p["fast_lr"], p["meta_lr"], p["image_size"]) == (0.01, 1e-4, 84)
-        pairs.add("+".join(d["source"] for d in p["distributions"]))
+        assert (p.fast_lr, p.meta_lr, p.image_size) == (0.01, 1e-4, 84)
+        pairs.add("+".join(d["source"] for d in p.distributions))
     assert pairs == {"cub+aircraft", "vgg_flowers+aircraft", "fungi+aircraft"}
     ablation = load_params(paper / "ablations.yaml")
     points = grid(ablation)
-    assert len(points) == 2 * (5 + 6) + 9 and all(run["iterations"] == 30000 for *_, run in points)
+    assert len(points) == 2 * (5 + 6) + 9 and all(run.iterations == 30000 for *_, run in points)
     assert [v for s, v, m, _ in points if s == "sparsity"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def test_a_config_is_frozen_typed_and_validated_again_when_varied():
+    import dataclasses
+
+    config = validate({"distributions": DISTS})
+    assert [f.name for f in dataclasses.fields(config)] == list(SCHEMA)  # one attribute per parameter
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.ways = 3
+    assert config.replace(ways=3).ways == 3 and config.ways == 5
+    with pytest.raises(ParameterError, match="parameter 'ways'"):
+        config.replace(ways=0)
+    assert validate(config.as_dict()) == config

@@ -8,6 +8,7 @@ import pytest
 from conftest import PROJECT_ROOT
 
 from gems_core import convergence, report
+from gems_core.params import validate
 
 
 def _results(names=("cub", "aircraft")):
@@ -31,7 +32,9 @@ def _results(names=("cub", "aircraft")):
     return pd.DataFrame(rows)
 
 
-PAPER_PARAMS = {"distributions": [{"name": "cub", "source": "cub"}, {"name": "aircraft", "source": "aircraft"}]}
+PAPER_PARAMS = validate(
+    {"distributions": [{"name": "cub", "source": "cub"}, {"name": "aircraft", "source": "aircraft"}]}
+)
 
 
 SUPPLEMENT = PROJECT_ROOT.parent / "shared" / "seeds" / "000_8ae103d086335fa9.txt"
@@ -83,9 +86,9 @@ def test_beside_paper_gives_differences_for_paper_data():
 
 
 def test_other_data_is_said_plainly_and_not_compared():
-    params = {
-        "distributions": [{"name": "g", "source": "synthetic_glyphs"}, {"name": "s", "source": "synthetic_shapes"}]
-    }
+    params = validate(
+        {"distributions": [{"name": "g", "source": "synthetic_glyphs"}, {"name": "s", "source": "synthetic_shapes"}]}
+    )
     assert report.beside_paper(_results(("g", "s")), params).empty
     assert "cannot be compared with the paper's" in report.data_note(params)
 
@@ -209,7 +212,7 @@ def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(sho
 
     monkeypatch.chdir(PROJECT_ROOT)
     params = load_params(f"parameters/paper/plain_multi_{shots}shot.yaml")
-    assert [d["source"] for d in params["distributions"]] == PLAIN_MULTI and params["shots"] == shots
+    assert [d["source"] for d in params.distributions] == PLAIN_MULTI and params.shots == shots
     results = _results(names=("cub", "dtd")).assign(status="complete")  # runs tested on two of the four
     results["train_datasets"] = "+".join(PLAIN_MULTI)
     table = report.beside_published(results, params).set_index("test dataset")
@@ -223,7 +226,7 @@ def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(sho
     assert table["maml (published)"].tolist() == maml  # ARML's Table 1
     assert table.loc["fungi", "arml (published)"] == arml
     assert "Plain-Multi" in report.data_note(params)
-    assert report.beside_published(results, {**params, "distributions": PAPER_PARAMS["distributions"]}) is None
+    assert report.beside_published(results, params.replace(distributions=PAPER_PARAMS.distributions)) is None
 
 
 def test_a_profile_without_an_ablation_grid_gets_empty_tables_not_an_error(tiny_params):

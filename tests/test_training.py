@@ -26,7 +26,7 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     params = tiny_params()
     results = run_method(params, "maml", 21, progress=False)
     folder = run_folder(params, "maml", 21)
-    assert folder.parent == Path(params["output_root"]) / "runs"  # shared by every profile
+    assert folder.parent == Path(params.output_root) / "runs"  # shared by every profile
     assert {p.name for p in folder.iterdir()} == {
         "params.json",
         "metrics.csv",
@@ -42,9 +42,9 @@ def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
     assert results["complete"] and results["iterations"] == 6 and set(results["test"]) == {"glyphs", "shapes"}
     assert results["test"]["glyphs"]["tasks"] == 6 and 0 <= results["test"]["glyphs"]["accuracy"] <= 1
     run_method(tiny_params(fast_lr=0.2), "maml", 21, progress=False)  # an ablation-like run: not gathered
-    table = gather(folder.parents[1] / params["profile"], params)
+    table = gather(folder.parents[1] / params.profile, params)
     assert list(table.columns[: len(COLUMNS)]) == COLUMNS and len(table) == 2
-    assert (folder.parents[1] / params["profile"] / "results.csv").exists()
+    assert (folder.parents[1] / params.profile / "results.csv").exists()
 
 
 def test_complete_run_is_read_back_not_retrained(tiny_params):

@@ -33,16 +33,16 @@ def spread(a: torch.Tensor, b: torch.Tensor) -> float:
 def study(params: dict, tasks: int, seed: int) -> list[dict]:
     dists = load_distributions(params)[:2]
     check_against_data(params, dists)
-    split = SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), params["shots"] + params["queries"])
+    split = SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), params.shots + params.queries)
     batches = [
-        TaskSampler(split, [i], params["ways"], params["shots"], params["queries"], seed=seed + i).sample(tasks)
+        TaskSampler(split, [i], params.ways, params.shots, params.queries, seed=seed + i).sample(tasks)
         for i in range(2)
     ]
-    calibration = TaskSampler(split, [0, 1], params["ways"], params["shots"], params["queries"], seed=seed + 7)
+    calibration = TaskSampler(split, [0, 1], params.ways, params.shots, params.queries, seed=seed + 7)
     rows = []
     for form in EMBEDDINGS:
         torch.manual_seed(seed)
-        bmp = BMP.from_params({**params, "bmp_embedding": form}, seed=seed)
+        bmp = BMP.from_params(params.replace(bmp_embedding=form), seed=seed)
         bmp.calibrate(calibration.sample(CALIBRATION_TASKS))
         a, b = (bmp.first_step_logits(batch) for batch in batches)
         differ = ((a[:, None] > 0) != (b[None] > 0)).any(-1).float().mean()

@@ -10,10 +10,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import folders, paper, synthetic
 from .images import ClassImages, cached
 from .splits import SPLITS, apply_split, seeded_split
+
+if TYPE_CHECKING:  # the parameters module imports the learners
+    from ..params import Config
 
 LOCAL_LOADERS = {"folder": folders.load_folder, "omniglot": folders.load_omniglot}
 
@@ -69,43 +73,43 @@ CACHE_FORMAT = 3  # bumped when what a cache holds changes (2: images ordered by
 #                  3: wide grayscale scaled by its range, transparency composited on white)
 
 
-def _cache_key(dist: dict, params: dict) -> str:
-    skipping = params["skip_unreadable_images"] and not dist["source"].startswith("synthetic_")
+def _cache_key(dist: dict, params: Config) -> str:
+    skipping = params.skip_unreadable_images and not dist["source"].startswith("synthetic_")
     return f"v{CACHE_FORMAT}-{_source_key(dist, params)}" + ("-readable-only" if skipping else "")
 
 
-def _source_key(dist: dict, params: dict) -> str:
-    source, size = dist["source"], params["image_size"]
+def _source_key(dist: dict, params: Config) -> str:
+    source, size = dist["source"], params.image_size
     if source.startswith("synthetic_"):
-        return f"{source}-{params['synthetic_classes']}x{params['synthetic_images_per_class']}-{size}px"
+        return f"{source}-{params.synthetic_classes}x{params.synthetic_images_per_class}-{size}px"
     if source in LOCAL_LOADERS:
         return f"{source}-{Path(dist['path']).name}-{_fingerprint(Path(dist['path']))}-{size}px"
     return f"{source}-{size}px"
 
 
-def _build(dist: dict, params: dict) -> ClassImages:
-    source, size = dist["source"], params["image_size"]
+def _build(dist: dict, params: Config) -> ClassImages:
+    source, size = dist["source"], params.image_size
     if source.startswith("synthetic_"):
-        return synthetic.generate(source, params["synthetic_classes"], params["synthetic_images_per_class"], size)
-    skip = params["skip_unreadable_images"]
+        return synthetic.generate(source, params.synthetic_classes, params.synthetic_images_per_class, size)
+    skip = params.skip_unreadable_images
     if source in LOCAL_LOADERS:
         return LOCAL_LOADERS[source](dist["path"], size, skip_unreadable=skip)
-    return paper.load_paper_dataset(source, Path(params["data_root"]), size, skip_unreadable=skip)
+    return paper.load_paper_dataset(source, Path(params.data_root), size, skip_unreadable=skip)
 
 
-def load_distribution(dist: dict, params: dict) -> Distribution:
+def load_distribution(dist: dict, params: Config) -> Distribution:
     """Load (from cache, or decode and cache) one distribution and split its classes."""
     key = _cache_key(dist, params)
-    cache_path = Path(params["data_root"]) / "cache" / f"{key}.npz"
+    cache_path = Path(params.data_root) / "cache" / f"{key}.npz"
     data, hit = cached(cache_path, lambda: _build(dist, params), built_from=key)
     if dist["source"] in paper.PAPER_DATASETS:
         split = paper.split_file(dist["source"])
     else:
-        split = seeded_split(data.class_names, params["split_fractions"], params["split_seed"])
+        split = seeded_split(data.class_names, params.split_fractions, params.split_seed)
     parts, missing = apply_split(data, split)
     return Distribution(dist["name"], dist["source"], parts, cache_path, hit, missing, data.skipped)
 
 
-def load_distributions(params: dict) -> list[Distribution]:
+def load_distributions(params: Config) -> list[Distribution]:
     """Every distribution named in ``params``, in order."""
-    return [load_distribution(d, params) for d in params["distributions"]]
+    return [load_distribution(d, params) for d in params.distributions]

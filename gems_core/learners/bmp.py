@@ -23,6 +23,7 @@ How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), 
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -31,6 +32,9 @@ from ..data.tasks import TaskBatch
 from ..masks import BinaryMask
 from ..models import LAYER_LABELS, Params
 from .maml import MAML, Adaptation, task_losses
+
+if TYPE_CHECKING:  # the parameters module imports the learners
+    from ..params import Config
 
 EMBEDDINGS = ("paper", "log_rms", "standardized")
 CALIBRATION_TASKS = 32  # tasks whose embeddings (over every inner step) fix the standardisation
@@ -73,8 +77,8 @@ class BMP(MAML):
         self.frozen_pattern: torch.Tensor | None = None  # [steps, N]: every task's layer mask (``frozen``)
 
     @staticmethod
-    def options(params: dict) -> dict:
-        return {"inp_embedding_init": params["bmp_inp_embedding_init"], "embedding": params["bmp_embedding"]}
+    def options(params: Config) -> dict:
+        return {"inp_embedding_init": params.bmp_inp_embedding_init, "embedding": params.bmp_embedding}
 
     def raw_embedding(self, params: Params, grads: Params) -> torch.Tensor:
         """[T, 2N]: per layer, a statistic of the current weights and one of the gradient (detached)."""

@@ -8,8 +8,13 @@ meta-learned value inside a task and are still meta-learned in the outer loop.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..models import LAYER_LABELS, Params
 from .maml import MAML
+
+if TYPE_CHECKING:  # the parameters module imports the learners
+    from ..params import Config
 
 
 class FixedLayers(MAML):
@@ -34,8 +39,8 @@ class FixedLayers(MAML):
         }
 
     @staticmethod
-    def options(params: dict) -> dict:
-        return {"adapt_layers": params["adapt_layers"]}
+    def options(params: Config) -> dict:
+        return {"adapt_layers": params.adapt_layers}
 
     def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict]:
         """Adapted layers take the gradient step; the others keep their value. Nothing is chosen per task."""

@@ -12,7 +12,7 @@ Subclasses change the inner update (BMP) or the weights the model sees (MMSUP).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,9 @@ import torch.nn.functional as F
 
 from ..data.tasks import TaskBatch
 from ..models import Params, conv4_forward, init_conv4, layer_names
+
+if TYPE_CHECKING:  # the parameters module imports the learners
+    from ..params import Config
 
 
 def _key(name: str) -> str:
@@ -75,21 +78,21 @@ class MAML(nn.Module):
         self.layers = layer_names()
 
     @classmethod
-    def from_params(cls, params: dict, seed: int) -> MAML:
+    def from_params(cls, params: Config, seed: int) -> MAML:
         """The learner a run's resolved parameters describe."""
         return cls(
-            params["ways"],
-            params["image_size"],
-            params["hidden_size"],
-            params["fast_lr"],
-            params["adaptation_steps"],
-            params["first_order"],
+            params.ways,
+            params.image_size,
+            params.hidden_size,
+            params.fast_lr,
+            params.adaptation_steps,
+            params.first_order,
             seed=seed,
             **cls.options(params),
         )
 
     @staticmethod
-    def options(params: dict) -> dict:
+    def options(params: Config) -> dict:
         """The method's own keyword arguments, from its parameters (none for MAML)."""
         return {}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -22,6 +23,9 @@ import torch.nn as nn
 from ..masks import MAX_SPARSITY, ComputeMask, kept_counts
 from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
 from .maml import MAML, Adaptation
+
+if TYPE_CHECKING:  # the parameters module imports the learners
+    from ..params import Config
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
 OVERLAP_TASKS = 50  # tasks per dataset used for the overlap estimate
@@ -58,11 +62,11 @@ class MMSUP(MAML):
         self.frozen_mask = False  # the frozen-mask control (``frozen``): every task keeps the initial weights' mask
 
     @staticmethod
-    def options(params: dict) -> dict:
+    def options(params: Config) -> dict:
         return {
-            "sparsity_init": params["mmsup_sparsity_init"],
-            "learn_sparsity": params["mmsup_learn_sparsity"],
-            "temperature": params["mmsup_temperature"],
+            "sparsity_init": params.mmsup_sparsity_init,
+            "learn_sparsity": params.mmsup_learn_sparsity,
+            "temperature": params.mmsup_temperature,
         }
 
     def after_update(self) -> None:
