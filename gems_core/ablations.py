@@ -45,7 +45,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         table.groupby(["setting", "method", "value", "test_dataset"])
         .agg(
             accuracy=("accuracy", "mean"),
-            std_over_seeds=("accuracy", "std"),
+            accuracy_std=("accuracy", "std"),
             ci95=("ci95", "mean"),
             seeds=("seed", "nunique"),
             diverged=("status", lambda s: int((s == "diverged").sum())),

@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import io
-from .data import Distribution
+from . import io, numerics
+from .data import Distribution, SplitImages
 from .learners.maml import task_losses
+from .members import build_members
 from .models import CONV_LABELS
 from .params import Config
-from .training import Run, device_name, resolve_device
+from .training import device_name, resolve_device
 
 LAYERS = CONV_LABELS
 PROGRESS_EVERY = 25  # iterations between the trace's progress records
@@ -47,7 +48,9 @@ def trace(params: Config, seed: int, distributions: list[Distribution], path: Pa
         return pd.read_csv(path)
     tqdm.write(f"mmsup seed {seed}: training the convergence trace from iteration 0 into {path}")
     device, started = resolve_device(params.device), time.perf_counter()
-    member = Run(params, "mmsup", seed, distributions, path.parent / "run", device).members[0]
+    numerics.configure(device, params.tf32, params.deterministic)
+    train = SplitImages([d.splits["train"] for d in distributions], device, params.shots + params.queries)
+    (member,) = build_members(params, "mmsup", seed, train, len(distributions), device)
     learner, rows, total = member.learner, [], params.convergence_iterations
 
     def record(iteration: int) -> None:

@@ -70,3 +70,28 @@ class GraphedStep:
             return
         self.graph = graph
         graph.replay()  # capture records without running: this replay is the iteration
+
+
+class MemberSteps:
+    """The device seam of a run: one call is one meta-iteration of every member, queued on the device,
+    each member's update called eagerly or, with ``graphed`` (a GPU), captured once as a CUDA graph and
+    replayed (members replay one after the other, from one memory pool)."""
+
+    def __init__(self, members: list, device: torch.device, graphed: bool, name: str):
+        if graphed:
+            pool = torch.cuda.graph_pool_handle()
+            self.steps = [
+                GraphedStep(m.update, [m.sampler.gen], f"{name} (member {i})", pool=pool) for i, m in enumerate(members)
+            ]
+        else:
+            self.steps = [m.update for m in members]
+
+    def __call__(self) -> None:
+        for step in self.steps:
+            step()
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a no-op on the CPU, where nothing is queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

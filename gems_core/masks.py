@@ -40,11 +40,6 @@ def kept_counts(sizes: torch.Tensor, sparsity: torch.Tensor) -> torch.Tensor:
     return torch.minimum(kept.clamp_min(1), sizes)
 
 
-def kept_count(n: int, sparsity: float) -> int:
-    """``kept_counts`` for one layer of ``n`` weights, as a Python int."""
-    return int(kept_counts(torch.tensor(n), torch.tensor(float(sparsity))))
-
-
 class ComputeMask(torch.autograd.Function):
     """Top-``kept`` mask of ``scores`` [T, n] per task (``kept = kept_counts(n, sparsity)``, a long tensor),
     with the soft-mask surrogate gradient for ``sparsity``."""
@@ -76,16 +71,3 @@ def sparsity_surrogate(
     slope = torch.sigmoid(z) * torch.sigmoid(-z)  # sigma'(z)
     dmask = -scores.shape[1] * slope / slope.sum(1, keepdim=True).clamp_min(1e-12)
     return (grad * dmask).sum()
-
-
-def soft_mask(scores: torch.Tensor, sparsity: float, temperature: torch.Tensor, iters: int = 100) -> torch.Tensor:
-    """The soft mask the surrogate differentiates: threshold found by bisection so that the soft count
-    is (1 - sparsity) * n. Used by the tests to check the surrogate against finite differences."""
-    target = (1.0 - sparsity) * scores.shape[1]
-    lo = scores.min(1).values - 20 * temperature
-    hi = scores.max(1).values + 20 * temperature
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        count = torch.sigmoid((scores - mid.unsqueeze(1)) / temperature.unsqueeze(1)).sum(1)
-        lo, hi = torch.where(count > target, mid, lo), torch.where(count > target, hi, mid)
-    return torch.sigmoid((scores - ((lo + hi) / 2).unsqueeze(1)) / temperature.unsqueeze(1))

@@ -16,7 +16,6 @@ An executed notebook is written to a temporary file and renamed into place once 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -38,7 +37,7 @@ from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
 from . import io, page
-from .errors import KitError, run_cli
+from .errors import KitError
 from .notebook import HEADLESS, PROJECT_ROOT, from_project_root
 from .params import Config, load_params
 from .plan import plan, progress
@@ -282,23 +281,7 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     return done
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parameters", help="parameters file, e.g. parameters/demo.yaml")
-    parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these, e.g. 00 01")
-    parser.add_argument("--notebooks", type=Path, default=NOTEBOOKS, help="folder of NN_name.ipynb notebooks")
-    args = parser.parse_args(argv)
-
-    def pipeline() -> int:
-        try:
-            run_pipeline(args.parameters, args.only, args.notebooks)
-        except NotebookFailed as exc:  # the notebook's own error, with its traceback in the executed copy
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        return 0
-
-    return run_cli(pipeline)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import pipeline
+
+    raise SystemExit(pipeline())

@@ -127,7 +127,7 @@ def ablation_curves(summary: pd.DataFrame, setting: str):
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for (method, dataset), rows in summary.groupby(["method", "test_dataset"]):
         rows = rows.sort_values("value")
-        spread = rows["std_over_seeds"].where(rows["seeds"] - rows["diverged"] > 1, rows["ci95"])
+        spread = rows["accuracy_std"].where(rows["seeds"] - rows["diverged"] > 1, rows["ci95"])
         line = ax.errorbar(
             rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3, label=f"{method} / {dataset}"
         )

@@ -42,7 +42,7 @@ def table2(results: pd.DataFrame) -> pd.DataFrame:
         results.groupby(["train_datasets", "test_dataset", "method"], sort=False)
         .agg(
             accuracy=("accuracy", "mean"),
-            std=("accuracy", "std"),
+            accuracy_std=("accuracy", "std"),
             hours=("train_seconds", "mean"),
             seeds=("seed", "nunique"),
             complete=("accuracy", "count"),
@@ -66,7 +66,7 @@ def _cell(row) -> str:
     """Mean accuracy ± std over the seeds that completed; 'diverged' where none did."""
     if row.complete == 0:
         return "diverged"
-    text = f"{row.accuracy:.3f}" + (f" ± {row['std']:.3f}" if row.complete > 1 else "")
+    text = f"{row.accuracy:.3f}" + (f" ± {row.accuracy_std:.3f}" if row.complete > 1 else "")
     lost = row.seeds - row.complete
     return text + (f" ({lost} of {row.seeds} seeds diverged)" if lost else "")
 
@@ -138,3 +138,16 @@ def data_note(params: Config) -> str:
         "which is not one of the supplement's pairs (CUB + Aircraft, VGG Flowers + Aircraft, Fungi + "
         "Aircraft): its numbers cannot be compared with the paper's, which are shown for reference only."
     )
+
+
+def markdown_results(results: pd.DataFrame) -> str:
+    """A results table (``results.gather``'s rows of one seed) as Markdown: per method, the accuracy ± 95 %
+    CI on each test dataset and the meta-training time (a frozen-mask control reuses its method's weights)."""
+    datasets = list(dict.fromkeys(results["test_dataset"]))
+    lines = ["| method | " + " | ".join(datasets) + " | meta-training time |", "|---" * (len(datasets) + 2) + "|"]
+    for method, rows in results.groupby("method", sort=False):
+        by_test = rows.set_index("test_dataset")
+        cells = [f"{by_test.loc[d, 'accuracy']:.3f} ± {by_test.loc[d, 'ci95']:.3f}" for d in datasets]
+        time = "same weights" if method.endswith("_frozen_mask") else f"{rows['train_seconds'].iloc[0]:.0f} s"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {time} |")
+    return "\n".join(lines) + "\n"

@@ -19,25 +19,22 @@ lock, so runs that another sweep or a notebook is training are left to it and wa
 
 A status line shows runs queued / running (with the iteration each reached) / complete / failed; the
 sweep exits with status 1 naming every failed run and its log, and renders the notebooks with the
-pipeline (unless ``--no-render``) once every run is complete or diverged. This module is the command;
-the executors and the status live in ``executors``, one run as a worker or job trains it in ``jobs``.
+pipeline (unless ``--no-render``) once every run is complete or diverged. This module is the sweep;
+its command line is ``cli.sweep``, the executors and the status live in ``executors``, one run as a
+worker or job trains it in ``jobs``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import run_cli
 from .executors import TODO, Status, run_inline, run_local, run_slurm, wait_for, worker_slots
-from .jobs import EXIT_STATUS, train_one
 from .params import Config, load_params
-from .plan import KINDS, plan
-from .training import resolve_device, stop_on_sigterm
+from .plan import plan
+from .training import resolve_device
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -90,41 +87,7 @@ def sweep(parameters_file: str, args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parameters", nargs="?", help="parameters file, e.g. parameters/demo.yaml")
-    parser.add_argument("--executor", choices=EXECUTORS, default="inline")
-    parser.add_argument("--workers", type=int, default=1, help="local: runs at once on the CPU")
-    parser.add_argument("--gpus", help="local: GPUs to use, e.g. 0,1")
-    parser.add_argument("--per-gpu", type=int, default=1, help="local: runs at once on each GPU")
-    parser.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS), help="which planned runs")
-    parser.add_argument("--no-render", action="store_true", help="do not render the notebooks afterwards")
-    parser.add_argument("--only", nargs="*", help="render only notebooks whose name starts with these, e.g. 06")
-    parser.add_argument("--wait", action="store_true", help="slurm: follow the jobs until they end")
-    parser.add_argument("--partition", help="slurm: partition (default: slurm_partition)")
-    parser.add_argument("--time-limit", type=int, help="slurm: minutes per job (default: slurm_time_limit_min)")
-    parser.add_argument("--gpus-per-task", type=int, help="slurm: default slurm_gpus_per_task")
-    parser.add_argument("--array-parallelism", type=int, help="slurm: jobs of the array at once")
-    parser.add_argument("--sbatch", action="append", metavar="KEY=VALUE", help="slurm: extra sbatch option")
-    parser.add_argument(
-        "--submitit-cluster",
-        default="slurm",
-        choices=("slurm", "local", "debug"),
-        help="slurm: submitit's executor; local and debug run the jobs on this machine",
-    )
-    parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # a local worker: train one run
-    args = parser.parse_args(argv)
-    if args.job:
-        stop_on_sigterm()  # the sweep died: save at the next iteration
-        outcome = train_one(json.loads(args.job.read_text()), wait=False, progress=True)
-        print(outcome, flush=True)
-        return EXIT_STATUS[outcome]
-    if not args.parameters:
-        parser.error("the parameters file is required")
-    if min(args.workers, args.per_gpu) < 1:
-        parser.error("--workers and --per-gpu must be at least 1")
-    return run_cli(lambda: sweep(args.parameters, args))
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import sweep
+
+    raise SystemExit(sweep())

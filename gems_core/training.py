@@ -5,14 +5,16 @@ everything needed to continue bit for bit (weights, optimiser, samplers' and tor
 curve so far; see ``checkpoints``), and every file is written atomically. Meta-test runs on fixed task
 sets, so every method and seed of a profile is tested on the same tasks.
 
+``Run.train`` is the algorithm: its collaborators each do one job: the members (``members``: sample a
+meta-batch, meta-update, keep the log's running sums), the device seam (``graphs.MemberSteps``: eager or
+a CUDA graph), the divergence watch (``divergence``), the metrics rows with validation (``log_row``) and
+the checkpoints (``save_checkpoint``, from each member's ``state_dict``).
+
 Command line (one run, e.g. from a cluster job): ``python -m gems_core.training PARAMS.yaml --method maml --seed 21``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import signal
 import threading
 import time
@@ -30,21 +32,19 @@ from .data import (
     Distribution,
     FixedTasks,
     SplitImages,
-    TaskBatch,
-    TaskSampler,
     check_against_data,
     load_distributions,
 )
-from .errors import run_cli
+from .divergence import Diverged, DivergenceWatch
 from .evaluation import eval_batch_size, evaluate
-from .graphs import GraphedStep
+from .graphs import MemberSteps, synchronize
 from .learners import METHODS as REGISTRY
 from .learners import Learner
-from .params import METHODS, Config, ParameterError, load_params
+from .members import build_members
+from .params import Config, ParameterError
 from .runs import holding, run_folder
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
-NONFINITE = ("loss", "meta-gradient", "weights")  # what Member.update checks after every meta-update
 DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)
 
 
@@ -54,60 +54,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
     return torch.device(name)
-
-
-@dataclass
-class Member:
-    """One learner with its optimiser and task sampler (Multi-MAML has one per distribution), and the
-    running sums of its training log since the last metrics row, kept on the device."""
-
-    learner: Learner
-    optimizer: torch.optim.Optimizer
-    sampler: TaskSampler
-    distributions: list[int]  # indices of the distributions it trains on (and is tested on)
-    meta_batch_size: int
-    n_distributions: int  # of the whole run: the size of per-distribution sums
-    sums: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def update(self) -> tuple[torch.Tensor, torch.Tensor, TaskBatch]:
-        """One meta-update on a fresh meta-batch, added to the running sums without a host sync;
-        returns (meta-loss, per-task query accuracy, the batch)."""
-        batch = self.sampler.sample(self.meta_batch_size)
-        loss, acc, choices = self.learner.meta_loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for p in self.learner.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        self.optimizer.step()
-        self.learner.after_update()
-        weight_norm = torch.nn.utils.get_total_norm([p.detach() for p in params])
-        nonfinite = ~torch.isfinite(torch.stack([loss.detach(), grad_norm, weight_norm]))  # see NONFINITE
-        earlier = self.sums.get("nonfinite_steps", torch.zeros((), device=loss.device))
-        self.accumulate(
-            {
-                "loss": loss.detach(),
-                "accuracy": acc.mean(),
-                "nonfinite_first": nonfinite.float() * (earlier == 0),  # what broke first, latched
-                "nonfinite_steps": nonfinite.any().float(),
-                **self.learner.step_sums(batch, choices, self.n_distributions),
-            }
-        )
-        return loss, acc, batch
-
-    def accumulate(self, values: dict[str, torch.Tensor]) -> None:
-        """Add in place (the tensors stay the same, so a captured graph keeps adding to them)."""
-        for k, v in values.items():
-            if k in self.sums:
-                self.sums[k].add_(v)
-            else:
-                self.sums[k] = v.detach().clone()
-
-    def read_sums(self) -> dict[str, torch.Tensor]:
-        """The running sums, copied to the host, and reset to zero on the device."""
-        out = {k: v.detach().to("cpu", copy=True) for k, v in self.sums.items()}  # a copy even on the CPU
-        for v in self.sums.values():
-            v.zero_()
-        return out
 
 
 STOP = threading.Event()  # set by SIGTERM in a sweep's job: save at the next iteration and stop
@@ -125,15 +71,6 @@ def stop_on_sigterm() -> None:
     """From now on SIGTERM (Slurm's requeue, ``scancel`` or a dying sweep) makes the training loop save a
     checkpoint after its current iteration and raise ``Stopped``, so the next attempt loses no iteration."""
     signal.signal(signal.SIGTERM, lambda *_: STOP.set())
-
-
-class Diverged(Exception):
-    """A non-finite loss, meta-gradient or weight, or an exploding loss: the run stops and records it as
-    its outcome."""
-
-    def __init__(self, iteration: int, quantities: list[str], reason: str | None = None):
-        super().__init__(reason or f"non-finite {', '.join(quantities)} at iteration {iteration}")
-        self.iteration, self.quantities = iteration, quantities
 
 
 @dataclass
@@ -161,35 +98,12 @@ class Run:
         numerics.configure(device, params.tf32, params.deterministic)
         need = params.shots + params.queries
         self.splits = {split: SplitImages([d.splits[split] for d in distributions], device, need) for split in SPLITS}
-        self.members = self._members()
+        self.members = build_members(params, method, seed, self.splits["train"], len(distributions), device)
         self.state = RunState()
         self._fixed: dict[str, dict[int, FixedTasks]] = {}
-        self._steps: list | None = None
-        self._loss_checked = (0.0, 0)  # training-loss sum and steps of this metrics interval at the last check
+        self.steps: MemberSteps | None = None
+        self.watch = DivergenceWatch(params.loss_explosion_factor, params.ways)
         self.cpu_share = CpuShare(active=device.type == "cpu")  # held while ``run`` trains and tests
-
-    def _members(self) -> list[Member]:
-        p, train = self.params, self.splits["train"]
-        members = []
-        method = REGISTRY[self.method]
-        for m, group in enumerate(method.member_groups(len(self.distributions))):
-            torch.manual_seed(self.seed)
-            learner = method.learner.from_params(p, seed=self.seed).to(self.device)
-            weights = [train.classes(i) for i in group] if p.task_sampling == "proportional" else None
-            sampler = TaskSampler(
-                train,
-                group,
-                p.ways,
-                p.shots,
-                p.queries,
-                seed=self.seed * 1000 + m,
-                weights=weights,
-                device=self.device,
-            )
-            # capturable Adam on every CUDA run, graphed or not, so eager and replayed steps compute the same
-            optimizer = torch.optim.Adam(learner.parameters(), lr=p.meta_lr, capturable=self.device.type == "cuda")
-            members.append(Member(learner, optimizer, sampler, group, p.meta_batch_size, len(self.distributions)))
-        return members
 
     @property
     def graphed(self) -> bool:
@@ -203,15 +117,7 @@ class Run:
             {
                 "method": self.method,
                 "state": self.state.__dict__,
-                "members": [
-                    {
-                        "learner": m.learner.state_dict(),
-                        "optimizer": m.optimizer.state_dict(),
-                        "sampler": m.sampler.state_dict(),
-                        "sums": {k: v.cpu() for k, v in m.sums.items()},
-                    }
-                    for m in self.members
-                ],
+                "members": [m.state_dict() for m in self.members],
                 "torch_rng": torch.get_rng_state(),
             },
         )
@@ -231,10 +137,7 @@ class Run:
                 raise ValueError(f"it holds {len(ckpt['members'])} learners, this run has {len(self.members)}")
             self.state = RunState(**ckpt["state"])
             for member, saved in zip(self.members, ckpt["members"]):
-                member.learner.load_state_dict(saved["learner"])
-                member.optimizer.load_state_dict(saved["optimizer"])
-                member.sampler.load_state_dict(saved["sampler"])
-                member.sums = {k: v.to(self.device) for k, v in saved["sums"].items()}
+                member.load_state_dict(saved, self.device)
             torch.set_rng_state(ckpt["torch_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             reason = str(exc).strip().splitlines()[0]
@@ -245,26 +148,11 @@ class Run:
         return True
 
     # --- training ----------------------------------------------------------------------------
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def _member_steps(self) -> list:
-        """Per member, what runs one of its meta-iterations: its update, or a CUDA graph of it."""
-        if not self.graphed:
-            return [m.update for m in self.members]
-        pool = torch.cuda.graph_pool_handle()  # members replay one after the other: one memory pool
-        return [
-            GraphedStep(m.update, [m.sampler.gen], f"{self.method} (member {i})", pool=pool)
-            for i, m in enumerate(self.members)
-        ]
-
     def step(self) -> None:
         """One meta-iteration of every member, queued on the device without waiting for it."""
-        if self._steps is None:
-            self._steps = self._member_steps()
-        for step in self._steps:
-            step()
+        if self.steps is None:  # built at the first iteration: a CUDA graph captures the restored state
+            self.steps = MemberSteps(self.members, self.device, self.graphed, self.method)
+        self.steps()
         self.state.iteration += 1
         self.state.interval_steps += 1
 
@@ -300,40 +188,6 @@ class Run:
             probe,
         )
 
-    def check_finite(self) -> None:
-        """Raise Diverged if a meta-update of this interval produced a non-finite loss, meta-gradient or
-        weight, naming the iteration and what was non-finite there. Non-finite weights stay non-finite,
-        so every iteration from the first bad one on is bad: it follows from their count."""
-        bad = [(int(m.sums["nonfinite_steps"]), m.sums["nonfinite_first"].cpu()) for m in self.members]
-        bad = [(steps, flags) for steps, flags in bad if steps]
-        if not bad:
-            return
-        steps, flags = max(bad, key=lambda b: b[0])  # the member that broke first
-        first = self.state.iteration - steps + 1
-        raise Diverged(first, [q for q, flag in zip(NONFINITE, flags) if flag])
-
-    def check_loss(self) -> None:
-        """Raise Diverged if the mean training loss since the last check exceeds ``loss_explosion_factor``
-        times ln(ways), the cross-entropy of a chance-level guess (what a run starts near): a finite loss
-        that has exploded is divergence too (0 turns the check off)."""
-        factor, ways = self.params.loss_explosion_factor, self.params.ways
-        total = sum(float(m.sums["loss"]) for m in self.members if "loss" in m.sums)
-        steps = self.state.interval_steps * len(self.members)
-        (checked_total, checked_steps), self._loss_checked = self._loss_checked, (total, steps)
-        if not factor or steps <= checked_steps:
-            return
-        mean, limit = (total - checked_total) / (steps - checked_steps), factor * math.log(ways)
-        if mean > limit:
-            it = self.state.iteration
-            first = it - (steps - checked_steps) // len(self.members) + 1
-            raise Diverged(
-                it,
-                ["loss"],
-                f"mean training loss {mean:.4g} over iterations {first}-{it} exceeds "
-                f"loss_explosion_factor {factor:g} x ln({ways}) = {limit:.4g} "
-                f"(the loss of a chance-level guess) at iteration {it}",
-            )
-
     def log_row(self) -> None:
         """Append a metrics row: the interval's training sums (read from the device) and validation."""
         names = [d.name for d in self.distributions]
@@ -353,7 +207,7 @@ class Run:
         row["train_seconds"] = self.state.train_seconds
         self.state.rows.append(row)
         self.state.interval_steps = 0
-        self._loss_checked = (0.0, 0)
+        self.watch.new_interval()
 
     def train(self, progress: bool = True) -> None:
         """Meta-train to ``iterations``, or until Diverged. ``train_seconds`` counts meta-iterations only,
@@ -370,7 +224,7 @@ class Run:
             desc=f"{self.method} seed {self.seed}",
             unit="it",
         )
-        self._sync()
+        synchronize(self.device)
         clock = time.perf_counter()
         try:
             while self.state.iteration < p.iterations:
@@ -381,10 +235,9 @@ class Run:
                 log = it % p.validation_every == 0 or it == p.iterations
                 checkpoint = it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
                 if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
-                    self.check_finite()  # before anything is logged or saved from a diverged model
-                    self.check_loss()
+                    self.watch.check(it, self.state.interval_steps, self.members)  # before logging or saving
                 if log or checkpoint:
-                    self._sync()
+                    synchronize(self.device)
                     self.state.train_seconds += time.perf_counter() - clock
                     if log:
                         self.log_row()
@@ -512,22 +365,7 @@ def run_method(
         return open_run(params, method, seed, distributions).run(progress)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run one method with one seed (resumes if interrupted).")
-    parser.add_argument("parameters")
-    parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-
-    def train() -> int:
-        params = load_params(args.parameters, methods=[args.method])
-        results = run_method(params, args.method, args.seed, progress=not args.no_progress)
-        print(json.dumps(results["test"]))
-        return 0
-
-    return run_cli(train)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import train
+
+    raise SystemExit(train())

@@ -90,8 +90,8 @@ def test_ablation_summary_on_a_hand_made_grid():
     )
     rows = summary(table).set_index("value")
     assert rows.loc[0.1, "accuracy"] == pytest.approx(0.5) and rows.loc[0.1, "ci95"] == pytest.approx(0.03)
-    assert rows.loc[0.1, "std_over_seeds"] == pytest.approx(2**0.5 * 0.1) and rows.loc[0.1, "seeds"] == 2
-    assert rows.loc[0.5, "seeds"] == 1 and math.isnan(rows.loc[0.5, "std_over_seeds"])
+    assert rows.loc[0.1, "accuracy_std"] == pytest.approx(2**0.5 * 0.1) and rows.loc[0.1, "seeds"] == 2
+    assert rows.loc[0.5, "seeds"] == 1 and math.isnan(rows.loc[0.5, "accuracy_std"])
 
 
 def test_a_diverged_run_is_said_in_words_and_others_are_not():

@@ -121,7 +121,7 @@ def test_a_run_resumes_from_the_previous_checkpoint_to_the_same_weights(tiny_par
 KILL_IN_CHECKPOINT_WRITE = """
 import os, signal, sys
 from pathlib import Path
-from gems_core import training
+from gems_core import cli
 real_replace, saved = os.replace, []
 def replace(src, dst):  # the atomic rename that makes a written checkpoint the newest one
     if Path(dst).name == "checkpoint.pt" and Path(src).name.startswith(".checkpoint.pt."):
@@ -130,7 +130,7 @@ def replace(src, dst):  # the atomic rename that makes a written checkpoint the 
             os.kill(os.getpid(), signal.SIGKILL)  # killed with the second checkpoint written, not yet renamed
     real_replace(src, dst)
 os.replace = replace
-sys.exit(training.main([sys.argv[1], "--method", "mmsup", "--seed", "21", "--no-progress"]))
+sys.exit(cli.train([sys.argv[1], "--method", "mmsup", "--seed", "21", "--no-progress"]))
 """
 
 
@@ -192,8 +192,8 @@ def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params):
 
 
 def test_divergence_names_the_iteration_and_what_broke_first(tiny_params, tmp_path, monkeypatch):
+    from gems_core.divergence import Diverged
     from gems_core.learners import MAML
-    from gems_core.training import Diverged
 
     calls = []
 

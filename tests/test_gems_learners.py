@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from test_masks import kept_count
 
 from gems_core.data.tasks import TaskBatch
 from gems_core.learners import BMP, MAML, MMSUP
-from gems_core.masks import MAX_SPARSITY, kept_count
+from gems_core.masks import MAX_SPARSITY
 from gems_core.models import init_conv4
 
 WAYS, SIZE, HIDDEN, TASKS = 3, 16, 6, 2

@@ -70,7 +70,7 @@ def test_cuda_graph_step_equals_the_eager_step(small, method):
     # 3 eager warm-up iterations, the capture, then replays: 7 iterations exercise all three
     graphed = _trained(small, method, 7, cuda_graph=True, deterministic=True)
     eager = _trained(small, method, 7, cuda_graph=False, deterministic=True)
-    assert all(step.graph is not None and step.failed is None for step in graphed._steps)
+    assert all(step.graph is not None and step.failed is None for step in graphed.steps.steps)
     for a, b in zip(_weights(graphed), _weights(eager)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     for ma, mb in zip(graphed.members, eager.members):

@@ -5,7 +5,25 @@ import math
 import pytest
 import torch
 
-from gems_core.masks import BinaryMask, ComputeMask, kept_count, kept_counts, soft_mask, sparsity_surrogate
+from gems_core.masks import BinaryMask, ComputeMask, kept_counts, sparsity_surrogate
+
+
+def kept_count(n: int, sparsity: float) -> int:
+    """``masks.kept_counts`` for one layer of ``n`` weights, as a Python int."""
+    return int(kept_counts(torch.tensor(n), torch.tensor(float(sparsity))))
+
+
+def soft_mask(scores: torch.Tensor, sparsity: float, temperature: torch.Tensor, iters: int = 100) -> torch.Tensor:
+    """The soft mask the surrogate differentiates (masks.py's docstring): threshold found by bisection so
+    that the soft count is (1 - sparsity) * n; the surrogate is checked against its finite differences."""
+    target = (1.0 - sparsity) * scores.shape[1]
+    lo = scores.min(1).values - 20 * temperature
+    hi = scores.max(1).values + 20 * temperature
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        count = torch.sigmoid((scores - mid.unsqueeze(1)) / temperature.unsqueeze(1)).sum(1)
+        lo, hi = torch.where(count > target, mid, lo), torch.where(count > target, hi, mid)
+    return torch.sigmoid((scores - ((lo + hi) / 2).unsqueeze(1)) / temperature.unsqueeze(1))
 
 
 def _mask(scores, sparsity, temperature):

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import yaml
 
-from gems_core import pipeline
+from gems_core import cli, pipeline
 
 
 def _notebook(path, *sources):
@@ -53,7 +53,7 @@ def test_failing_notebook_is_named_with_its_cell_and_earlier_outputs_stay(setup)
 def test_main_exits_non_zero_and_says_why(setup, capsys):
     folder, params_file, _ = setup
     _notebook(folder / "00_bad.ipynb", "1 / 0")
-    assert pipeline.main([str(params_file), "--notebooks", str(folder)]) == 1
+    assert cli.pipeline([str(params_file), "--notebooks", str(folder)]) == 1
     assert "00_bad.ipynb failed in cell" in capsys.readouterr().err
 
 
@@ -69,7 +69,7 @@ def test_bad_parameters_stop_before_any_notebook_runs(tmp_path, capsys):
             }
         )
     )
-    assert pipeline.main([str(bad)]) == 2  # a parameter error: one message, status 2
+    assert cli.pipeline([str(bad)]) == 2  # a parameter error: one message, status 2
     assert "unknown parameter 'wayz'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

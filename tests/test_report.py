@@ -156,7 +156,7 @@ def test_figures_of_fractions_use_their_whole_range():
             "test_dataset": ["a"] * 2,
             "value": [0.1, 0.5],
             "accuracy": [0.6, None],
-            "std_over_seeds": [None, None],
+            "accuracy_std": [None, None],
             "ci95": [0.02, None],
             "seeds": [1, 1],
             "diverged": [0, 1],
@@ -239,3 +239,11 @@ def test_a_profile_without_an_ablation_grid_gets_empty_tables_not_an_error(tiny_
     assert table.empty and {"setting", "value", "method", "accuracy"} <= set(table.columns)
     assert ablations.summary(table).empty
     assert list(ablations.grid(tiny_params(**{**none, "ablation_sparsity": [0.3]}))["grid"]) == [[0.3]]
+
+
+def test_the_readmes_demo_table_is_quoted_from_the_committed_results():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    quoted = readme.split("<!-- demo results: tools/demo_results.py -->\n")[1].split("<!-- /demo results -->")[0]
+    committed = pd.read_csv(PROJECT_ROOT / "docs" / "results" / "demo.csv")
+    assert quoted == report.markdown_results(committed), "run python tools/demo_results.py after make demo"
+    assert {"maml", "bmp", "bmp_frozen_mask"} <= set(committed["method"])

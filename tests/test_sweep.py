@@ -14,11 +14,11 @@ import pytest
 from conftest import PROJECT_ROOT, smoke_file
 
 from gems_core import checkpoints
+from gems_core.cli import sweep as sweep_main
 from gems_core.data import load_distributions
 from gems_core.params import load_params
 from gems_core.plan import plan, states
 from gems_core.runs import FAILURE
-from gems_core.sweep import main as sweep_main
 from gems_core.training import Run, resolve_device, run_method
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the local workers' share of this CPU
@@ -279,7 +279,7 @@ def test_a_failing_run_is_named_with_its_log_and_the_sweep_exits_1(tmp_path):
 def test_a_cpu_profile_asks_slurm_for_no_gpu_unless_told(tiny_params):
     from argparse import Namespace
 
-    from gems_core.sweep import gpus_per_task
+    from gems_core.executors import gpus_per_task
 
     cpu, gpu = tiny_params(device="cpu"), tiny_params(device="auto", slurm_gpus_per_task=2)
     assert gpus_per_task(cpu, Namespace(gpus_per_task=None)) == 0  # a GPU-less cluster refuses any GPU request

@@ -1,0 +1,97 @@
+"""The command lines of the kit: each parses its arguments and calls the library, nothing else.
+
+    python -m gems_core.training PARAMS.yaml --method maml --seed 21    one run (resumes if interrupted)
+    python -m gems_core.sweep PARAMS.yaml --executor local --workers 2   every planned run of a profile
+    python -m gems_core.pipeline PARAMS.yaml                             the notebooks, headless
+
+A ``KitError`` is one line and exit status 2, Ctrl-C one line and status 130 (``errors.run_cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import pipeline as notebook_pipeline
+from . import sweep as sweeping
+from . import training
+from .errors import run_cli
+from .jobs import EXIT_STATUS, train_one
+from .params import METHODS, load_params
+from .plan import KINDS
+from .training import stop_on_sigterm
+
+
+def train(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run one method with one seed (resumes if interrupted).")
+    parser.add_argument("parameters")
+    parser.add_argument("--method", required=True, choices=METHODS)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        params = load_params(args.parameters, methods=[args.method])
+        results = training.run_method(params, args.method, args.seed, progress=not args.no_progress)
+        print(json.dumps(results["test"]))
+        return 0
+
+    return run_cli(run)
+
+
+def sweep(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=sweeping.__doc__.splitlines()[0])
+    parser.add_argument("parameters", nargs="?", help="parameters file, e.g. parameters/demo.yaml")
+    parser.add_argument("--executor", choices=sweeping.EXECUTORS, default="inline")
+    parser.add_argument("--workers", type=int, default=1, help="local: runs at once on the CPU")
+    parser.add_argument("--gpus", help="local: GPUs to use, e.g. 0,1")
+    parser.add_argument("--per-gpu", type=int, default=1, help="local: runs at once on each GPU")
+    parser.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS), help="which planned runs")
+    parser.add_argument("--no-render", action="store_true", help="do not render the notebooks afterwards")
+    parser.add_argument("--only", nargs="*", help="render only notebooks whose name starts with these, e.g. 06")
+    parser.add_argument("--wait", action="store_true", help="slurm: follow the jobs until they end")
+    parser.add_argument("--partition", help="slurm: partition (default: slurm_partition)")
+    parser.add_argument("--time-limit", type=int, help="slurm: minutes per job (default: slurm_time_limit_min)")
+    parser.add_argument("--gpus-per-task", type=int, help="slurm: default slurm_gpus_per_task")
+    parser.add_argument("--array-parallelism", type=int, help="slurm: jobs of the array at once")
+    parser.add_argument("--sbatch", action="append", metavar="KEY=VALUE", help="slurm: extra sbatch option")
+    parser.add_argument(
+        "--submitit-cluster",
+        default="slurm",
+        choices=("slurm", "local", "debug"),
+        help="slurm: submitit's executor; local and debug run the jobs on this machine",
+    )
+    parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)  # a local worker: train one run
+    args = parser.parse_args(argv)
+    if args.job:
+        stop_on_sigterm()  # the sweep died: save at the next iteration
+        outcome = train_one(json.loads(args.job.read_text()), wait=False, progress=True)
+        print(outcome, flush=True)
+        return EXIT_STATUS[outcome]
+    if not args.parameters:
+        parser.error("the parameters file is required")
+    if min(args.workers, args.per_gpu) < 1:
+        parser.error("--workers and --per-gpu must be at least 1")
+    return run_cli(lambda: sweeping.sweep(args.parameters, args))
+
+
+def pipeline(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=notebook_pipeline.__doc__.splitlines()[0])
+    parser.add_argument("parameters", help="parameters file, e.g. parameters/demo.yaml")
+    parser.add_argument("--only", nargs="*", help="run only notebooks whose name starts with these, e.g. 00 01")
+    parser.add_argument(
+        "--notebooks", type=Path, default=notebook_pipeline.NOTEBOOKS, help="folder of NN_name.ipynb notebooks"
+    )
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        try:
+            notebook_pipeline.run_pipeline(args.parameters, args.only, args.notebooks)
+        except notebook_pipeline.NotebookFailed as exc:  # its traceback is in the executed copy
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_cli(run)
