@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Parallel workers (pytest-xdist) split the cores: each worker, and every process its tests start, gets
+# its share of torch's threads instead of one per core each, which oversubscribes the CPU many times over.
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // workers))
 
 import pytest
 import torch
