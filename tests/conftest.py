@@ -16,6 +16,9 @@ import yaml
 
 from gems_core.params import validate
 
+if workers:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # this worker too, whenever torch was imported
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 

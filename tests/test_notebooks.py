@@ -2,6 +2,7 @@
 notebooks write, not their cell outputs."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -21,15 +22,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pipeline")]  # on
 def smoke_run(request, tmp_path_factory):
     """Run the whole pipeline once on parameters/smoke.yaml (on the CPU and, where present, CUDA),
     writing under a temporary folder."""
-    tmp = tmp_path_factory.getbasetemp() / f"smoke-{request.param}"  # one per worker and session:
-    done = tmp / "executed.json"  # pytest-xdist may tear the fixture down and set it up again; it is reused
-    if not done.exists():
-        tmp.mkdir(exist_ok=True)
-        params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
-        params.update(output_root=str(tmp / "outputs"), data_root=str(tmp / "data"), device=request.param)
-        params_file = tmp / "smoke.yaml"
-        params_file.write_text(yaml.safe_dump(params))
-        done.write_text(json.dumps([str(p) for p in pipeline.run_pipeline(params_file)]))
+    from filelock import FileLock
+
+    # one pipeline per test session, whichever parallel worker asks first (the others wait and reuse it)
+    base = tmp_path_factory.getbasetemp()
+    tmp = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / f"smoke-{request.param}"
+    done = tmp / "executed.json"
+    tmp.mkdir(exist_ok=True)
+    with FileLock(tmp / ".lock"):
+        if not done.exists():
+            params = yaml.safe_load((PROJECT_ROOT / "parameters" / "smoke.yaml").read_text())
+            params.update(output_root=str(tmp / "outputs"), data_root=str(tmp / "data"), device=request.param)
+            params_file = tmp / "smoke.yaml"
+            params_file.write_text(yaml.safe_dump(params))
+            done.write_text(json.dumps([str(p) for p in pipeline.run_pipeline(params_file)]))
     return tmp / "outputs" / "smoke", [Path(p) for p in json.loads(done.read_text())]
 
 
