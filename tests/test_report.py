@@ -241,9 +241,10 @@ def test_a_profile_without_an_ablation_grid_gets_empty_tables_not_an_error(tiny_
     assert list(ablations.grid(tiny_params(**{**none, "ablation_sparsity": [0.3]}))["grid"]) == [[0.3]]
 
 
-def test_the_readmes_demo_table_is_quoted_from_the_committed_results():
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    quoted = readme.split("<!-- demo results: tools/demo_results.py -->\n")[1].split("<!-- /demo results -->")[0]
+@pytest.mark.parametrize("page", ["README.md", "docs/demo.md"])
+def test_the_demo_table_is_quoted_from_the_committed_results(page):
+    text = (PROJECT_ROOT / page).read_text()
+    quoted = text.split("<!-- demo results: tools/demo_results.py -->\n")[1].split("<!-- /demo results -->")[0]
     committed = pd.read_csv(PROJECT_ROOT / "docs" / "results" / "demo.csv")
     assert quoted == report.markdown_results(committed), "run python tools/demo_results.py after make demo"
     assert {"maml", "bmp", "bmp_frozen_mask"} <= set(committed["method"])
