@@ -26,10 +26,10 @@ $(STAMP): requirements.txt pyproject.toml tools/install_learn2learn.sh
 demo: setup
 	$(PY) -m gems_core.pipeline parameters/demo.yaml
 
-# tests run in parallel (one worker per core, at most 4), each on the next free worker, slowest first; the
-# tests of a file that share a module fixture (the smoke pipeline, the GPU run) carry one xdist_group
+# test files run in parallel (one worker per core, at most 4; a file's tests share one worker and its
+# fixtures), the slowest files first
 test: setup
-	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadgroup --durations=15
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile --durations=15
 
 # the unit tests alone (no processes, notebooks, sweeps or browser), for the edit-test loop
 test-fast: setup

@@ -9,7 +9,7 @@ from gems_core.data import load_distributions
 from gems_core.params import METHODS
 from gems_core.training import Run
 
-pytestmark = [*GPU, pytest.mark.xdist_group("gpu")]  # one worker holds the module's run
+pytestmark = GPU
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from gems_core import pipeline
 from gems_core.learners import ROWS
 from gems_core.training import device_name, resolve_device
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke_pipeline")]  # one worker trains it once
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=DEVICES)
