@@ -19,12 +19,11 @@ from tqdm.auto import tqdm
 from . import io
 from .jobs import LOCKED_ELSEWHERE, SlurmRun, job_spec, train_one
 from .params import Config
-from .plan import PlannedRun
+from .plan import LOG_SECONDS, PlannedRun
 from .runs import FAILURE, run_lock
 
 TODO = ("missing", "partial", "failed")  # run states a sweep trains
 POLL_SECONDS = 1.0
-LOG_SECONDS = 60  # when the output is not a terminal: at most one status line a minute while nothing changes
 
 
 class Status:

@@ -40,12 +40,11 @@ from . import io, page
 from .errors import KitError
 from .notebook import HEADLESS, PROJECT_ROOT, from_project_root
 from .params import Config, load_params
-from .plan import plan, progress
+from .plan import LOG_SECONDS, plan, progress
 from .training import resolve_device
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 WATCH_SECONDS = 5  # how often the status line reads the run folders while a notebook trains
-LOG_SECONDS = 60  # when the output is not a terminal: at most one progress line a minute per run
 
 
 class NotebookFailed(RuntimeError):

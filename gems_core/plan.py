@@ -25,6 +25,9 @@ from .results import duration
 from .runs import FAILURE, METRICS, RESULTS, holding, last_logged_iteration, read_results, run_folder, run_id
 from .training import run_method
 
+LOG_SECONDS = 60  # when the output is not a terminal (a Slurm log, CI, a file): at most one progress or status
+# line a minute per run or sweep while nothing changes; the pipeline and the sweep both follow it
+
 KINDS = ("main", "bmp_embedding", "ablation", "convergence")
 
 
