@@ -4,7 +4,8 @@ A checkpoint file is ``MAGIC``, the SHA-256 of the payload, then the payload (``
 Saving writes the new one to a temporary file, then renames the newest to ``checkpoint.prev.pt`` and the
 temporary file to ``checkpoint.pt`` (both atomic): whenever a process dies, or the disk fills, at least
 one intact checkpoint is on disk. Loading tries the newest, then the previous; a file that is
-truncated, altered at any byte, or unreadable is named in a warning and skipped.
+truncated, altered at any byte, unreadable, a link, or refused by the caller's check (another run's) is
+returned with the reason, for the caller to name and set aside.
 
 Loading reads data only (``torch.load(weights_only=True)``): tensors, numbers, strings and containers.
 Run folders are shared, and the checksum has no key, so it detects damage, not tampering; a file whose
@@ -17,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import pickle
-import warnings
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -55,28 +57,32 @@ def read(path: Path):
     try:
         return torch.load(_io.BytesIO(payload), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        refused = str(exc).split("\n")[-1].strip() or "it holds more than tensors, numbers and strings"
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f" ({found[1]})" if found else ""
         raise ValueError(
-            f"it is not a checkpoint this kit wrote: loading it would run code ({refused}); it was not loaded"
+            f"it is not a checkpoint this kit wrote: it holds an object other than tensors, numbers and "
+            f"strings{what}, so loading it would run code; nothing in it was run"
         ) from None
 
 
-def load(folder: Path):
-    """The newest intact checkpoint of a run, or None if it has none; damaged ones are skipped with a
-    warning, and CheckpointUnreadable if there are checkpoints but none is intact."""
-    tried = []
+def load(folder: Path, check: Callable[[dict], str | None] | None = None) -> tuple[dict | None, list[tuple[Path, str]]]:
+    """The newest checkpoint of a run that is intact and passes ``check`` (which returns why not, or
+    None), or None; and each newer one refused, with why (for the caller to name and set aside)."""
+    refused = []
     for name in (NEWEST, PREVIOUS):
         path = Path(folder) / name
-        if not path.exists():
+        if not (path.exists() or path.is_symlink()):
             continue
         try:
-            return read(path)
+            if path.is_symlink():
+                raise ValueError("it is a symbolic link; a run's checkpoints must be its own")
+            checkpoint = read(path)
+            if not isinstance(checkpoint, dict):
+                raise ValueError("it does not hold a checkpoint's fields")
+            why = check(checkpoint) if check else None
         except Exception as exc:  # noqa: BLE001 - any damage: name it and try the previous one
-            tried.append(f"{path} ({exc})")
-            warnings.warn(f"checkpoint {path} is damaged and is skipped: {exc}", stacklevel=2)
-    if tried:
-        raise CheckpointUnreadable(
-            f"no intact checkpoint in {folder}: {'; '.join(tried)}. Delete the run folder "
-            "to train the run again from the start."
-        )
-    return None
+            why = str(exc)
+        if why is None:
+            return checkpoint, refused
+        refused.append((path, why))
+    return None, refused

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from . import mechanism, runs
+from . import mechanism, results, runs
 from .learners import FROZEN_MASK_OF, METHODS
 from .params import Config
 from .statistics import t_interval
@@ -82,8 +82,8 @@ def comparisons(params: Config) -> pd.DataFrame:
     per-task accuracies (not complete, or from an earlier kit) are left out; a pair with none has no row."""
     rows = []
     for ours_name, theirs_name in compared_pairs(params):
-        ours = {s: runs.row_task_accuracies(params, ours_name, s) for s in params.seeds}
-        theirs = {s: runs.row_task_accuracies(params, theirs_name, s) for s in params.seeds}
+        ours = {s: _task_accuracies(params, ours_name, s) for s in params.seeds}
+        theirs = {s: _task_accuracies(params, theirs_name, s) for s in params.seeds}
         common = [s for s in params.seeds if ours[s] is not None and theirs[s] is not None]
         if not common:
             continue
@@ -94,6 +94,15 @@ def comparisons(params: Config) -> pd.DataFrame:
             rows.append({"method": ours_name, "against": theirs_name, "test_dataset": dataset, **result})
     columns = ["method", "against", "test_dataset", "difference", "low", "high", "verdict", "unit", "n"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _task_accuracies(params: Config, row: str, seed: int) -> pd.DataFrame | None:
+    """A row's per-task accuracies of one seed, if its run is intact (a damaged run is left out, and
+    named by ``plan.damaged``)."""
+    method = FROZEN_MASK_OF.get(row, row)
+    if results.intact_results(params, method, seed) is None:
+        return None
+    return runs.row_task_accuracies(params, row, seed)
 
 
 def _tasks(table: pd.DataFrame, dataset: str) -> list[float]:
@@ -108,7 +117,7 @@ def mechanism_scores(params: Config) -> pd.DataFrame:
     for method in params.methods:
         control = METHODS[method].frozen_mask
         for seed in params.seeds:
-            result = runs.read_results(runs.run_folder(params, method, seed))
+            result = results.intact_results(params, method, seed)
             if not control or not result or result.get("status") != "complete" or "mechanism" not in result:
                 continue
             for name, scores in ((method, result["mechanism"]), (control, result["frozen_mask"]["mechanism"])):
@@ -127,9 +136,19 @@ def evidence(params: Config, table: pd.DataFrame) -> list[str]:
         params: the profile's parameters.
         table: its results (``results.gather``).
     """
+    broken = results.damaged(params)
+    left_out = (
+        [
+            f"Left out as damaged ({len(broken)} runs; run the profile again to retrain or re-evaluate them): "
+            + "; ".join(broken)
+            + "."
+        ]
+        if broken
+        else []
+    )
     complete = table[table["status"] == "complete"]
     if complete.empty:
-        return ["No complete run yet: nothing to say."]
+        return ["No complete run yet: nothing to say.", *left_out]
     compared, scores = comparisons(params), mechanism_scores(params)
     pair = " + ".join(d["name"] for d in params.distributions)
     seeds = int(complete["seed"].nunique())
@@ -156,4 +175,4 @@ def evidence(params: Config, table: pd.DataFrame) -> list[str]:
         else "With one seed, the intervals are over that seed's test tasks: they speak for one trained model of "
         "each method, not for the method; run more seeds (parameter seeds) for a claim."
     )
-    return paragraphs
+    return paragraphs + left_out

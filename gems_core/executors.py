@@ -202,7 +202,7 @@ def wait_for(runs: list[PlannedRun], status: Status) -> None:
     """Wait until runs another process is training are complete (their lock is free)."""
     for run in runs:
         tqdm.write(f"{run.label} is being trained by another process: waiting for it")
-        lock = run_lock(run.locked)
+        lock = run_lock(run.locked, run.params.output_root)
         while True:
             try:
                 lock.acquire(timeout=POLL_SECONDS)

@@ -21,7 +21,7 @@ from .training import Run, open_run
 def load_run(params: Config, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """A run with its last checkpoint's weights (raises if the run was never trained)."""
     run = open_run(params, method, seed, distributions)
-    if not run.load_checkpoint():
+    if not run.load_checkpoint(set_aside=False):  # a viewer: it moves nothing
         raise FileNotFoundError(f"no checkpoint for {method} seed {seed} in {run.folder}; train it first")
     return run
 

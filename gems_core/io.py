@@ -4,6 +4,10 @@ Each writer writes a temporary file in the target's folder, flushes it to disk, 
 the target, which is atomic on POSIX file systems. Files get the permissions the user's umask gives
 any new file (a temporary file is created private). A write that runs out of space leaves the
 previous file as it was and raises ``DiskFull`` naming the folder and the space it needed.
+
+Nothing is written through a symbolic link: a target, or the folder it is written in, that is a link is
+refused (``LinkRefused``) before anything is written, so a link planted in a shared folder can never
+send the kit's writes elsewhere (``no_links`` checks every folder below a root the same way).
 """
 
 from __future__ import annotations
@@ -18,7 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DiskFull
+from .errors import DiskFull, KitError
+
+
+class LinkRefused(KitError):
+    """A path the kit would write through is a symbolic link; the message names it (``link``)."""
+
+    def __init__(self, link: Path):
+        self.link = Path(link)
+        super().__init__(
+            f"'{link}' is a symbolic link (to '{os.readlink(link)}'); the kit never writes through links: "
+            "remove the link, or point the parameter at the real folder"
+        )
 
 
 def _umask() -> int:
@@ -34,6 +49,8 @@ def atomic_path(path: str | Path, size: int, keep: str | Path | None = None):
     as such)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for checked in (path.parent, path):
+        refuse_link(checked)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())
@@ -56,6 +73,29 @@ def atomic_path(path: str | Path, size: int, keep: str | Path | None = None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def refuse_link(path: str | Path) -> None:
+    """LinkRefused if ``path`` is a symbolic link (dangling or not)."""
+    if Path(path).is_symlink():
+        raise LinkRefused(Path(path))
+
+
+def no_links(root: str | Path, path: str | Path) -> Path:
+    """``path``, after checking that no existing part of it below ``root`` is a symbolic link (``root``
+    itself may be one: a user's choice of where outputs live); LinkRefused names the first that is."""
+    root, path = Path(root), Path(path)
+    for part in path.relative_to(root).parts:
+        root = root / part
+        refuse_link(root)
+    return path
+
+
+def make_folder(root: str | Path, path: str | Path) -> Path:
+    """Create ``path`` (and its parents) below ``root``, refusing any part of it that is a link."""
+    no_links(root, path)
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return no_links(root, path)
 
 
 def write_bytes(path: str | Path, data: bytes, keep: str | Path | None = None) -> None:

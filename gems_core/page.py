@@ -2,7 +2,7 @@
 
 One static page per profile, written by the pipeline after its notebooks: the profile's parameters in
 brief, Table 2 as reproduced beside the paper's values, every planned run's state (complete, partial
-at some iteration, diverged, failed, missing) with its training time and device, the key figures (PNG
+at some iteration, diverged, damaged, failed, missing) with its training time and device, the key figures (PNG
 files beside the page) and a link to each rendered notebook. Links are relative and there is no
 JavaScript, so the page opens from the file system, or from a copy of the folder, anywhere.
 """
@@ -40,7 +40,7 @@ BRIEF = (
 )
 STYLE = """body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.complete{color:#176b2c}.diverged,.failed{color:#a31515}.partial{color:#8a5a00}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.complete{color:#176b2c}.diverged,.failed,.damaged{color:#a31515}.partial{color:#8a5a00}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}code{background:#f3f3f3;padding:0 .2em}"""
 
 

@@ -4,7 +4,8 @@ A profile needs its main runs (each method and seed), BMP under each form in ``b
 (notebook 02), the ablation grid (notebook 04) and the convergence trace (notebook 05). ``plan``
 lists them with their resolved parameters, and each planned run knows where it lives and what state
 it is in, read from its folder: complete, diverged, failed (a sweep saw its process fail), partial
-(a checkpoint to resume from, at some iteration) or missing. Because notebooks and sweeps both go
+(a checkpoint to resume from, at some iteration), damaged (a file that is another run's or cannot be
+read as a result: ``runs.RunFiles``) or missing. Because notebooks and sweeps both go
 through this list, they can never disagree about which runs exist.
 """
 
@@ -15,14 +16,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 from tqdm.auto import tqdm
 
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
 from .params import Config
 from .results import duration
-from .runs import FAILURE, METRICS, RESULTS, holding, last_logged_iteration, read_results, run_folder, run_id
+from .runs import FAILURE, METRICS, RESULTS, RunDamaged, RunFiles, holding, run_folder, run_id
 from .training import run_method
 
 LOG_SECONDS = 60  # when the output is not a terminal (a Slurm log, CI, a file): at most one progress or status
@@ -48,6 +48,11 @@ class PlannedRun:
         if self.kind == "convergence":
             return self.trace_path.parent
         return run_folder(self.params, self.method, self.seed)
+
+    @property
+    def files(self) -> RunFiles:
+        """The run's files (not for the convergence trace, which is one CSV)."""
+        return RunFiles(self.params, self.method, self.seed)
 
     @property
     def locked(self) -> Path:
@@ -76,18 +81,27 @@ class PlannedRun:
     def outcome(self) -> dict:
         """What the finished run recorded (results.json; the trace's JSON beside its CSV), or {}."""
         if self.kind != "convergence":
-            return read_results(self.folder) or {}
+            try:
+                return self.files.results() or {}
+            except RunDamaged:
+                return {}
         path = self.trace_path.with_suffix(".json")
         return json.loads(path.read_text()) if path.exists() else {}
 
+    def damage(self) -> RunDamaged | None:
+        """Why this run's files cannot be trusted (``RunFiles.damage``), or None."""
+        return None if self.kind == "convergence" else self.files.damage()
+
     def state(self) -> tuple[str, int]:
-        """(complete | diverged | failed | partial | missing, the iteration reached)."""
+        """(complete | diverged | damaged | failed | partial | missing, the iteration reached)."""
         if self.kind == "convergence":  # its JSON is written while it trains; its CSV only once complete
             return ("complete", self.iterations) if self.trace_path.exists() else ("missing", 0)
+        iteration = self.files.last_logged_iteration()
+        if self.damage() is not None:
+            return "damaged", iteration
         outcome = self.outcome()
         if outcome:
-            return outcome.get("status", "complete"), outcome["iterations"]
-        iteration = last_logged_iteration(self.folder)
+            return outcome["status"], outcome["iterations"]
         if (self.folder / FAILURE).exists():
             return "failed", iteration
         return (
@@ -101,7 +115,7 @@ class PlannedRun:
         ``wait=False`` a run another process is training is skipped (None)."""
         if self.kind != "convergence":
             return run_method(self.params, self.method, self.seed, distributions, progress=progress, wait=wait)
-        with holding(self.locked, wait) as held:
+        with holding(self.locked, self.params.output_root, wait) as held:
             if not held:
                 return None
             dists = distributions if distributions is not None else load_distributions(self.params)
@@ -177,7 +191,13 @@ def progress(runs: list[PlannedRun], since: float = 0.0) -> str | None:
         last = json.loads(record.read_text())
         done, seconds, accuracy = last["iteration"], last["train_seconds"], ""
     else:
-        last = pd.read_csv(record).iloc[-1]
+        try:
+            curve = run.files.metrics()
+        except RunDamaged:
+            return None
+        if curve.empty:
+            return None
+        last = curve.iloc[-1]
         done, seconds = int(last["iteration"]), last["train_seconds"]
         accuracy = f", validation accuracy {last['val_accuracy']:.3f}"
     left = (run.iterations - done) * seconds / max(done, 1)

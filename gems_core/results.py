@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io, runs
+from . import io
 from .params import Config
-from .runs import run_folder
+from .runs import RunFiles
 
 COLUMNS = [
     "method",
@@ -25,14 +25,31 @@ COLUMNS = [
 ]
 
 
+def intact_results(params: Config, method: str, seed: int) -> dict | None:
+    """A run's results.json if it and every file it rests on are intact and the run's own; None while it
+    has none, or when it is damaged (``plan.damaged`` names those)."""
+    files = RunFiles(params, method, seed)
+    return files.results() if files.damage() is None else None
+
+
+def damaged(params: Config) -> list[str]:
+    """One line per main run of the profile whose files are damaged: the run, the file and why. They are
+    left out of every table and comparison; running the profile again retrains or re-evaluates them."""
+    return [
+        f"{method} seed {seed}: {damage}"
+        for method in params.methods
+        for seed in params.seeds
+        if (damage := RunFiles(params, method, seed).damage()) is not None
+    ]
+
+
 def read_runs(params: Config) -> list[dict]:
-    """results.json of every complete main run of the profile, with its run id."""
+    """results.json of every main run of the profile that has intact results (complete or diverged)."""
     found = []
     for method in params.methods:
         for seed in params.seeds:
-            folder = run_folder(params, method, seed)
-            if (result := runs.read_results(folder)) is not None:
-                found.append({**result, "run_id": folder.name})
+            if (result := intact_results(params, method, seed)) is not None:
+                found.append(result)
     return found
 
 
@@ -79,8 +96,8 @@ def gather(profile_dir: Path, params: Config) -> pd.DataFrame:
 
 
 def metrics(params: Config, method: str, seed: int) -> pd.DataFrame:
-    """The learning curve (metrics.csv) of one run."""
-    return runs.metrics(run_folder(params, method, seed))
+    """The learning curve (metrics.csv) of one run; ``runs.RunDamaged`` if it is not the run's own."""
+    return RunFiles(params, method, seed).metrics()
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

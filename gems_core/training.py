@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoints, io, mechanism, numerics, runs
+from . import checkpoints, mechanism, numerics, runs
 from .cpu_share import CpuShare
 from .data import (
     SPLITS,
@@ -42,7 +42,7 @@ from .learners import METHODS as REGISTRY
 from .learners import Learner
 from .members import build_members
 from .params import Config, ParameterError
-from .runs import holding, run_folder
+from .runs import RunFiles, holding, run_folder
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)
@@ -95,6 +95,8 @@ class Run:
     ):
         self.params, self.method, self.seed, self.device = params, method, seed, device
         self.distributions, self.folder = distributions, Path(folder)
+        self.files = RunFiles(params, method, seed, self.folder)
+        self.label = f"{method} seed {seed}"
         numerics.configure(device, params.tf32, params.deterministic)
         need = params.shots + params.queries
         self.splits = {split: SplitImages([d.splits[split] for d in distributions], device, need) for split in SPLITS}
@@ -115,24 +117,42 @@ class Run:
         checkpoints.save(
             self.folder,
             {
+                **self.files.identity,
                 "method": self.method,
                 "state": self.state.__dict__,
                 "members": [m.state_dict() for m in self.members],
                 "torch_rng": torch.get_rng_state(),
             },
         )
-        if self.state.rows:  # a checkpoint before the first validation has no metrics row to write
-            io.write_text(self.folder / runs.METRICS, pd.DataFrame(self.state.rows).to_csv(index=False))
+        self.write_metrics()
 
-    def load_checkpoint(self) -> bool:
-        """Restore the newest intact checkpoint (the previous one if the newest is damaged);
-        CheckpointUnreadable if it was written for another method or other shapes."""
-        ckpt = checkpoints.load(self.folder)  # on the CPU: random-number states must stay CPU tensors
+    def write_metrics(self) -> None:
+        if self.state.rows:  # a checkpoint before the first validation has no metrics row to write
+            self.files.write_metrics(self.state.rows)
+
+    def _fits(self, ckpt: dict) -> str | None:
+        """Why a checkpoint is not this run's (another run's id or parameters), or None."""
+        if ckpt.get("run_id") != self.files.run_id or ckpt.get("params_hash") != self.files.params_hash:
+            return f"it belongs to run {str(ckpt.get('run_id'))[:80]}, not to this run ({self.files.run_id})"
+        return None
+
+    def load_checkpoint(self, set_aside: bool = True) -> bool:
+        """Restore the newest checkpoint that is intact and this run's (the previous one if the newest is
+        not). Each one refused is named in a line and, with ``set_aside``, moved to the run's ``set-aside/``
+        (never kept as the previous one); without, CheckpointUnreadable if none is usable."""
+        ckpt, refused = checkpoints.load(self.folder, self._fits)  # on the CPU: random states stay CPU tensors
+        if set_aside and refused:
+            aside = self.files.set_aside([path.name for path, _ in refused])
+            for path, why in refused:
+                tqdm.write(f"{self.label}: {path.name} is not used: {why}; moved to {aside}")
         if ckpt is None:
+            if refused and not set_aside:
+                raise checkpoints.CheckpointUnreadable(
+                    f"no usable checkpoint in {self.folder}: "
+                    + "; ".join(f"{path.name}: {why}" for path, why in refused)
+                )
             return False
         try:
-            if ckpt.get("method", self.method) != self.method:
-                raise ValueError(f"it was written by a {ckpt['method']} run")
             if len(ckpt["members"]) != len(self.members):
                 raise ValueError(f"it holds {len(ckpt['members'])} learners, this run has {len(self.members)}")
             self.state = RunState(**ckpt["state"])
@@ -247,6 +267,9 @@ class Run:
                     if STOP.is_set():
                         raise Stopped(it)
                     clock = time.perf_counter()
+        except Diverged:
+            self.state.train_seconds += time.perf_counter() - clock  # up to the iteration that diverged
+            raise
         finally:
             bar.close()
 
@@ -279,7 +302,7 @@ class Run:
             ]
             if outcome["probes"]:
                 probes[dist.name] = outcome["probes"]
-        runs.write_task_accuracies(self.folder, pd.DataFrame(per_task), control)
+        self.files.write_task_accuracies(pd.DataFrame(per_task), control)
         summarizer = learner or self.members[0].learner
         return {
             "test": results,
@@ -290,18 +313,19 @@ class Run:
     def run(self, progress: bool = True) -> dict:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results.
         A run that diverges is a result too: ``status: diverged``, with where and what, and no test."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        io.write_json(self.folder / runs.PARAMS, {**self.params.as_dict(), "method": self.method, "seed": self.seed})
+        self.files.make()
+        try:
+            self.files.recorded_params()
+        except runs.RunDamaged as exc:
+            tqdm.write(f"{self.label}: {exc}; moved to {self.files.set_aside([runs.PARAMS])}")
+        self.files.write_params()
         self.load_checkpoint()
         if progress:
-            tqdm.write(
-                f"{self.method} seed {self.seed}: training from iteration {self.state.iteration} in {self.folder}"
-            )
+            tqdm.write(f"{self.label}: training from iteration {self.state.iteration} in {self.folder}")
         results = {
             "complete": True,
             "method": self.method,
             "seed": self.seed,
-            "run_id": self.folder.name,
             "train_datasets": [d.name for d in self.distributions],
             "device": device_name(self.device),
         }
@@ -309,9 +333,12 @@ class Run:
             try:
                 self.train(progress)
             except Diverged as exc:
-                tqdm.write(
-                    f"{self.method} seed {self.seed} diverged: {exc}; the run stops, its last checkpoint is kept"
+                kept = (
+                    "its last checkpoint is kept"
+                    if self.state.rows or self.state.iteration
+                    else "no checkpoint was saved"
                 )
+                tqdm.write(f"{self.label} diverged: {exc}; the run stops, {kept}")
                 results.update(
                     status="diverged",
                     diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
@@ -327,8 +354,9 @@ class Run:
                     train_seconds=self.state.train_seconds,
                     **self.test(),
                 )
-        io.write_json(self.folder / runs.RESULTS, results)
-        return results
+        self.write_metrics()  # also after a re-evaluation, whose curve was set aside as damaged
+        self.files.write_results(results)
+        return self.files.results()  # as every later reader sees it: checked
 
 
 def device_name(device: torch.device) -> str:
@@ -352,17 +380,29 @@ def run_method(
     """Run (or resume, or read back) one method and seed; distributions are loaded if not given.
     The run is trained under its lock: if another process holds it, wait for it (and read its result),
     or with ``wait=False`` return None at once."""
-    folder = run_folder(params, method, seed)
-    if (done := runs.read_results(folder)) is not None:
+    files = RunFiles(params, method, seed)
+    if (done := _intact_results(files)) is not None:
         return done
-    with holding(folder, wait) as held:
+    waiting = f"{method} seed {seed}: waiting for the other process training this run ({files.path})"
+    with holding(files.path, params.output_root, wait, waiting) as held:
         if not held:
             return None
-        if (done := runs.read_results(folder)) is not None:  # trained by whoever held the lock
+        if (done := _intact_results(files)) is not None:  # trained by whoever held the lock
             return done
+        if (damage := files.damage()) is not None:
+            aside = files.set_aside(list(dict.fromkeys([*files.outputs(), damage.path.name])))
+            tqdm.write(
+                f"{method} seed {seed} is damaged: {damage}; its results are moved to {aside}, and the run is "
+                "trained again from its last intact checkpoint (re-evaluated if that is its last iteration)"
+            )
         distributions = distributions if distributions is not None else load_distributions(params)
         check_against_data(params, distributions)
         return open_run(params, method, seed, distributions).run(progress)
+
+
+def _intact_results(files: RunFiles) -> dict | None:
+    """A run's results if they and every file they rest on are intact and its own, else None."""
+    return files.results() if files.damage() is None else None
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from conftest import PROJECT_ROOT, smoke_file
 from PIL import Image
 
 from gems_core import checkpoints, explore
+from gems_core import runs as runs_store
 from gems_core.data import load_distributions
 from gems_core.data.images import MODES, to_rgb
 from gems_core.errors import DataFileError
@@ -50,21 +51,25 @@ def _crafted_checkpoint(folder: Path, planted: Path) -> None:
         (folder / name).write_bytes(checkpoints.MAGIC + hashlib.sha256(payload).digest() + payload)
 
 
-def test_a_crafted_checkpoint_never_runs_on_resume_or_in_the_explorer(tiny_params, tmp_path):
+def test_a_crafted_checkpoint_never_runs_is_named_in_one_line_and_set_aside(tiny_params, tmp_path, capsys):
     params = tiny_params()
     planted = tmp_path / "the-payload-ran"
-    _crafted_checkpoint(run_folder(params, "maml", 21), planted)
-    with (
-        pytest.warns(UserWarning, match="not a checkpoint this kit wrote"),
-        pytest.raises(checkpoints.CheckpointUnreadable, match="Delete the run folder"),
-    ):
-        run_method(params, "maml", 21, progress=False)
-    assert not planted.exists()
-    run_method(params, "mmsup", 21, progress=False)  # another run, intact, still explorable
-    with pytest.warns(UserWarning, match="not a checkpoint this kit wrote"):
-        runs, problems = explore.explorable_runs(params, load_distributions(params), ["maml", "mmsup"])
-    assert list(runs) == ["mmsup"] and len(problems) == 1 and problems[0].startswith("maml: ")
-    assert not planted.exists()
+    folder = run_folder(params, "maml", 21)
+    _crafted_checkpoint(folder, planted)
+    runs, problems = explore.explorable_runs(params, load_distributions(params), ["maml"])  # a viewer moves nothing
+    assert runs == {} and problems[0].startswith("maml: no usable checkpoint") and "would run code" in problems[0]
+    assert (folder / checkpoints.NEWEST).exists() and not planted.exists()
+    capsys.readouterr()
+    result = run_method(params, "maml", 21, progress=False)
+    assert result["status"] == "complete" and not planted.exists()
+    said = [line for line in capsys.readouterr().out.splitlines() if "is not used" in line]
+    assert len(said) == 2 and all("so loading it would run code; nothing in it was run" in line for line in said)
+    assert "torch" not in " ".join(said).lower()  # the kit's own reason, not torch's advice
+    (aside,) = {p.parent for p in (folder / "set-aside").rglob("checkpoint*.pt")}
+    assert sorted(p.name for p in aside.iterdir()) == sorted([checkpoints.NEWEST, checkpoints.PREVIOUS])
+    assert checkpoints.read(folder / checkpoints.PREVIOUS)["run_id"] == folder.name  # not the crafted one
+    runs, problems = explore.explorable_runs(params, load_distributions(params), ["maml"])
+    assert list(runs) == ["maml"] and not problems
 
 
 def test_every_methods_checkpoint_loads_as_data_only(tiny_params):
@@ -83,20 +88,22 @@ def test_every_methods_checkpoint_loads_as_data_only(tiny_params):
         ("maml", "maml", {"hidden_size": 4}),  # the same method at other shapes, as an older kit wrote it
     ],
 )
-def test_a_checkpoint_of_another_run_is_named_not_a_traceback(tiny_params, written_by, opened_as, overrides):
+def test_a_checkpoint_of_another_run_is_never_resumed_from(tiny_params, written_by, opened_as, overrides, capsys):
     source, target = tiny_params(iterations=3, **overrides), tiny_params(iterations=6)
     run_method(source, written_by, 21, progress=False)
     folder = run_folder(target, opened_as, 21)
     folder.mkdir(parents=True)
-    saved = checkpoints.load(run_folder(source, written_by, 21))
-    if overrides:
-        del saved["method"]
-    checkpoints.save(folder, saved)
-    with pytest.raises(checkpoints.CheckpointUnreadable, match=f"does not fit a {opened_as} run") as err:
-        run_method(target, opened_as, 21, progress=False)
-    assert "Delete the run folder" in str(err.value)
+    for name in (checkpoints.NEWEST, checkpoints.PREVIOUS):
+        shutil.copy(run_folder(source, written_by, 21) / checkpoints.NEWEST, folder / name)
     runs, problems = explore.explorable_runs(target, load_distributions(target), [opened_as])
-    assert runs == {} and problems[0].startswith(f"{opened_as}: ")
+    assert runs == {} and problems[0].startswith(f"{opened_as}: no usable checkpoint")
+    capsys.readouterr()
+    result = run_method(target, opened_as, 21, progress=False)
+    out = capsys.readouterr().out
+    assert f"it belongs to run {run_folder(source, written_by, 21).name}, not to this run ({folder.name})" in out
+    assert result["iterations"] == 6 and result["run_id"] == folder.name
+    assert runs_store.RunFiles(target, opened_as, 21).metrics()["iteration"].tolist() == [3, 6]  # from the start
+    assert len(list((folder / "set-aside").rglob("checkpoint*.pt"))) == 2
 
 
 # --- paths ---------------------------------------------------------------------------------------------
@@ -337,7 +344,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_resumes(tmp_path, module):
     )
     assert not list(PROJECT_ROOT.glob("kernel-ipc*"))
     folder = next(runs.glob(f"*/{checkpoints.NEWEST}")).parent
-    assert checkpoints.load(folder)["state"]["iteration"] >= 3  # what it did is kept, to resume from
+    assert checkpoints.load(folder)[0]["state"]["iteration"] >= 3  # what it did is kept, to resume from
 
 
 def test_an_exploding_finite_loss_is_divergence(tiny_params):

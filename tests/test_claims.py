@@ -109,8 +109,8 @@ def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params
         ("bmp_frozen_mask", "maml", "shapes"),
     ]
     assert (table["unit"] == "tasks of one seed").all() and (table["n"] == params.test_tasks).all()
-    ours = runs.task_accuracies(runs.run_folder(params, "bmp", 21))
-    theirs = runs.task_accuracies(runs.run_folder(params, "maml", 21))
+    ours = runs.RunFiles(params, "bmp", 21).task_accuracies()
+    theirs = runs.RunFiles(params, "maml", 21).task_accuracies()
     glyphs = table[table.against == "maml"].set_index(["method", "test_dataset"]).loc[("bmp", "glyphs")]
     expected = (
         ours[ours.test_dataset == "glyphs"].accuracy.mean() - theirs[theirs.test_dataset == "glyphs"].accuracy.mean()

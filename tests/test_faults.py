@@ -92,27 +92,31 @@ def test_a_damaged_newest_checkpoint_is_named_and_the_previous_one_used(tmp_path
             data[:offset] if how == "truncate" else data[:offset] + bytes([data[offset] ^ 0x20]) + data[offset + 1 :]
         )
         newest.write_bytes(damaged)
-        with pytest.warns(UserWarning, match=f"checkpoint {newest} is damaged"):
-            loaded = checkpoints.load(tmp_path)
+        loaded, refused = checkpoints.load(tmp_path)
+        assert [path for path, _ in refused] == [newest], offset
         assert loaded["state"]["iteration"] == 3, offset
         assert torch.equal(loaded["weights"], torch.arange(1000.0))
     (tmp_path / checkpoints.PREVIOUS).write_bytes(b"GEMS")
-    with pytest.warns(UserWarning), pytest.raises(checkpoints.CheckpointUnreadable, match="Delete the run folder"):
-        checkpoints.load(tmp_path)
+    loaded, refused = checkpoints.load(tmp_path)
+    assert loaded is None and [path.name for path, _ in refused] == [checkpoints.NEWEST, checkpoints.PREVIOUS]
+    assert "does not start like a GEMS checkpoint" in refused[1][1]
 
 
-def test_a_run_resumes_from_the_previous_checkpoint_to_the_same_weights(tiny_params, tmp_path):
+def test_a_run_resumes_from_the_previous_checkpoint_to_the_same_weights(tiny_params, tmp_path, capsys):
     params = tiny_params(iterations=9, validation_every=3, checkpoint_every=3)
     dists, cpu = load_distributions(params), resolve_device("cpu")
     whole = Run(params, "bmp", 21, dists, tmp_path / "whole", cpu)
     whole.train(progress=False)
     # a run stopped after its checkpoint at iteration 6, whose newest checkpoint is then damaged
-    Run(params.replace(iterations=6), "bmp", 21, dists, tmp_path / "damaged", cpu).train(progress=False)
+    stopped = Run(params, "bmp", 21, dists, tmp_path / "damaged", cpu)
+    stopped.params = params.replace(iterations=6)  # this run, trained only so far
+    stopped.train(progress=False)
     newest = tmp_path / "damaged" / checkpoints.NEWEST
     newest.write_bytes(newest.read_bytes()[:-10])
     resumed = Run(params, "bmp", 21, dists, tmp_path / "damaged", cpu)
-    with pytest.warns(UserWarning, match="is damaged"):
-        assert resumed.load_checkpoint() and resumed.state.iteration == 3
+    assert resumed.load_checkpoint() and resumed.state.iteration == 3
+    assert "checkpoint.pt is not used: its checksum does not match" in capsys.readouterr().out
+    assert not newest.exists() and len(list((tmp_path / "damaged" / "set-aside").rglob("checkpoint.pt"))) == 1
     resumed.train(progress=False)
     for a, b in zip(whole.members[0].learner.parameters(), resumed.members[0].learner.parameters()):
         assert torch.equal(a, b)
@@ -154,7 +158,7 @@ def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_one_before
     for path in (killed, whole):
         assert subprocess.run(cli + [str(path)], cwd=PROJECT_ROOT, capture_output=True, timeout=600).returncode == 0
     (reference,) = run_folders(tmp_path / "whole" / "runs")
-    a, b = (checkpoints.load(f)["members"][0]["learner"] for f in (folder, reference))
+    a, b = (checkpoints.load(f)[0]["members"][0]["learner"] for f in (folder, reference))
     assert all(torch.equal(a[k], b[k]) for k in b)
     assert (
         json.loads((folder / "results.json").read_text())["test"]
@@ -178,7 +182,7 @@ def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params):
     assert result["status"] == "diverged" and result["test"] == {}
     diverged = result["diverged"]
     assert 1 <= diverged["iteration"] <= 25 and diverged["quantities"]
-    saved = checkpoints.load(run_folder(params, "maml", 21))
+    saved, _ = checkpoints.load(run_folder(params, "maml", 21))
     assert saved["state"]["iteration"] < diverged["iteration"]  # what is kept is from before the divergence
     assert all(torch.isfinite(v).all() for v in saved["members"][0]["learner"].values())
     assert run_method(params, "maml", 21, progress=False) == result  # a result: read back, not retrained

@@ -70,9 +70,9 @@ def test_a_complete_run_keeps_each_test_tasks_accuracy(tiny_params):
 
     params = tiny_params(iterations=3)
     result = run_method(params, "bmp", 21, progress=False)
-    table = runs.task_accuracies(runs.run_folder(params, "bmp", 21))
+    table = runs.RunFiles(params, "bmp", 21).task_accuracies()
     for dataset, outcome in result["test"].items():
         tasks = table[table["test_dataset"] == dataset]
         assert tasks["task"].tolist() == list(range(params.test_tasks))
         assert tasks["accuracy"].mean() == pytest.approx(outcome["accuracy"], abs=1e-12)
-    assert runs.task_accuracies(runs.run_folder(params, "maml", 21)) is None  # never trained
+    assert runs.RunFiles(params, "maml", 21).task_accuracies() is None  # never trained

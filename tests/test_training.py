@@ -123,12 +123,12 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
     proc.wait()
     (folder,) = run_folders(runs)
     assert not (folder / "results.json").exists(), "the run finished before it could be killed"
-    interrupted_at = checkpoints.load(folder)["state"]["iteration"]
+    interrupted_at = checkpoints.load(folder)[0]["state"]["iteration"]
     assert 0 < interrupted_at < 40
     assert _train_cli(killed_file, method).wait(timeout=600) == 0
 
     (whole,) = run_folders(tmp_path / "whole" / "runs")
-    a, b = (checkpoints.load(f)["members"] for f in (folder, whole))
+    a, b = (checkpoints.load(f)[0]["members"] for f in (folder, whole))
     assert len(a) == len(b) == (2 if method == "multi_maml" else 1)
     for ma, mb in zip(a, b):
         assert all(torch.equal(ma["learner"][k], mb["learner"][k]) for k in mb["learner"])
@@ -283,5 +283,5 @@ def test_a_stop_request_saves_after_the_current_iteration_and_the_run_resumes_th
             run.run(progress=False)
     finally:
         training.STOP.clear()
-    assert checkpoints.load(run.folder)["state"]["iteration"] == 1 and not (run.folder / "results.json").exists()
+    assert checkpoints.load(run.folder)[0]["state"]["iteration"] == 1 and not (run.folder / "results.json").exists()
     assert run_method(params, "bmp", 21, dists, progress=False)["test"] == whole["test"]
