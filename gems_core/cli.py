@@ -33,7 +33,7 @@ def train(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> int:
-        params = load_params(args.parameters, methods=[args.method])
+        params = load_params(args.parameters, methods=[args.method], seeds=[args.seed])  # the schema checks both
         results = training.run_method(params, args.method, args.seed, progress=not args.no_progress)
         print(json.dumps(results["test"]))
         return 0
@@ -67,9 +67,13 @@ def sweep(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.job:
         stop_on_sigterm()  # the sweep died: save at the next iteration
-        outcome = train_one(json.loads(args.job.read_text()), wait=False, progress=True)
-        print(outcome, flush=True)
-        return EXIT_STATUS[outcome]
+
+        def work() -> int:
+            outcome = train_one(json.loads(args.job.read_text()), wait=False, progress=True)
+            print(outcome, flush=True)
+            return EXIT_STATUS[outcome]
+
+        return run_cli(work)  # Ctrl-C reaches the workers too: one line in their logs, no traceback
     if not args.parameters:
         parser.error("the parameters file is required")
     if min(args.workers, args.per_gpu) < 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from filelock import Timeout
 from tqdm.auto import tqdm
 
 from . import io
+from .errors import KitError
 from .jobs import LOCKED_ELSEWHERE, SlurmRun, job_spec, train_one
 from .params import Config
 from .plan import LOG_SECONDS, PlannedRun
@@ -141,23 +143,48 @@ def gpus_per_task(params: Config, args) -> int:
     return 0 if params.device == "cpu" else params.slurm_gpus_per_task
 
 
+SLURM_MISSING = (
+    "Slurm is not installed or not on PATH here (no {command}); run this profile on this machine instead "
+    "with --executor local (--workers N, or --gpus 0,1) or --executor inline"
+)
+
+
 def slurm_executor(params: Config, args, folder: Path):
-    """A submitit executor for a job array with the resources from flags, else the ``slurm_*`` parameters."""
+    """A submitit executor for a job array with the resources of the ``slurm_*`` parameters (which the
+    sweep's flags override)."""
     import submitit
 
+    commands = ("sbatch", "srun", "squeue", "sacct") if args.submitit_cluster == "slurm" else ()
+    if missing := next((c for c in commands if not shutil.which(c)), None):
+        raise KitError(SLURM_MISSING.format(command=missing))
     executor = submitit.AutoExecutor(
         folder=folder / "slurm", cluster=args.submitit_cluster, slurm_max_num_timeout=params.slurm_max_requeues
     )
-    extra = dict(option.split("=", 1) for option in (args.sbatch or params.slurm_sbatch_options))
+    extra = dict(option.split("=", 1) for option in params.slurm_sbatch_options)
     executor.update_parameters(
         name=f"gems-{params.profile}",
-        timeout_min=args.time_limit or params.slurm_time_limit_min,
-        slurm_partition=args.partition or params.slurm_partition or None,
+        timeout_min=params.slurm_time_limit_min,
+        slurm_partition=params.slurm_partition or None,
         slurm_gpus_per_task=gpus_per_task(params, args) or None,  # None: no GPU request at all
-        slurm_array_parallelism=args.array_parallelism or params.slurm_array_parallelism,
+        slurm_array_parallelism=params.slurm_array_parallelism,
         slurm_additional_parameters=extra,
     )
     return executor
+
+
+def submit(executor, specs: list[dict]) -> list:
+    """Submit the job array; KitError (one line: what is missing or what sbatch said, and how to run
+    locally instead) when Slurm is absent or refuses it."""
+    import submitit
+
+    try:
+        return executor.map_array(SlurmRun(), specs)
+    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as exc:
+        said = " ".join(str(exc).split())[:300]
+        raise KitError(
+            f"Slurm refused the job array ({said}); check the partition, account and time limit (the slurm_* "
+            "parameters, or the sweep's flags) with your cluster's documentation, or run here with --executor local"
+        ) from None
 
 
 def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, folder: Path) -> bool:
@@ -175,7 +202,7 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, fold
     live = {name for name, job in watched.items() if not job.done()}
     new = [r for r in runs if r.name not in live]
     if new:
-        jobs = slurm_executor(params, args, folder).map_array(SlurmRun(), [job_spec(r) for r in new])
+        jobs = submit(slurm_executor(params, args, folder), [job_spec(r) for r in new])
         known.update({r.name: job.job_id for r, job in zip(new, jobs)})
         io.write_json(record, known)
         watched.update({r.name: job for r, job in zip(new, jobs)})

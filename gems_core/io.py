@@ -92,8 +92,11 @@ def no_links(root: str | Path, path: str | Path) -> Path:
 
 
 def make_folder(root: str | Path, path: str | Path) -> Path:
-    """Create ``path`` (and its parents) below ``root``, refusing any part of it that is a link."""
+    """Create ``path`` (and its parents) below ``root``, refusing any part of it that is a link or a file."""
     no_links(root, path)
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists() and not folder.is_dir():
+            raise KitError(f"'{folder}' is a file where the kit keeps a folder; move it away and run again")
     Path(path).mkdir(parents=True, exist_ok=True)
     return no_links(root, path)
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
@@ -111,7 +113,7 @@ def _ints_between(lo, hi):
 
 def _numbers_between(lo, hi):
     def check(v):
-        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in v)
+        ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in v)  # NaN fails
         return None if ok else f"must be a list of numbers between {lo} and {hi} (write floats as 1.0e-3)"
 
     return check
@@ -127,12 +129,17 @@ def _seeds(v):
 
 def _file_name(v):
     """A profile names one folder under output_root: a plain name, so nothing is written outside it."""
-    if not v.strip() or v in (".", "..") or any(c in v for c in "/\\\0") or v != v.strip():
+    if not v.strip() or v in (".", "..") or any(c in v for c in "/\\") or v != v.strip() or not v.isprintable():
         return (
             "must be a plain folder name (not empty, no '/' or '\\', not '.' or '..', no surrounding "
-            "spaces), e.g. demo or cub_aircraft"
+            "spaces or control characters), e.g. demo or cub_aircraft"
         )
     return None
+
+
+def _path_text(v):
+    """A root folder: any path, but not an empty one or one with control characters (a newline, say)."""
+    return None if v and v.isprintable() else "must be a non-empty path without control characters"
 
 
 SCHEMA: dict[str, Param] = {
@@ -140,9 +147,13 @@ SCHEMA: dict[str, Param] = {
     "profile": Param(
         str, "demo", "name of the output folder outputs/<profile>/ (a plain folder name)", _file_name, affects_run=False
     ),
-    "output_root": Param(str, "outputs", "folder that holds one sub-folder per profile", affects_run=False),
+    "output_root": Param(str, "outputs", "folder that holds one sub-folder per profile", _path_text, affects_run=False),
     "data_root": Param(
-        str, "data", "where the paper's datasets are downloaded and every image cache is kept", affects_run=False
+        str,
+        "data",
+        "where the paper's datasets are downloaded and every image cache is kept",
+        _path_text,
+        affects_run=False,
     ),
     "device": Param(
         str,
@@ -392,7 +403,7 @@ def _type_error(name: str, spec: Param, value: Any) -> str | None:
     if expected is float:
         if isinstance(value, str):
             return (
-                f"parameter '{name}' must be a number, got the string {value!r}"
+                f"parameter '{name}' must be a number, got the string {shown(value)}"
                 " (YAML reads 1e-3 as a string: write 1.0e-3)"
             )
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -402,13 +413,13 @@ def _type_error(name: str, spec: Param, value: Any) -> str | None:
         ok = isinstance(value, expected)
     if ok:
         return None
-    return f"parameter '{name}' must be of type {expected.__name__}, got {type(value).__name__} {value!r}"
+    return f"parameter '{name}' must be of type {expected.__name__}, got {type(value).__name__} {shown(value)}"
 
 
 def _check_distribution(i: int, dist: Any) -> None:
     where = f"distributions[{i}]"
     if not isinstance(dist, dict):
-        raise ParameterError(f"{where} must be a mapping with keys name and source, got {dist!r}")
+        raise ParameterError(f"{where} must be a mapping with keys name and source, got {shown(dist)}")
     unknown = set(dist) - {"name", "source", "path"}
     if unknown:
         raise ParameterError(f"{where} has unknown key(s) {sorted(unknown)}; valid keys: name, source, path")
@@ -417,11 +428,11 @@ def _check_distribution(i: int, dist: Any) -> None:
         raise ParameterError(f"{where} needs a non-empty string 'name'")
     if any(c in name for c in "+|") or name != name.strip() or not name.isprintable():
         raise ParameterError(
-            f"{where}.name {name!r} may not contain '+' or '|' (they join names in tables), "
+            f"{where}.name {shown(name)} may not contain '+' or '|' (they join names in tables), "
             "surrounding spaces or control characters"
         )
     if dist.get("source") not in SOURCES:
-        raise ParameterError(f"{where}.source is {dist.get('source')!r}; valid: {list(SOURCES)}")
+        raise ParameterError(f"{where}.source is {shown(dist.get('source'))}; valid: {list(SOURCES)}")
     if dist["source"] in LOCAL_SOURCES:
         path = dist.get("path")
         if not isinstance(path, str):
@@ -453,8 +464,10 @@ def validate(params: dict) -> Config:
             raise ParameterError(error)
         if spec.type is float:
             value = float(value)
+            if not math.isfinite(value):
+                raise ParameterError(f"parameter '{name}' = {value} must be a finite number")
         if spec.check and (problem := spec.check(value)):
-            raise ParameterError(f"parameter '{name}' = {value!r} {problem}")
+            raise ParameterError(f"parameter '{name}' = {shown(value)} {problem}")
         resolved[name] = value
     if not resolved["distributions"]:
         raise ParameterError("parameter 'distributions' must list at least one distribution")
@@ -475,8 +488,15 @@ def check_roots(params: Config) -> None:
         if not existing.is_dir():
             where = "is a file" if existing == folder else f"lies under '{existing}', which is a file"
             raise ParameterError(f"parameter '{name}' = '{folder}' {where}; valid: a folder (existing or not)")
-        if not os.access(existing, os.W_OK | os.X_OK):
+        why = None
+        if not os.access(existing, os.W_OK | os.X_OK) or _read_only(existing):
             why = "is on a read-only file system" if _read_only(existing) else "is not writable by this user"
+        else:
+            try:  # some folders say they are writable and are not (/proc, /sys, some network mounts)
+                os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".gems-write-check-"))
+            except OSError as exc:
+                why = f"refuses new folders ({exc.strerror})"
+        if why:
             raise ParameterError(
                 f"parameter '{name}' = '{folder}': '{existing}' {why}; valid: a folder this user can write"
             )
@@ -484,6 +504,81 @@ def check_roots(params: Config) -> None:
 
 def _read_only(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
+MAX_FILE_BYTES = 1 << 20  # a parameters file is a few KB; anything near this is not one
+MAX_NODES = 100_000  # YAML nodes after expanding aliases: a real file has hundreds, an alias bomb billions
+SHOWN_CHARACTERS = 80  # of a bad value in a message
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut to ``SHOWN_CHARACTERS`` (a value may be huge)."""
+    text = (
+        repr(value)
+        if not isinstance(value, list | dict) or len(value) < 1000
+        else f"<{type(value).__name__} of {len(value)}>"
+    )
+    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping and a document whose aliases expand
+    to more than ``MAX_NODES`` nodes (or refer to themselves), before anything walks the value."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise ParameterError(
+                    f"parameter {shown(key)} is given twice (line {key_node.start_mark.line + 1}); "
+                    "give each parameter once"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node, {}, set())
+        return node
+
+
+def _expanded_size(node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes ``node`` is once every alias is expanded (shared nodes are counted once per use)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise ParameterError("the parameters file has an alias that refers to itself; valid YAML parameters are finite")
+    open_nodes.add(id(node))
+    children = node.value if isinstance(node.value, list) else []
+    size = 1
+    for child in children:
+        for part in child if isinstance(child, tuple) else (child,):
+            size += _expanded_size(part, sizes, open_nodes)
+            if size > MAX_NODES:
+                raise ParameterError(
+                    f"the parameters file expands to more than {MAX_NODES} values through its aliases (&, *); "
+                    "a parameters file needs far fewer: write the values out"
+                )
+    open_nodes.discard(id(node))
+    sizes[id(node)] = size
+    return size
+
+
+def read_yaml(path: Path) -> Any:
+    """A parameters file's YAML, bounded in size and alias expansion, with no key given twice."""
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ParameterError(
+            f"parameters file '{path}' is {path.stat().st_size} bytes; a parameters file may be at most "
+            f"{MAX_FILE_BYTES}"
+        )
+    try:
+        return yaml.load(path.read_text(), Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader with bounds
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"parameters file '{path}' is not valid YAML: {str(exc)[:300]}") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"parameters file '{path}' is not UTF-8 text") from None
 
 
 def load_params(path: str | Path, **overrides) -> Config:
@@ -495,10 +590,7 @@ def load_params(path: str | Path, **overrides) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ParameterError(f"parameters file '{path}' not found (resolved: {path.resolve()})")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"parameters file '{path}' is not valid YAML: {exc}") from None
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ParameterError(f"parameters file '{path}' must hold a mapping of parameter names to values")
     raw.update(overrides)

@@ -10,8 +10,11 @@ and while a notebook trains, the status line names the run and how far it got, r
 
 Pipelines may run at once: different profiles never touch each other's files, and a second pipeline
 on a profile already being run waits for the first (``outputs/<profile>/.pipeline.lock``) and says so.
-An executed notebook is written to a temporary file and renamed into place once papermill is done, so
-``NN_name.ipynb`` is always a whole execution, the one its ``NN_name.html`` was rendered from.
+An executed notebook is written to a temporary file, rendered, and renamed into place with its HTML once
+papermill is done, so ``NN_name.ipynb`` is always a whole execution, the one its ``NN_name.html`` was
+rendered from (a pipeline killed between the two renames leaves a marker the next one mends first).
+``--only`` that matches no notebook, a notebook missing from the numbering, and a profile folder, ``runs``
+or log that is not what it should be stop it with one line before anything runs.
 """
 
 from __future__ import annotations
@@ -67,8 +70,21 @@ def kit_error_names() -> set[str]:
 
 
 def notebooks(only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
-    """The ordered notebooks, optionally only those whose name starts with one of ``only``."""
+    """The ordered notebooks, optionally only those whose name starts with one of ``only``. KitError when
+    one is missing from the numbering (they build on each other) or an ``only`` matches none."""
     found = sorted(Path(folder).glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise KitError(f"no notebooks (NN_name.ipynb) in {folder}")
+    numbers = {int(nb.name[:2]) for nb in found}
+    if gaps := sorted(set(range(max(numbers) + 1)) - numbers):
+        raise KitError(
+            f"notebook {', '.join(f'{n:02d}' for n in gaps)} is missing from {folder}; the notebooks run in order "
+            "and build on each other: restore it (git checkout notebooks/)"
+        )
+    valid = ", ".join(nb.stem for nb in found)
+    for prefix in only or []:
+        if not any(nb.name.startswith(prefix) for nb in found):
+            raise KitError(f"--only {prefix!r} matches no notebook in {folder}; valid: the start of one of {valid}")
     return [nb for nb in found if not only or any(nb.name.startswith(o) for o in only)]
 
 
@@ -101,6 +117,31 @@ def render_html(executed: Path) -> Path:
     html = executed.with_suffix(".html")
     io.write_text(html, html_of(executed))
     return html
+
+
+def _marker(executed: Path) -> Path:
+    """Present while an executed notebook and its HTML are being replaced (``replace_pair``)."""
+    return executed.with_name(f".{executed.stem}.replacing")
+
+
+def replace_pair(partial: Path, executed: Path) -> None:
+    """Put a new execution (``partial``) and its HTML render in place of ``executed`` and its HTML: the
+    render is made first; the two renames happen under a marker, so a process killed between them leaves
+    the marker, and ``mend`` renders the HTML again from the notebook before anything else."""
+    html = html_of(partial)
+    io.write_text(_marker(executed), "")
+    os.replace(partial, executed)
+    io.write_text(executed.with_suffix(".html"), html)
+    _marker(executed).unlink()
+
+
+def mend(out_dir: Path) -> None:
+    """Re-render the HTML of every notebook whose replacement a killed pipeline left half done."""
+    for marker in Path(out_dir).glob(".*.replacing"):
+        executed = marker.with_name(marker.name[1 : -len(".replacing")] + ".ipynb")
+        if executed.exists():
+            render_html(executed)
+        marker.unlink()
 
 
 def _alive(pid: int) -> bool:
@@ -209,10 +250,11 @@ class RunWatcher(threading.Thread):
 
 
 def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> None:
-    """Execute ``notebook`` with papermill into ``executed``, through a temporary file renamed into place
-    when papermill is done (also when a cell failed: that copy holds the traceback); an interrupted
-    execution leaves the previous ``executed`` as it was."""
+    """Execute ``notebook`` with papermill into ``executed`` and render it, through a temporary file put in
+    place with its HTML (``replace_pair``) when papermill is done (also when a cell failed: that copy holds
+    the traceback); an interrupted execution leaves the previous ``executed`` and HTML as they were."""
     partial = executed.with_name(f".{executed.stem}.{os.getpid()}.partial.ipynb")
+    failure = None
     try:
         papermill.execute_notebook(
             str(notebook),
@@ -223,13 +265,14 @@ def execute(notebook: Path, executed: Path, kernels: type, parameters: dict) -> 
             kernel_manager_class=kernels,
             parameters=parameters,
         )
-    except papermill.PapermillExecutionError:
-        os.replace(partial, executed)  # a whole execution, stopped at its failing cell
-        raise
-    except BaseException:
+    except papermill.PapermillExecutionError as exc:
+        failure = exc  # a whole execution, stopped at its failing cell: kept like a finished one
+    try:
+        replace_pair(partial, executed)
+    finally:
         partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, executed)
+    if failure is not None:
+        raise failure
 
 
 def run_notebook(
@@ -240,15 +283,27 @@ def run_notebook(
     try:
         execute(notebook, executed, kernels, {"parameters_file": str(parameters_file), **(extra or {})})
     except papermill.PapermillExecutionError as exc:
-        render_html(executed)
         if exc.ename in kit_error_names():  # the user's parameters, paths, data or disk: exit status 2
             raise NotebookKitError(f"{notebook.name}: {exc.evalue}") from None
         raise NotebookFailed(
             f"{notebook.name} failed in cell {exc.cell_index} (execution {exc.exec_count}): "
             f"{exc.ename}: {exc.evalue}; its executed copy with the traceback is {executed}"
         ) from None
-    render_html(executed)
     return executed
+
+
+def profile_folder(params: Config) -> Path:
+    """``outputs/<profile>``, created, after checking that it, ``runs`` beside it and its kernels' log are
+    what they should be (folders, a file) and no link: KitError naming the one that is not."""
+    root = Path(params.output_root)
+    io.make_folder(root, root / "runs")
+    out_dir = io.make_folder(root, root / params.profile)
+    for name in ("kernels.log", ".pipeline.lock", "index.html"):
+        path = out_dir / name
+        io.refuse_link(path)
+        if path.exists() and not path.is_file():
+            raise KitError(f"'{path}' is not a file; the pipeline writes {name} there: move it away and run again")
+    return out_dir
 
 
 def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, folder: Path = NOTEBOOKS) -> list[Path]:
@@ -257,12 +312,14 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     os.chdir(PROJECT_ROOT)  # where the notebooks work: relative paths in parameters mean the same everywhere
     params = load_params(parameters_file)
     resolve_device(params.device)  # a missing GPU is a parameter error, found before any notebook runs
-    out_dir = Path(params.output_root) / params.profile
-    out_dir.mkdir(parents=True, exist_ok=True)
+    chosen = notebooks(only, folder)
+    out_dir = profile_folder(params)
     live = sys.stderr.isatty()  # a terminal gets a live bar; a log (Slurm, CI, a file) one line per event
+    page_written = False
     with profile_lock(out_dir), kernel_runtime(out_dir / "kernels.log") as kernels:
+        mend(out_dir)
         done = []
-        bar = tqdm(notebooks(only, folder), desc=f"pipeline {params.profile}", unit="notebook", disable=not live)
+        bar = tqdm(chosen, desc=f"pipeline {params.profile}", unit="notebook", disable=not live)
         for nb in bar:
             bar.set_postfix_str(nb.name)
             if not live:
@@ -275,8 +332,10 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
             finally:
                 watcher.stopped.set()
                 page.write(params, out_dir, parameters_file)  # refreshed after every notebook, failed ones too
+                page_written = True
             tqdm.write(f"{nb.name}: {time.perf_counter() - start:.0f} s -> {done[-1].with_suffix('.html')}")
-    tqdm.write(f"results page: {out_dir / 'index.html'}")
+    if page_written:
+        tqdm.write(f"results page: {out_dir / 'index.html'}")
     return done
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import io
 from .executors import TODO, Status, run_inline, run_local, run_slurm, wait_for, worker_slots
 from .params import Config, load_params
 from .plan import plan
@@ -44,8 +45,18 @@ def sweep_dir(params: Config) -> Path:
 
 
 # --- the command -------------------------------------------------------------------------------
+SLURM_FLAGS = {  # the sweep's Slurm flags, checked by the schema as the parameters they override
+    "partition": "slurm_partition",
+    "time_limit": "slurm_time_limit_min",
+    "gpus_per_task": "slurm_gpus_per_task",
+    "array_parallelism": "slurm_array_parallelism",
+    "sbatch": "slurm_sbatch_options",
+}
+
+
 def sweep(parameters_file: str, args) -> int:
-    params = load_params(parameters_file)
+    flags = {name: getattr(args, flag) for flag, name in SLURM_FLAGS.items() if getattr(args, flag) is not None}
+    params = load_params(parameters_file, **flags)
     if args.executor != "slurm":
         resolve_device("cuda" if args.gpus else params.device)
     runs = plan(params, tuple(args.kinds))
@@ -54,7 +65,9 @@ def sweep(parameters_file: str, args) -> int:
         f"{params.profile}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
         f"{len(todo)} to train ({args.executor})"
     )
-    folder = sweep_dir(params)
+    root = Path(params.output_root)
+    io.make_folder(root, root / "runs")  # a file or a link where a folder belongs: one line, before any run
+    folder = io.make_folder(root, sweep_dir(params))
     status = Status(todo, f"sweep {params.profile}")
     ended = True
     try:

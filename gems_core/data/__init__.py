@@ -33,6 +33,7 @@ def check_against_data(params: Config, distributions: list[Distribution]) -> Non
     from ..params import ParameterError
 
     need = params.shots + params.queries
+    usable = {}
     for dist in distributions:
         for split in SPLITS:
             named = len(dist.splits[split].class_names) + len(dist.missing.get(split, []))
@@ -46,10 +47,11 @@ def check_against_data(params: Config, distributions: list[Distribution]) -> Non
                     f"max_dropped_classes = {params.max_dropped_classes}; check the data under data_root, "
                     "or use fewer shots/queries, or raise max_dropped_classes"
                 )
-            usable = named - dropped
-            if usable < params.ways:
-                raise ParameterError(
-                    f"parameter 'ways' = {params.ways} is larger than the {usable} classes of "
-                    f"{dist.name}/{split} that have shots + queries = {need} images; valid: ways <= {usable}, "
-                    f"or fewer shots/queries, or other split_fractions"
-                )
+            usable[f"{dist.name}/{split}"] = named - dropped
+    smallest = min(usable, key=usable.get)
+    if usable[smallest] < params.ways:
+        raise ParameterError(
+            f"parameter 'ways' = {params.ways} is larger than the {usable[smallest]} classes of {smallest} that "
+            f"have shots + queries = {need} images (the fewest of any split); valid: ways <= {usable[smallest]}, "
+            "or fewer shots/queries, or other split_fractions"
+        )

@@ -65,8 +65,10 @@ MODES = EIGHT_BIT + WITH_ALPHA + WIDE  # every mode the kit decodes; each is tes
 def to_8bit(image: Image.Image) -> Image.Image:
     """A 16-bit, 32-bit or float grayscale image as 8-bit grayscale, scaled by its range: 16-bit values
     (and 32-bit ones within 0..65535, as some 16-bit files open) by 65535, floats within 0..1 by 1,
-    anything else by the image's own minimum and maximum. Never clipped."""
+    anything else by the image's own minimum and maximum. Never clipped; NaN or infinite pixels are an error."""
     values = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise DataFileError(f"{int((~np.isfinite(values)).sum())} of its pixels are NaN or infinite")
     lo, hi = float(values.min()), float(values.max())
     if image.mode.startswith("I;16") or (image.mode == "I" and lo >= 0 and hi <= 65535):
         lo, hi = 0.0, 65535.0
