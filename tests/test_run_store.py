@@ -20,7 +20,7 @@ import yaml
 from conftest import PROJECT_ROOT
 from PIL import Image
 
-from gems_core import cli, claims, io, page, pipeline, report, results, runs
+from gems_core import claims, cli, io, page, pipeline, report, results, runs
 from gems_core.data import load_distributions
 from gems_core.data.images import from_items
 from gems_core.errors import DataFileError

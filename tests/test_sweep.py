@@ -82,9 +82,11 @@ def test_states_read_from_the_run_folders(tiny_params, tmp_path):
     failed = runs["mmsup seed 21"].folder
     failed.mkdir(parents=True)
     (failed / FAILURE).write_text('{"log": "x.log"}')
-    diverged = runs["multi_maml seed 21"].folder
-    diverged.mkdir(parents=True)
-    (diverged / "results.json").write_text(json.dumps({"status": "diverged", "iterations": 4}))
+    diverged = runs["multi_maml seed 21"].files
+    diverged.make()
+    diverged.write_results(
+        {"status": "diverged", "method": "multi_maml", "seed": 21, "iterations": 4, "train_seconds": 1.0}
+    )
     table = {s["run"]: (s["state"], s["iteration"]) for s in states(list(runs.values()))}
     assert table == {
         "maml seed 21": ("complete", 6),
