@@ -24,7 +24,7 @@ from .params import Config
 from .plan import LOG_SECONDS, PlannedRun
 from .runs import FAILURE, run_lock
 
-TODO = ("missing", "partial", "failed")  # run states a sweep trains
+TODO = ("missing", "partial", "failed", "damaged")  # run states a sweep trains (damaged: re-evaluated or retrained)
 POLL_SECONDS = 1.0
 
 

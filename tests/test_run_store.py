@@ -88,6 +88,19 @@ def test_a_run_folder_that_is_a_link_is_refused_and_nothing_is_written_through_i
     assert state == "damaged"  # read through the link: named, never tabled
 
 
+def test_the_training_command_refuses_a_linked_run_folder_in_one_line(tiny_params, tmp_path, capsys):
+    params = tiny_params()
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params.as_dict()))
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    run_folder(params, "maml", 21).parent.mkdir(parents=True)
+    run_folder(params, "maml", 21).symlink_to(victim, target_is_directory=True)
+    assert cli.train([str(path), "--method", "maml", "--seed", "21", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a symbolic link" in err and list(victim.iterdir()) == []
+
+
 def test_the_runs_root_or_a_lock_that_is_a_link_is_refused(tiny_params, tmp_path):
     params = tiny_params()
     elsewhere = tmp_path / "elsewhere"
