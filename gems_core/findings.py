@@ -6,9 +6,8 @@ plainly, with the numbers it rests on, so a reader does not have to judge colour
 
 from __future__ import annotations
 
+from . import mechanism
 from .models import LAYER_LABELS
-
-SAME_CHOICE = 0.1  # layers whose adaptation frequencies differ by less than this count as the same choice
 
 
 def diverged(run: dict) -> str | None:
@@ -20,43 +19,29 @@ def diverged(run: dict) -> str | None:
     return f"{run['method']} seed {run['seed']} diverged: {reason}; it has no test results."
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
 def _layers(frequencies: list[float], adapted: bool) -> str:
     names = [layer for layer, f in zip(LAYER_LABELS, frequencies) if (f >= 0.5) == adapted]
     return ", ".join(names) if names else "none"
 
 
-def bmp_layer_choices(records: dict) -> str:
-    """Whether BMP adapted different layers for the test tasks of different distributions."""
+def bmp_layer_choices(records: dict, scores: dict) -> str:
+    """Whether BMP adapted different layers for the test tasks of different distributions: the mechanism
+    score's reading (``mechanism.reading``, the one decision), then what each distribution adapted."""
     frequencies = {d: r["layer_adapt_frequency"] for d, r in records.items()}
-    datasets = list(frequencies)
-    gaps = [
-        max(frequencies[d][i] for d in datasets) - min(frequencies[d][i] for d in datasets)
-        for i in range(len(LAYER_LABELS))
-    ]
     per_dataset = "; ".join(
         f"{d} adapted {_layers(f, True)} (kept {_layers(f, False)} shared)" for d, f in frequencies.items()
     )
-    varies = [LAYER_LABELS[i] for i, g in enumerate(gaps) if g >= SAME_CHOICE]
-    fixed = all(f in (0.0, 1.0) for fs in frequencies.values() for f in fs)
-    if not varies:
-        verdict = (
-            "The distributions got the same layers: no layer's adaptation frequency differs between them by "
-            f"{SAME_CHOICE:.0%} or more"
-        )
-        verdict += (
-            ", and every task made the same choice in every step, so BMP acted as one fixed, learned "
-            "layer-freezing pattern."
-            if fixed
-            else "."
-        )
-    else:
-        detail = ", ".join(f"{LAYER_LABELS[i]} by {g:.0%}" for i, g in enumerate(gaps) if g >= SAME_CHOICE)
-        verdict = f"The distributions got different layers: adaptation frequencies differ in {detail}."
+    verdict = _sentence(mechanism.reading(scores))
     return f"{verdict} Per test dataset, in most inner steps: {per_dataset}."
 
 
-def mmsup_overlap(records: dict) -> str:
-    """What MMSUP's subnetwork overlap says about distribution-specific subnetworks."""
+def mmsup_overlap(records: dict, scores: dict) -> str:
+    """MMSUP's subnetwork overlaps within and across datasets, then the mechanism score's reading
+    (``mechanism.reading``: the one decision, from the same numbers wherever it is said)."""
     overlap, changed = records["overlap"], records["changed_during_adaptation"]
     within, across = [], []
     for layer in overlap.values():
@@ -73,15 +58,4 @@ def mmsup_overlap(records: dict) -> str:
     else:
         text += " (one test dataset: no cross-dataset overlap). "
     text += f"Adaptation changed the mask of {min(moved):.2%}-{max(moved):.2%} of a layer's weights. "
-    if across and gap < 0.02:
-        text += (
-            "The subnetworks are essentially one shared subnetwork: the masks come from the magnitudes of the "
-            "adapted weights, and a few small inner steps move few weights across the threshold, so this "
-            "run does not show distribution-specific subnetworks."
-        )
-    elif across:
-        text += (
-            "Tasks of one dataset share more of their subnetwork than tasks of different datasets: the masks "
-            "carry some distribution-specific structure."
-        )
-    return text
+    return text + _sentence(mechanism.reading(scores))

@@ -105,17 +105,21 @@ def _comparisons(params: Config, folder: Path) -> str:
     if table.empty:
         return "<p>No two complete runs to compare yet.</p>"
     note = (
-        "<p>Mean accuracy difference over the same fixed test tasks, with its 95 % interval: over seeds where "
-        "both have several, else over the tasks of one seed (then it speaks for that trained model only). A "
-        "verdict needs the whole interval on one side of zero. A frozen-mask control is the same trained "
-        "weights tested with one mask for every task.</p>"
+        "<p>Mean accuracy difference over the same fixed test tasks, with its 95 % interval, over the unit and n "
+        "of each row: seeds where both have several, else the tasks of one seed (then it speaks for that trained "
+        "model only). The p-values of this table are one family, adjusted by Holm's method (<code>p_holm</code>): "
+        "<b>better</b> or <b>worse</b> needs an adjusted p under 0.05; <b>equivalent</b> needs the whole "
+        f"interval within +-{params.equivalence_margin:g} accuracy (parameter <code>equivalence_margin</code>); "
+        "anything else is <b>inconclusive</b>. A frozen-mask control is the same trained weights tested with one "
+        "mask for every task.</p>"
     )
     mechanism = (
-        "<p>Mechanism scores: BMP's mask information is the mutual information in bits between a test "
-        "task's distribution and its layer masks (0: one mask for all; log2 of the distributions: the mask "
-        "names the distribution; chance: the same with the labels shuffled). MMSUP's is the overlap of a "
-        "task's subnetwork with its own distribution's tasks minus that with the other's (0: one shared "
-        "subnetwork), with its 95 % interval over tasks.</p>" + _table(scores)
+        "<p>Mechanism scores (docs/methods.md): does the mask vary (<code>variation</code>: BMP's largest "
+        "mask-bit entropy in bits, MMSUP's mean Jaccard distance between tasks' kept sets), and does it vary with "
+        "the distribution (a permutation test, <code>p</code>)? BMP: the most informative layer and inner step, "
+        "in bits, and a decoder's accuracy predicting the distribution from the mask; MMSUP: the within - across "
+        "overlap with its 95 % jackknife interval. The reading is constant, varies (not with the distribution), "
+        "or depends on the distribution.</p>" + _table(scores)
         if not scores.empty
         else ""
     )

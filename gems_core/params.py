@@ -273,6 +273,13 @@ SCHEMA: dict[str, Param] = {
         _between(0.0, 1e12),
         affects_run=False,
     ),
+    "equivalence_margin": Param(
+        float,
+        0.01,
+        "paired comparisons: a difference whose 95 % interval lies within +-this accuracy is called equivalent",
+        _between(0.0, 1.0),
+        affects_run=False,
+    ),
     # BMP
     "bmp_inp_embedding_init": Param(
         float, 1.0, "initial value of every entry of BMP's learned inp_embedding", affects_run="bmp"

@@ -101,8 +101,8 @@ def mechanism_readings(params: Config, method: str, label: str) -> list[str]:
     """Say, per seed, what the mechanism score of ``method`` (BMP or MMSUP) reads; return the readings."""
     readings = [row for row in claims.mechanism_scores(params).itertuples() if row.method == method]
     for row in readings:
-        say(row.reading, title=f"{label} seed {row.seed}.")
-    return [row.reading for row in readings]
+        say(row.says, title=f"{label} seed {row.seed}.")
+    return [row.says for row in readings]
 
 
 # --- 02 BMP ------------------------------------------------------------------------------------
@@ -115,7 +115,10 @@ def bmp_layer_choices(run_params: Config, runs: list[dict], form: str, names: li
             continue
         plots.layer_adaptation_heatmap(run["records"], f"BMP ({form}) seed {run['seed']}: meta-test")
         plots.adaptation_over_training(results.metrics(run_params, "bmp", run["seed"]), names, f"BMP ({form})")
-        say(findings.bmp_layer_choices(run["records"]), title=f"BMP ({form}), seed {run['seed']}.")
+        say(
+            findings.bmp_layer_choices(run["records"], run.get("mechanism", {})),
+            title=f"BMP ({form}), seed {run['seed']}.",
+        )
 
 
 def bmp_embedding_forms(params: Config, runs: list[dict], distributions: list[Distribution], out: Path) -> pd.DataFrame:
@@ -156,7 +159,7 @@ def mmsup_overlaps(runs: list[dict]) -> None:
             say(findings.diverged(run))
             continue
         plots.overlap_heatmaps(run["records"]["overlap"])
-        say(findings.mmsup_overlap(run["records"]), title=f"MMSUP seed {run['seed']}.")
+        say(findings.mmsup_overlap(run["records"], run.get("mechanism", {})), title=f"MMSUP seed {run['seed']}.")
 
 
 # --- 04 ablations ------------------------------------------------------------------------------

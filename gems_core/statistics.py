@@ -1,4 +1,14 @@
-"""The two statistics the kit's claims rest on: a t-interval of a mean, and mutual information in bits."""
+"""The statistics the kit's claims rest on, each proven by simulation in ``tests/test_statistics.py``
+(coverage of every interval at nominal 95 %, false detections at most 6 % when nothing differs).
+
+- ``t_interval``: mean and 95 % t-interval of independent values (scipy's one-sample t-test).
+- ``two_way_interval``: the mean of a seeds x tasks table of paired differences when every seed met the
+  same fixed tasks: its variance has a seed part and a task part (two-way cluster-robust, Cameron,
+  Gelbach and Miller 2011), with Satterthwaite's degrees of freedom; an interval over seed means alone
+  leaves the task sampling out.
+- ``holm``: Holm's step-down adjustment of a family's p-values (statsmodels' ``multipletests``).
+- ``binary_entropy`` / ``mutual_information``: bits, from counts.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +18,9 @@ from collections.abc import Hashable, Sequence
 
 import numpy as np
 
+LEVEL = 0.95  # every interval the kit prints
+ALPHA = 1 - LEVEL
+
 
 def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     """Mean and the 95 % t-interval of the mean of ``values`` (a zero-width interval when they are all equal;
@@ -16,10 +29,89 @@ def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
     mean = float(values.mean())
     if len(values) < 2:
         return mean, math.nan, math.nan
+    if np.all(values == values[0]):
+        return mean, mean, mean
     from scipy import stats  # slow to import: kept out of the start of every process that trains
 
-    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
-    return mean, mean - half, mean + half
+    low, high = stats.ttest_1samp(values, 0.0).confidence_interval(LEVEL)
+    return mean, float(low), float(high)
+
+
+def t_pvalue(mean: float, se: float, df: float) -> float:
+    """Two-sided p-value of a mean against 0 with standard error ``se`` on ``df`` degrees of freedom."""
+    if se == 0:
+        return 1.0 if mean == 0 else 0.0
+    from scipy import stats
+
+    return float(2 * stats.t.sf(abs(mean) / se, df))
+
+
+def mean_test(values: Sequence[float]) -> dict:
+    """A mean of independent values against 0: ``difference``, 95 % ``low``/``high``, ``p``, ``se``, ``df``."""
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    mean, low, high = t_interval(values)
+    se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
+    p = t_pvalue(mean, se, n - 1) if n >= 2 else math.nan
+    return {"difference": mean, "low": low, "high": high, "p": p, "se": se, "df": float(n - 1)}
+
+
+def two_way_interval(table: np.ndarray) -> dict:
+    """The mean of a [seeds, tasks] table of paired differences with a 95 % interval over both seeds and
+    tasks (as ``mean_test`` returns it).
+
+    The variance of the grand mean is that of the seed means over seeds plus that of the task means over
+    tasks, less the cells' own (counted in both): V = s2(seed means)/S + s2(task means)/T - s2(cells)/(ST),
+    floored at the larger of the first two; degrees of freedom by Satterthwaite from the two parts."""
+    table = np.asarray(table, dtype=np.float64)
+    seeds, tasks = table.shape
+    mean = float(table.mean())
+    v_seed = table.mean(1).var(ddof=1) / seeds
+    v_task = table.mean(0).var(ddof=1) / tasks
+    v_cell = table.var(ddof=1) / (seeds * tasks)
+    variance = max(v_seed + v_task - v_cell, v_seed, v_task)
+    if variance == 0:
+        return {
+            "difference": mean,
+            "low": mean,
+            "high": mean,
+            "p": 1.0 if mean == 0 else 0.0,
+            "se": 0.0,
+            "df": math.inf,
+        }
+    df = (v_seed + v_task) ** 2 / (v_seed**2 / (seeds - 1) + v_task**2 / (tasks - 1))
+    from scipy import stats
+
+    se = math.sqrt(variance)
+    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
+    return {
+        "difference": mean,
+        "low": mean - half,
+        "high": mean + half,
+        "p": t_pvalue(mean, se, df),
+        "se": se,
+        "df": df,
+    }
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values of a family (NaN entries stay NaN and are not counted)."""
+    values = np.asarray(pvalues, dtype=np.float64)
+    adjusted = np.full(len(values), math.nan)
+    finite = ~np.isnan(values)
+    if finite.any():
+        from statsmodels.stats.multitest import multipletests
+
+        adjusted[finite] = multipletests(values[finite], alpha=ALPHA, method="holm")[1]
+    return adjusted.tolist()
+
+
+def binary_entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in bits of Bernoulli(p), elementwise (0 at p = 0 or 1)."""
+    p = np.clip(np.asarray(p, dtype=np.float64), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    return np.nan_to_num(h, nan=0.0)
 
 
 def mutual_information(labels: Sequence[Hashable], patterns: Sequence[Hashable]) -> float:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from test_gems_learners import HIDDEN, SIZE, TASKS, WAYS, _batch, _meta_grads
 
+from gems_core import mechanism
 from gems_core.learners import MAML, METHODS, FixedLayers
 from gems_core.models import CONV_LABELS, LAYER_LABELS, init_conv4
 from gems_core.params import TABLE2_METHODS, ParameterError
@@ -110,7 +111,7 @@ def test_mmsup_frozen_mask_keeps_the_initial_weights_mask_for_every_task():
 
 
 def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
-    from gems_core import results, runs
+    from gems_core import mechanism, results, runs
     from gems_core.training import run_method
 
     params = tiny_params(iterations=3, methods=["bmp"])
@@ -121,8 +122,9 @@ def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
     assert len(frozen["frozen"]["layer_masks"]) == steps and 0 < frozen["frozen"]["share_of_validation_tasks"] <= 1
     for dataset, summary in frozen["records"].items():  # every test task used the one pattern
         assert summary["layer_adapt_frequency_by_step"] == frozen["frozen"]["layer_masks"], dataset
-    assert frozen["mechanism"]["mask_information"]["bits"] == 0.0  # one mask tells nothing
-    assert 0 <= outcome["mechanism"]["mask_information"]["bits"] <= 1.0
+    assert frozen["mechanism"]["mask"]["reading"] == mechanism.CONSTANT  # one mask for every task
+    assert outcome["mechanism"]["mask"]["reading"] in mechanism.READINGS
+    assert 0 <= max(map(max, outcome["mechanism"]["mask"]["information_bits"])) <= 1.0
     per_task = runs.row_task_accuracies(params, "bmp_frozen_mask", 21)
     assert len(per_task) == 2 * params.test_tasks
     assert per_task.groupby("test_dataset").accuracy.mean().to_dict() == pytest.approx(
@@ -139,7 +141,8 @@ def test_an_mmsup_run_is_also_tested_with_its_mask_frozen_and_scored(tiny_params
     outcome = run_method(params, "mmsup", 21, progress=False)
     frozen = outcome["frozen_mask"]
     assert frozen["method"] == "mmsup_frozen_mask"
-    assert frozen["mechanism"]["specificity"]["difference"] == 0.0  # one subnetwork for every task
-    specificity = outcome["mechanism"]["specificity"]
+    assert frozen["mechanism"]["subnetwork"]["difference"] == 0.0  # one subnetwork for every task
+    assert frozen["mechanism"]["subnetwork"]["reading"] == mechanism.CONSTANT
+    specificity = outcome["mechanism"]["subnetwork"]
     assert specificity["low"] <= specificity["difference"] <= specificity["high"]
     assert set(specificity["by_layer"]) == set(CONV_LABELS)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gems_core import findings
+from gems_core import findings, mechanism
 from gems_core.evaluation import eval_batch_size, mean_ci95
 
 
@@ -31,25 +31,29 @@ def _bmp_records(a, b):
     return {"glyphs": {"layer_adapt_frequency": a}, "shapes": {"layer_adapt_frequency": b}}
 
 
-def test_bmp_finding_says_whether_distributions_got_different_layers():
-    same = findings.bmp_layer_choices(_bmp_records([1, 1, 1, 1, 0], [1, 1, 1, 1, 0]))
-    assert same.startswith("The distributions got the same layers") and "one fixed, learned layer-freezing" in same
+def test_bmp_finding_says_the_mechanism_reading_then_what_each_distribution_adapted():
+    masks = {d: torch.tensor([[[1.0, 1, 1, 1, 0]] * 2] * 20) for d in ("glyphs", "shapes")}
+    scores = {"mask": mechanism.layer_mask_scores(masks)}
+    same = findings.bmp_layer_choices(_bmp_records([1, 1, 1, 1, 0], [1, 1, 1, 1, 0]), scores)
+    assert same.startswith("Every task gets the same layer mask: a fixed freeze")
     assert "glyphs adapted conv1, conv2, conv3, conv4 (kept head shared)" in same
-    different = findings.bmp_layer_choices(_bmp_records([1, 0.2, 1, 1, 0], [1, 0.9, 1, 1, 0.05]))
-    assert different.startswith("The distributions got different layers") and "conv2 by 70%" in different
-    assert "head" not in different.split(":")[1].split(".")[0]  # a 5 % gap is not a different choice
+    masks["shapes"][:, :, 1] = 0  # shapes never adapts conv2
+    different = findings.bmp_layer_choices(
+        _bmp_records([1, 1, 1, 1, 0], [1, 0, 1, 1, 0]), {"mask": mechanism.layer_mask_scores(masks)}
+    )
+    assert different.startswith("The layer mask depends on the distribution, in step 1 conv2, step 2 conv2:")
 
 
-def test_mmsup_finding_reads_overlap_within_and_across():
+def test_mmsup_finding_reads_overlap_within_and_across_then_the_mechanism_reading():
     records = {
         "overlap": {"conv1": {"a|a": 0.99, "a|b": 0.985, "b|b": 0.992}},
         "changed_during_adaptation": {"conv1": {"a": 0.001, "b": 0.002}},
     }
-    text = findings.mmsup_overlap(records)
+    base = torch.rand(1, 300, generator=torch.Generator().manual_seed(0)) < 0.5
+    shared = {"conv1": {d: base.expand(10, -1).float() for d in ("a", "b")}}
+    text = findings.mmsup_overlap(records, {"subnetwork": mechanism.subnetwork_scores(shared)})
     assert "0.990-0.992" in text and "0.985-0.985" in text and "0.10%-0.20%" in text
-    assert "essentially one shared subnetwork" in text
-    records["overlap"]["conv1"]["a|b"] = 0.6
-    assert "distribution-specific structure" in findings.mmsup_overlap(records)
+    assert text.endswith("Every task keeps the same subnetwork: one shared subnetwork (20 test tasks).")
 
 
 def test_ablation_summary_on_a_hand_made_grid():
