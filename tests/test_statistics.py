@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from gems_core import claims, mechanism
-from gems_core.statistics import holm, mean_test
+from gems_core.statistics import holm
 
 SIMULATIONS = 500
 
