@@ -28,8 +28,7 @@ COLUMNS = [
 def intact_results(params: Config, method: str, seed: int) -> dict | None:
     """A run's results.json if it and every file it rests on are intact and the run's own; None while it
     has none, or when it is damaged (``plan.damaged`` names those)."""
-    files = RunFiles(params, method, seed)
-    return files.results() if files.damage() is None else None
+    return RunFiles(params, method, seed).intact_results()
 
 
 def damaged(params: Config) -> list[str]:

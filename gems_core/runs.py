@@ -295,17 +295,29 @@ class RunFiles:
             return 0
         return int(table["iteration"].iloc[-1]) if len(table) else 0
 
-    def damage(self) -> RunDamaged | None:
-        """Why the run's files cannot be trusted, or None: each file present is read and checked as above
-        (a complete run must have its per-task accuracies and curve)."""
+    def checked_results(self) -> dict | None:
+        """results.json once every file the run has is read and checked as above (a complete run must also
+        have its per-task accuracies and curve), or None while it has none; RunDamaged for the first bad one."""
+        self.recorded_params()
+        results = self.results()
+        if results is not None and results["status"] == "complete":
+            for control in (None, self.control) if self.control else (None,):
+                if self.task_accuracies(control) is None:
+                    raise RunDamaged(task_accuracies_path(self.path, control), "is missing")
+            self.metrics()
+        return results
+
+    def intact_results(self) -> dict | None:
+        """The run's results if they and every file they rest on are intact and its own, else None."""
         try:
-            self.recorded_params()
-            results = self.results()
-            if results is not None and results["status"] == "complete":
-                for control in (None, self.control) if self.control else (None,):
-                    if self.task_accuracies(control) is None:
-                        raise RunDamaged(task_accuracies_path(self.path, control), "is missing")
-                self.metrics()
+            return self.checked_results()
+        except RunDamaged:
+            return None
+
+    def damage(self) -> RunDamaged | None:
+        """Why the run's files cannot be trusted (``checked_results``), or None."""
+        try:
+            self.checked_results()
         except RunDamaged as exc:
             return exc
         return None

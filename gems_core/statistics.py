@@ -2,10 +2,6 @@
 (coverage of every interval at nominal 95 %, false detections at most 6 % when nothing differs).
 
 - ``t_interval``: mean and 95 % t-interval of independent values (scipy's one-sample t-test).
-- ``two_way_interval``: the mean of a seeds x tasks table of paired differences when every seed met the
-  same fixed tasks: its variance has a seed part and a task part (two-way cluster-robust, Cameron,
-  Gelbach and Miller 2011), with Satterthwaite's degrees of freedom; an interval over seed means alone
-  leaves the task sampling out.
 - ``holm``: Holm's step-down adjustment of a family's p-values (statsmodels' ``multipletests``).
 - ``binary_entropy`` / ``mutual_information``: bits, from counts.
 """
@@ -54,44 +50,6 @@ def mean_test(values: Sequence[float]) -> dict:
     se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
     p = t_pvalue(mean, se, n - 1) if n >= 2 else math.nan
     return {"difference": mean, "low": low, "high": high, "p": p, "se": se, "df": float(n - 1)}
-
-
-def two_way_interval(table: np.ndarray) -> dict:
-    """The mean of a [seeds, tasks] table of paired differences with a 95 % interval over both seeds and
-    tasks (as ``mean_test`` returns it).
-
-    The variance of the grand mean is that of the seed means over seeds plus that of the task means over
-    tasks, less the cells' own (counted in both): V = s2(seed means)/S + s2(task means)/T - s2(cells)/(ST),
-    floored at the larger of the first two; degrees of freedom by Satterthwaite from the two parts."""
-    table = np.asarray(table, dtype=np.float64)
-    seeds, tasks = table.shape
-    mean = float(table.mean())
-    v_seed = table.mean(1).var(ddof=1) / seeds
-    v_task = table.mean(0).var(ddof=1) / tasks
-    v_cell = table.var(ddof=1) / (seeds * tasks)
-    variance = max(v_seed + v_task - v_cell, v_seed, v_task)
-    if variance == 0:
-        return {
-            "difference": mean,
-            "low": mean,
-            "high": mean,
-            "p": 1.0 if mean == 0 else 0.0,
-            "se": 0.0,
-            "df": math.inf,
-        }
-    df = (v_seed + v_task) ** 2 / (v_seed**2 / (seeds - 1) + v_task**2 / (tasks - 1))
-    from scipy import stats
-
-    se = math.sqrt(variance)
-    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
-    return {
-        "difference": mean,
-        "low": mean - half,
-        "high": mean + half,
-        "p": t_pvalue(mean, se, df),
-        "se": se,
-        "df": df,
-    }
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -381,13 +381,13 @@ def run_method(
     The run is trained under its lock: if another process holds it, wait for it (and read its result),
     or with ``wait=False`` return None at once."""
     files = RunFiles(params, method, seed)
-    if (done := _intact_results(files)) is not None:
+    if (done := files.intact_results()) is not None:
         return done
     waiting = f"{method} seed {seed}: waiting for the other process training this run ({files.path})"
     with holding(files.path, params.output_root, wait, waiting) as held:
         if not held:
             return None
-        if (done := _intact_results(files)) is not None:  # trained by whoever held the lock
+        if (done := files.intact_results()) is not None:  # trained by whoever held the lock
             return done
         if (damage := files.damage()) is not None:
             aside = files.set_aside(list(dict.fromkeys([*files.outputs(), damage.path.name])))
@@ -398,11 +398,6 @@ def run_method(
         distributions = distributions if distributions is not None else load_distributions(params)
         check_against_data(params, distributions)
         return open_run(params, method, seed, distributions).run(progress)
-
-
-def _intact_results(files: RunFiles) -> dict | None:
-    """A run's results if they and every file they rest on are intact and its own, else None."""
-    return files.results() if files.damage() is None else None
 
 
 if __name__ == "__main__":
