@@ -4,6 +4,7 @@ settings against learn2learn's MAML, in one process, written to ``benchmarks/res
     make gpu-check                                   # on a machine with one NVIDIA GPU, offline
     python benchmarks/gpu_check.py --skip-tests      # timings only
     python benchmarks/gpu_check.py --device cpu --settings small --skip-tests   # a dry run of the script
+                                       # (every section it times; tests/test_gpu_check.py runs it in the suite)
 
 1. (last, after the timings) ``pytest -m gpu``: meta-gradients against learn2learn on CUDA in float64 (first and
    second order;
@@ -45,6 +46,7 @@ from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
 
 from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
+from gems_core.graphs import GraphedStep  # noqa: E402
 from gems_core.models import embedding_size  # noqa: E402
 from gems_core.params import METHODS, TABLE2_METHODS, validate  # noqa: E402
 from gems_core.training import Run  # noqa: E402
@@ -120,7 +122,8 @@ def time_steps(step, device: torch.device, iterations: int, repeats: int, warmup
 
 
 def time_run(params: dict, method: str, dists, device, folder: Path, iterations: int, repeats: int) -> dict:
-    """Median ms per meta-iteration of ``Run.step`` after warm-up (and capture), and peak GPU memory."""
+    """Median ms per meta-iteration of ``Run.step`` after warm-up (and capture), how each member stepped
+    (a captured CUDA graph, why capture failed, or eager), peak GPU memory, and the meta-test's time."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -129,9 +132,10 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
     out = time_steps(run.step, device, iterations, repeats)
     if device.type == "cuda":
         out["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
-        out["graph"] = [
-            None if not hasattr(s, "graph") else ("captured" if s.graph is not None else s.failed) for s in run._steps
-        ]
+    out["graph"] = [
+        ("captured" if step.graph is not None else step.failed) if isinstance(step, GraphedStep) else "eager"
+        for step in run.steps.steps
+    ]
     start = time.perf_counter()
     outcome = run.evaluate("test", 0)
     sync(device)
@@ -140,18 +144,20 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
 
 
 def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
-    """The 25 costliest kernels of eager MAML meta-iterations (where the time goes), as a text table."""
+    """The 25 costliest kernels (on the CPU: operators) of eager MAML meta-iterations (where the time goes),
+    as a text table."""
     from torch.profiler import ProfilerActivity, profile
 
     run = Run(params.replace(cuda_graph=False), "maml", 21, dists, folder, device)
     for _ in range(3):
         run.step()
     sync(device)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    activity, key = (ProfilerActivity.CUDA, "cuda") if device.type == "cuda" else (ProfilerActivity.CPU, "cpu")
+    with profile(activities=[activity]) as prof:
         for _ in range(3):
             run.step()
         sync(device)
-    path.write_text(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25) + "\n")
+    path.write_text(prof.key_averages().table(sort_by=f"{key}_time_total", row_limit=25) + "\n")
 
 
 def time_l2l(params: dict, device, iterations: int, repeats: int) -> float:
@@ -272,6 +278,7 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=20, help="meta-iterations per timed repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--eval-tasks", type=int, default=600, help="meta-test tasks timed (scaled to 600)")
     parser.add_argument("--test-timeout", type=int, default=420)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument(
@@ -304,7 +311,7 @@ def main() -> int:
             "device": args.device,
             "validation_every": 500,
             "validation_tasks": 100,
-            "test_tasks": 600,
+            "test_tasks": args.eval_tasks,
         }
     )
     dists = [random_distribution("a", settings, seed=0), random_distribution("b", settings, seed=1)]
@@ -320,8 +327,7 @@ def main() -> int:
                 + f", meta-test of 600 tasks {timings[name]['eval_seconds_600_tasks']:.1f} s",
                 flush=True,
             )
-        if device.type == "cuda":
-            profile_step(params, dists, device, Path(tmp) / "profile", args.results_dir / f"{slug(gpu)}-profile.txt")
+        profile_step(params, dists, device, Path(tmp) / "profile", args.results_dir / f"{slug(gpu)}-profile.txt")
     l2l_ms = time_l2l(params, device, args.iterations, args.repeats)
     print(f"{'learn2learn_maml':>22}: {l2l_ms:8.2f} ms/iteration", flush=True)
     ms = {m: timings[m]["ms"] for m in timings}
