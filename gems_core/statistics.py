@@ -3,14 +3,13 @@
 
 - ``t_interval``: mean and 95 % t-interval of independent values (scipy's one-sample t-test).
 - ``holm``: Holm's step-down adjustment of a family's p-values (statsmodels' ``multipletests``).
-- ``binary_entropy`` / ``mutual_information``: bits, from counts.
+- ``binary_entropy``: bits of a Bernoulli share.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -70,12 +69,3 @@ def binary_entropy(p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
     return np.nan_to_num(h, nan=0.0)
-
-
-def mutual_information(labels: Sequence[Hashable], patterns: Sequence[Hashable]) -> float:
-    """I(label; pattern) in bits, from the empirical joint distribution of the pairs."""
-    if len(labels) != len(patterns) or not labels:
-        raise ValueError("labels and patterns must be non-empty and of the same length")
-    n = len(labels)
-    joint, by_label, by_pattern = Counter(zip(labels, patterns)), Counter(labels), Counter(patterns)
-    return sum(c / n * math.log2(c * n / (by_label[a] * by_pattern[b])) for (a, b), c in joint.items())

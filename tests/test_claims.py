@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from gems_core import claims
-from gems_core.statistics import mutual_information
 
 
 def test_a_method_against_itself_differs_by_exactly_zero():
@@ -53,17 +52,6 @@ def test_unpaired_inputs_are_refused():
         claims.paired({21: [1.0]}, {42: [1.0]})
     with pytest.raises(ValueError, match="test tasks"):
         claims.paired({21: [1.0, 0.0]}, {21: [1.0]})
-
-
-def test_mutual_information_is_zero_for_a_constant_mask_and_one_bit_for_a_label():
-    labels = ["glyphs"] * 30 + ["shapes"] * 30
-    assert mutual_information(labels, [(1, 0, 1, 1, 1)] * 60) == 0.0
-    as_label = [(1, 0, 1, 1, 1) if d == "glyphs" else (1, 1, 1, 1, 1) for d in labels]
-    assert mutual_information(labels, as_label) == pytest.approx(1.0)
-    four = [a for a in "abcd" for _ in range(5)]
-    assert mutual_information(four, four) == pytest.approx(2.0)  # log2 of four distributions
-    independent = [(i % 2,) for i in range(60)]  # alternates within each distribution
-    assert mutual_information(labels, independent) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params):
