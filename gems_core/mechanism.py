@@ -20,9 +20,9 @@ conv layers. The per-task values share tasks, so they are not independent (and w
 effect the statistic is degenerate: a jackknife over tasks then covers 99 %, a t-interval on per-task
 values 65 %). The interval is therefore a t-interval over disjoint blocks of ``BLOCK_TASKS`` tasks per
 distribution, each block's gap from the pairs inside it (independent estimates: 93-96 % coverage in
-simulation with and without an effect); the decision is a label-permutation test of the gap over all pairs; beside it, the
-mask's own variation, the mean pairwise Jaccard distance between tasks' kept sets. A detected difference
-below ``SMALL_OVERLAP_GAP`` is said to be practically negligible.
+simulation with and without an effect); the decision is a label-permutation test of the gap over all
+pairs; beside it, the mask's own variation, the mean pairwise Jaccard distance between tasks' kept
+sets. A detected difference below ``SMALL_OVERLAP_GAP`` is said to be practically negligible.
 
 Both are proven by simulation in ``tests/test_statistics.py``.
 """
@@ -268,7 +268,8 @@ def reading(scores: dict) -> str:
         if sub is None:
             return "one test dataset: no across-distribution overlap to compare"
         numbers = (
-            f"within - across overlap {sub['difference']:+.4f} (95 % interval over blocks of tasks {sub['low']:+.4f} to "
+            f"within - across overlap {sub['difference']:+.4f} (95 % interval over blocks of tasks "
+            f"{sub['low']:+.4f} to "
             f"{sub['high']:+.4f}, permutation p = {sub['p']:.3f}, {sub['tasks']} test tasks); tasks' kept sets "
             f"differ by a mean Jaccard distance of {sub['variation']:.3f}"
         )

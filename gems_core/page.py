@@ -118,8 +118,8 @@ def _comparisons(params: Config, folder: Path) -> str:
         "mask-bit entropy in bits, MMSUP's mean Jaccard distance between tasks' kept sets), and does it vary with "
         "the distribution (a permutation test, <code>p</code>)? BMP: the most informative layer and inner step, "
         "in bits, and a decoder's accuracy predicting the distribution from the mask; MMSUP: the within - across "
-        "overlap with its 95 % interval over blocks of tasks. The reading is constant, varies (not with the distribution), "
-        "or depends on the distribution.</p>" + _table(scores)
+        "overlap with its 95 % interval over blocks of tasks. The reading is constant, varies (not with the "
+        "distribution), or depends on the distribution.</p>" + _table(scores)
         if not scores.empty
         else ""
     )
