@@ -1,35 +1,37 @@
 """Whether a method beats another: paired comparisons on the same test tasks, the numbers a claim about
 GEMS's mechanisms rests on (``mechanism`` says whether a mask varies, and with the distribution).
 
-``paired`` compares two methods on the same fixed test tasks: every method and seed meets the same
-tasks (``runs.TASK_ACCURACIES``), so differences are taken task by task, which removes the tasks'
-difficulty from the comparison. The interval is a 95 % t-interval over seeds when both methods have
-two or more seeds in common (the seed is the unit a claim is about: another seed is another trained
-model), else over the tasks of the one seed, which says how sure the comparison is for that trained
-model and nothing about others; ``unit`` and ``n`` say which and how many, in every table and sentence.
+``paired`` compares two rows on the same fixed test tasks: every method and seed meets the same tasks,
+each stored with its fingerprint (``runs.TASK_ACCURACIES``), so differences are taken task by task,
+matched by fingerprint, which removes the tasks' difficulty from the comparison. With two or more seeds
+in common the 95 % interval is two-way (``statistics.crossed_test``: seeds and tasks both random, so it
+speaks for other seeds and other test tasks); with one seed it is a t-interval over that seed's tasks,
+which speaks for that trained model and nothing about others. ``unit`` and ``n`` say which and how many,
+in every table and sentence.
 
-``comparisons`` sets every method and control of a profile beside MAML this way, and each method with a
-per-task mask beside its frozen-mask control, per test dataset: one family, whose p-values are adjusted
-by Holm's method (``p_holm``). A verdict is ``better`` or ``worse`` when the Holm-adjusted p-value is
-under 5 %, ``equivalent within +-m`` when the (unadjusted) 95 % interval lies inside the equivalence
-margin ``m`` (parameter ``equivalence_margin``), and ``inconclusive`` otherwise; a pair whose runs
-cannot be matched task by task is ``not comparable``, with the reason, and every other row stays.
+``comparisons`` makes the rows the registry asks for (``Method.compared_with``), each under its question
+(``QUESTIONS``), and every profile method against MAML, per test dataset: one family, whose p-values are
+adjusted by Holm's method (``p_holm``). A verdict is ``better`` or ``worse`` when the Holm-adjusted
+p-value is under 5 %, ``equivalent within +-m`` when the (unadjusted) 95 % interval lies inside the
+equivalence margin ``m`` (parameter ``equivalence_margin``), and ``inconclusive`` otherwise; a pair whose
+runs cannot be matched task by task, or with no intact seed in common, is ``not comparable`` with the
+reason, and every other row stays.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import mechanism, results, runs
-from .learners import FROZEN_MASK_OF, METHODS
+from .learners import BEATS_MAML, METHODS, QUESTIONS, TESTED_ON
 from .params import Config
-from .statistics import ALPHA, holm, mean_test
+from .statistics import ALPHA, crossed_test, holm, mean_test
 
 BETTER, WORSE, INCONCLUSIVE, NOT_COMPARABLE = "better", "worse", "inconclusive", "not comparable"
-COLUMNS = ["method", "against", "test_dataset", "difference", "low", "high", "p", "p_holm", "verdict", "unit", "n"]
+COLUMNS = [
+    "question", "method", "against", "test_dataset", "difference", "low", "high", "p", "p_holm", "verdict", "unit", "n"
+]  # fmt: skip
 
 
 def equivalent(margin: float) -> str:
@@ -46,74 +48,93 @@ def verdict(difference: float, low: float, high: float, p_holm: float, margin: f
     return INCONCLUSIVE
 
 
-def paired(ours: dict[int, Sequence[float]], theirs: dict[int, Sequence[float]]) -> dict:
-    """Our method's mean accuracy difference from theirs on the same test tasks, with its 95 % interval.
+def paired(ours: dict[int, pd.Series], theirs: dict[int, pd.Series]) -> dict:
+    """Our mean accuracy difference from theirs on the same test tasks, with its 95 % interval.
 
     Arguments:
-        ours, theirs: per seed, the accuracy of each fixed test task (in the tasks' order).
+        ours, theirs: per seed, each test task's accuracy: a Series indexed by the tasks' fingerprints,
+            or a sequence in the tasks' order.
 
     Returns:
-        ``difference``, ``low``, ``high``, ``p`` (two-sided, against no difference), ``unit`` ("seeds" or
-        "tasks of one seed") and ``n`` (how many seeds or tasks the interval is over).
+        ``difference``, ``low``, ``high``, ``p`` (two-sided, against no difference), ``unit`` ("seeds and
+        T tasks", or "tasks of one seed") and ``n`` (seeds, or tasks). ValueError when the runs met
+        different tasks.
 
     Example:
-        >>> paired({21: [0.6, 0.4]}, {21: [0.4, 0.4]})["difference"]
-        0.1
+        >>> paired({21: pd.Series([0.6, 0.4], ["a", "b"])}, {21: pd.Series([0.4, 0.2], ["b", "a"])})["difference"]
+        0.2
     """
     seeds = sorted(set(ours) & set(theirs))
     if not seeds:
-        raise ValueError("the two methods have no seed in common")
+        raise ValueError("the two rows have no seed in common")
+    ours, theirs = ({s: pd.Series(side[s]) for s in seeds} for side in (ours, theirs))
+    tasks = ours[seeds[0]].index
     for seed in seeds:
-        if len(ours[seed]) != len(theirs[seed]):
-            raise ValueError(f"seed {seed}: {len(ours[seed])} against {len(theirs[seed])} test tasks")
-    if len(seeds) >= 2:
-        values, unit = [np.mean(np.subtract(ours[s], theirs[s])) for s in seeds], "seeds"
+        for side in (ours[seed], theirs[seed]):
+            if len(side) != len(tasks) or set(side.index) != set(tasks):
+                matched = len(set(side.index) & set(tasks))
+                raise ValueError(f"seed {seed}: {matched} of {len(tasks)} test tasks match by fingerprint")
+    differences = np.stack([ours[s].loc[tasks].to_numpy() - theirs[s].loc[tasks].to_numpy() for s in seeds])
+    if len(seeds) >= 2 and len(tasks) >= 2:
+        test, unit, n = crossed_test(differences), f"seeds and {len(tasks)} tasks", len(seeds)
     else:
-        values, unit = np.subtract(ours[seeds[0]], theirs[seeds[0]]), "tasks of one seed"
-    test = mean_test(values)
-    return {k: test[k] for k in ("difference", "low", "high", "p")} | {"unit": unit, "n": len(values)}
+        test, unit, n = mean_test(differences[0]), "tasks of one seed", len(tasks)
+    return {k: test[k] for k in ("difference", "low", "high", "p")} | {"unit": unit, "n": n}
 
 
 def sentence(row) -> str:
     """One comparison in words, with its unit and n: what a reader may quote."""
     if row.verdict == NOT_COMPARABLE:
-        return f"{row.method} vs {row.against}: not comparable ({row.unit})"
+        return f"{row.method} vs {row.against} on {row.test_dataset}: not comparable ({row.unit})"
     return (
-        f"{row.method} vs {row.against}: {row.verdict} ({row.difference:+.3f}, 95 % interval {row.low:+.3f} to "
-        f"{row.high:+.3f}, Holm-adjusted p = {row.p_holm:.3f}; over {row.n} {row.unit})"
+        f"{row.method} vs {row.against} on {row.test_dataset}: {row.verdict} ({row.difference:+.3f}, 95 % interval "
+        f"{row.low:+.3f} to {row.high:+.3f}, Holm-adjusted p = {row.p_holm:.3f}; over {row.n} {row.unit})"
     )
 
 
 BASELINE = "maml"
 
 
-def compared_pairs(params: Config) -> list[tuple[str, str]]:
-    """(ours, theirs) for every comparison a profile's tables make: each method and frozen-mask control
-    against MAML, then each method with a per-task mask against its own frozen-mask control."""
-    frozen = [(m, c) for m in params.methods if (c := METHODS[m].frozen_mask)]
-    rows = [*params.methods, *(c for _, c in frozen)]
-    against_maml = [(row, BASELINE) for row in rows if row != BASELINE] if BASELINE in params.methods else []
-    return against_maml + frozen
+def compared_pairs(params: Config) -> list[tuple[str, str, str]]:
+    """(question, ours, theirs) for every comparison a profile's tables make: each method's own comparisons
+    (``Method.compared_with``: its test-time controls, and the trained controls the profile runs), then
+    every profile method against MAML."""
+    rows = []
+    for method in params.methods:
+        spec = METHODS[method]
+        tested = {row for row, _ in spec.test_controls}
+        rows += [(q, method, row) for row, q in spec.compared_with if row in tested or row in params.methods]
+    if BASELINE in params.methods:
+        rows += [(BEATS_MAML, m, BASELINE) for m in params.methods if m != BASELINE]
+    return rows
 
 
 def comparisons(params: Config) -> pd.DataFrame:
     """Every pair of ``compared_pairs``, per test dataset, paired on the same test tasks (``paired``): a
-    row per (method, against, test dataset) with the difference, its interval, p-value, Holm-adjusted
-    p-value over the whole table, verdict, unit and n. Runs without intact per-task accuracies (not
-    complete, or damaged) are left out; a pair with none has no row; a pair that cannot be matched is
-    ``not comparable``, its reason in ``unit``."""
+    row per (question, method, against, test dataset) with the difference, its interval, p-value,
+    Holm-adjusted p-value over the whole table, verdict, unit and n. Seeds whose runs are not both intact
+    are left out (incomplete runs silently; damaged and diverged ones named); a pair with no seed left
+    because of them, or whose tasks do not match, is ``not comparable`` with the reason in ``unit``."""
     rows = []
-    for ours_name, theirs_name in compared_pairs(params):
-        ours = {s: _task_accuracies(params, ours_name, s) for s in params.seeds}
-        theirs = {s: _task_accuracies(params, theirs_name, s) for s in params.seeds}
-        common = [s for s in params.seeds if ours[s] is not None and theirs[s] is not None]
-        if not common:
-            continue
-        for dataset in ours[common[0]]["test_dataset"].unique():
-            row = {"method": ours_name, "against": theirs_name, "test_dataset": dataset}
+    for question, ours_name, theirs_name in compared_pairs(params):
+        found = {name: [_task_accuracies(params, name, s) for s in params.seeds] for name in (ours_name, theirs_name)}
+        common = [
+            i
+            for i, s in enumerate(params.seeds)
+            if found[ours_name][i][0] is not None and found[theirs_name][i][0] is not None
+        ]
+        reasons = [why for name in found for _, why in found[name] if why]
+        datasets = [d["name"] for d in params.distributions]
+        for dataset in datasets:
+            row = {"question": question, "method": ours_name, "against": theirs_name, "test_dataset": dataset}
+            if not common:
+                if not reasons:
+                    continue  # nothing complete yet: no row
+                rows.append(row | {"verdict": NOT_COMPARABLE, "unit": "; ".join(reasons)})
+                continue
             try:
                 row |= paired(
-                    {s: _tasks(ours[s], dataset) for s in common}, {s: _tasks(theirs[s], dataset) for s in common}
+                    *({params.seeds[i]: _tasks(found[name][i][0], dataset) for i in common} for name in found)
                 )
             except ValueError as exc:
                 row |= {"verdict": NOT_COMPARABLE, "unit": str(exc)}
@@ -128,31 +149,39 @@ def comparisons(params: Config) -> pd.DataFrame:
     return table
 
 
-def _task_accuracies(params: Config, row: str, seed: int) -> pd.DataFrame | None:
-    """A row's per-task accuracies of one seed, if its run is intact (a damaged run is left out, and
-    named by ``plan.damaged``)."""
-    method = FROZEN_MASK_OF.get(row, row)
-    if results.intact_results(params, method, seed) is None:
-        return None
-    return runs.row_task_accuracies(params, row, seed)
+def _task_accuracies(params: Config, row: str, seed: int) -> tuple[pd.DataFrame | None, str | None]:
+    """A row's per-task accuracies of one seed if its run is complete and intact; else None and why it is
+    left out (None while the run is simply not complete)."""
+    method = TESTED_ON.get(row, row)
+    files = runs.RunFiles(params, method, seed)
+    if (damage := files.damage()) is not None:
+        return None, f"{method} seed {seed} is damaged ({damage.reason})"
+    result = files.results()
+    if result is None:
+        return None, None
+    if result["status"] != "complete":
+        return None, f"{method} seed {seed} {result['status']}"
+    return runs.row_task_accuracies(params, row, seed), None
 
 
-def _tasks(table: pd.DataFrame, dataset: str) -> list[float]:
-    """One test dataset's task accuracies, in the tasks' order."""
-    return table.loc[table["test_dataset"] == dataset].sort_values("task")["accuracy"].tolist()
+def _tasks(table: pd.DataFrame, dataset: str) -> pd.Series:
+    """One test dataset's task accuracies, indexed by the tasks' fingerprints."""
+    rows = table.loc[table["test_dataset"] == dataset]
+    return pd.Series(rows["accuracy"].to_numpy(), index=rows["fingerprint"].to_numpy())
 
 
 def mechanism_scores(params: Config) -> pd.DataFrame:
-    """Per complete run of a method with a per-task mask, and of its frozen-mask control: the mechanism
-    score (``mechanism.score``), its interval or chance level, and what it says."""
+    """Per complete run that scores a mask (``mechanism.score``), and per test-time control of it: the
+    score, its interval or chance level, and what it says."""
     rows = []
     for method in params.methods:
-        control = METHODS[method].frozen_mask
         for seed in params.seeds:
             result = results.intact_results(params, method, seed)
-            if not control or not result or result.get("status") != "complete" or "mechanism" not in result:
+            if not result or result.get("status") != "complete" or not result.get("mechanism"):
                 continue
-            for name, scores in ((method, result["mechanism"]), (control, result["frozen_mask"]["mechanism"])):
+            scored = [(method, result["mechanism"])]
+            scored += [(name, c["mechanism"]) for name, c in result.get("controls", {}).items() if c.get("mechanism")]
+            for name, scores in scored:
                 rows.append(
                     {"method": name, "seed": seed, **mechanism.value_row(scores), "says": mechanism.reading(scores)}
                 )
@@ -160,9 +189,35 @@ def mechanism_scores(params: Config) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*columns, "decoding_chance", "says"])
 
 
+def answers(params: Config, compared: pd.DataFrame, scores: pd.DataFrame) -> list[str]:
+    """One line per question and method, answer first: each comparison's verdict per test dataset with its
+    difference and interval, and the unit; then whether each method's mask depends on the distribution."""
+    lines = []
+    for question in QUESTIONS:
+        for method, rows in compared[compared["question"] == question].groupby("method", sort=False):
+            parts = []
+            for against, pair in rows.groupby("against", sort=False):
+                cells = ", ".join(_cell(r) for r in pair.itertuples())
+                parts.append(f"vs {against}: {cells}")
+            lines.append(f"{question} {method}: " + "; ".join(parts) + ".")
+    own = scores[scores["method"].isin(list(params.methods))]
+    for row in own.itertuples():
+        lines.append(f"Does the mask depend on the distribution? {row.method} seed {row.seed}: {row.says}.")
+    return lines
+
+
+def _cell(row) -> str:
+    if row.verdict == NOT_COMPARABLE:
+        return f"not comparable on {row.test_dataset} ({row.unit})"
+    return (
+        f"{row.verdict} on {row.test_dataset} ({row.difference:+.3f}, {row.low:+.3f} to {row.high:+.3f}, "
+        f"over {row.n} {row.unit})"
+    )
+
+
 def evidence(params: Config, table: pd.DataFrame) -> list[str]:
-    """ "What the evidence says", generated from the results: per test dataset of the profile's pair, the
-    methods' ordering and every paired verdict, then the mechanism scores, then how far it speaks.
+    """ "What the evidence says", generated from the results: the answers (``answers``), then per test
+    dataset the methods' ordering, then how far the verdicts speak, diverged and damaged runs.
 
     Arguments:
         params: the profile's parameters.
@@ -183,31 +238,22 @@ def evidence(params: Config, table: pd.DataFrame) -> list[str]:
         return ["No complete run yet: nothing to say.", *left_out]
     compared, scores = comparisons(params), mechanism_scores(params)
     pair = " + ".join(d["name"] for d in params.distributions)
-    paragraphs = []
+    paragraphs = answers(params, compared, scores)
     for dataset, rows in complete.groupby("test_dataset", sort=False):
         means = rows.groupby("method")["accuracy"].mean().sort_values(ascending=False)
         order = " > ".join(f"{m} {a:.3f}" for m, a in means.items())
-        verdicts = [sentence(r) for r in compared[compared["test_dataset"] == dataset].itertuples()]
-        paragraphs.append(
-            f"Trained on {pair}, tested on {dataset}: {order}. "
-            + ("Paired on the same test tasks: " + "; ".join(verdicts) + "." if verdicts else "")
-        )
-    own = scores[~scores["method"].isin(list(FROZEN_MASK_OF))]
-    if not own.empty:
-        paragraphs.append(
-            "Mechanism: " + "; ".join(f"{r.method} seed {r.seed}: {r.says}" for r in own.itertuples()) + "."
-        )
-    units = set(compared["unit"])
+        paragraphs.append(f"Trained on {pair}, tested on {dataset}, mean accuracy: {order}.")
+    one_seed = any(u == "tasks of one seed" for u in compared["unit"])
     paragraphs.append(
         f"Verdicts: better or worse when the Holm-adjusted p-value over these {len(compared)} comparisons is under "
         f"0.05; equivalent when the 95 % interval lies within +-{params.equivalence_margin:g} accuracy; "
         "inconclusive otherwise. "
         + (
-            "Each interval over seeds speaks for the method at these settings (every seed meets the same test "
-            "tasks, so task sampling is not in it)."
-            if units == {"seeds"}
-            else "An interval over the tasks of one seed speaks for one trained model of each method, not for "
+            "An interval over the tasks of one seed speaks for one trained model of each method, not for "
             "the method; run more seeds (parameter seeds) for a claim."
+            if one_seed
+            else "Each interval includes the variation of seeds and of test tasks, so it speaks for the method at "
+            "these settings."
         )
     )
     failed = [f"{r['method']} seed {r['seed']}" for r in results.read_runs(params) if r["status"] == "diverged"]

@@ -94,7 +94,7 @@ def build_members(
     spec = REGISTRY[method]
     for m, group in enumerate(spec.member_groups(n_distributions)):
         torch.manual_seed(seed)
-        learner = spec.learner.from_params(params, seed=seed).to(device)
+        learner = spec.build(params, seed).to(device)
         weights = [train.classes(i) for i in group] if params.task_sampling == "proportional" else None
         sampler = TaskSampler(
             train,

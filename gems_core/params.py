@@ -65,8 +65,11 @@ class Param:
     affects_run: bool | str = field(kw_only=True)
 
     def shapes(self, method: str) -> bool:
-        """Whether this parameter changes the outcome of ``method``'s runs."""
-        return self.affects_run is True or self.affects_run == method
+        """Whether this parameter changes the outcome of ``method``'s runs: all runs, or those of the methods
+        with the learner of the method it names (``mmsup_*`` shapes the trained control ``mmsup_static``)."""
+        if isinstance(self.affects_run, bool):
+            return self.affects_run
+        return REGISTRY[method].learner is REGISTRY[self.affects_run].learner
 
 
 def _between(lo, hi):
@@ -255,7 +258,11 @@ SCHEMA: dict[str, Param] = {
         int, 600, "fixed meta-test tasks per test distribution", _between(1, 100_000), affects_run=True
     ),
     "validation_tasks": Param(
-        int, 100, "fixed validation tasks per distribution", _between(1, 100_000), affects_run=False
+        int,
+        100,
+        "fixed validation tasks per distribution (they pick BMP's frozen mask, so they shape a run)",
+        _between(1, 100_000),
+        affects_run=True,
     ),
     "validation_every": Param(
         int,

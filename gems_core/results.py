@@ -61,10 +61,9 @@ def result_rows(result: dict, method: str | None = None) -> list[dict]:
 
 
 def control_rows(result: dict) -> list[dict]:
-    """The rows of the frozen-mask control tested on a run's weights (``frozen_mask`` in its results.json,
-    named after the control), or none."""
-    frozen = result.get("frozen_mask")
-    return _rows(result, frozen["method"], frozen["test"]) if frozen else []
+    """The rows of each test-time control tested on a run's weights (``controls`` in its results.json, each
+    named after its control), or none."""
+    return [row for name, c in result.get("controls", {}).items() for row in _rows(result, name, c["test"])]
 
 
 def _rows(result: dict, method: str, tests: dict) -> list[dict]:
@@ -86,7 +85,7 @@ def _rows(result: dict, method: str, tests: dict) -> list[dict]:
 
 
 def gather(profile_dir: Path, params: Config) -> pd.DataFrame:
-    """One row per (main run, test dataset), and per frozen-mask control tested on a run's weights,
+    """One row per (main run, test dataset), and per test-time control tested on a run's weights,
     written to ``profile_dir/results.csv`` and returned."""
     rows = [row for r in read_runs(params) for row in result_rows(r) + control_rows(r)]
     table = pd.DataFrame(rows, columns=COLUMNS + ["run_id"])

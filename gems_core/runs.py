@@ -15,7 +15,9 @@ A run folder holds, each written atomically and each carrying the run's identity
   inside the payload);
 - ``results.json``: once the run is complete or diverged, its outcome and test results;
 - ``test_accuracies.csv``: once complete, each fixed test task's accuracy (``run_id``, ``test_dataset``,
-  ``task``, ``accuracy``): every method and seed meets the same tasks, so runs compare task by task;
+  ``task``, ``fingerprint``, ``accuracy``): every method and seed meets the same tasks, so runs compare
+  task by task, matched by fingerprint (``FixedTasks.fingerprints``); ``test_accuracies.<control>.csv``
+  the same for each test-time control tested on the run's weights;
 - ``failure.json``: written by a sweep whose worker for the run failed;
 - ``set-aside/<time>/``: files found damaged or belonging to another run, moved out of the way (never
   deleted) when the run is trained again.
@@ -47,14 +49,15 @@ from filelock import FileLock, Timeout
 
 from . import io
 from .errors import KitError
-from .learners import FROZEN_MASK_OF, METHODS
+from .learners import METHODS, TESTED_ON
 from .params import SCHEMA, Config
 
 PARAMS, METRICS, RESULTS, FAILURE = "params.json", "metrics.csv", "results.json", "failure.json"
 TASK_ACCURACIES = "test_accuracies.csv"
 SET_ASIDE = "set-aside"
 STATUSES = ("complete", "diverged")
-TASK_COLUMNS = ["run_id", "test_dataset", "task", "accuracy"]
+TASK_COLUMNS = ["run_id", "test_dataset", "task", "fingerprint", "accuracy"]
+TEXT_COLUMNS = ("run_id", "test_dataset", "fingerprint")  # every other column of a run CSV is a number
 
 
 class RunDamaged(KitError):
@@ -95,8 +98,8 @@ def run_folder(params: Config, method: str, seed: int) -> Path:
 
 
 def task_accuracies_path(folder: Path, control: str | None = None) -> Path:
-    """Where a run keeps each test task's accuracy: ``test_accuracies.csv``, and for the frozen-mask
-    control evaluated on its weights ``test_accuracies.<control>.csv``."""
+    """Where a run keeps each test task's accuracy: ``test_accuracies.csv``, and for a test-time control
+    evaluated on its weights ``test_accuracies.<control>.csv``."""
     return Path(folder) / (TASK_ACCURACIES if control is None else TASK_ACCURACIES.replace(".", f".{control}."))
 
 
@@ -140,9 +143,9 @@ class RunFiles:
         return {"run_id": self.run_id, "params_hash": self.params_hash}
 
     @property
-    def control(self) -> str | None:
-        """The frozen-mask control tested on this run's weights, if its method has one."""
-        return METHODS[self.method].frozen_mask
+    def controls(self) -> list[str]:
+        """The test-time controls tested on this run's weights (``Method.test_controls``)."""
+        return [row for row, _ in METHODS[self.method].test_controls]
 
     @property
     def datasets(self) -> list[str]:
@@ -225,9 +228,10 @@ class RunFiles:
             if iterations != p.iterations:
                 raise RunDamaged(path, f"a complete run of {iterations} iterations; this run trains {p.iterations}")
             self._check_tests(path, results.get("test"), "test")
-            if self.control:
-                frozen = results.get("frozen_mask")
-                self._check_tests(path, frozen.get("test") if isinstance(frozen, dict) else None, "frozen_mask.test")
+            tested = results.get("controls") if isinstance(results.get("controls"), dict) else {}
+            for control in self.controls:
+                outcome = tested.get(control)
+                self._check_tests(path, outcome.get("test") if isinstance(outcome, dict) else None, f"{control}.test")
         return results
 
     def _check_tests(self, path: Path, tests, where: str) -> None:
@@ -244,13 +248,15 @@ class RunFiles:
                 )
 
     def task_accuracies(self, control: str | None = None) -> pd.DataFrame | None:
-        """Each test task's accuracy (of the frozen-mask ``control``), or None if the file is absent;
+        """Each test task's accuracy (of the test-time ``control``), or None if the file is absent;
         RunDamaged unless it is this run's, parses, and holds a finite accuracy for each of the
         parameters' test tasks of every test dataset."""
         name = task_accuracies_path(self.path, control).name
         if (path := self._file(name)) is None:
             return None
         table = self._csv(path, TASK_COLUMNS)
+        if table["fingerprint"].isna().any():
+            raise RunDamaged(path, "holds a task without its fingerprint")
         if not all(_finite_between(a, 0, 1) for a in table["accuracy"]):
             raise RunDamaged(path, "holds an accuracy that is not a finite number between 0 and 1")
         expected = list(range(self.params.test_tasks))
@@ -273,15 +279,14 @@ class RunFiles:
     def _csv(self, path: Path, columns: list[str]) -> pd.DataFrame:
         """A run CSV with ``columns``, every other column numeric, and this run's id in every row."""
         try:
-            table = pd.read_csv(path)
+            table = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS})
         except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser errors are ValueErrors
             raise RunDamaged(path, f"cannot be read as CSV ({type(exc).__name__}: {str(exc)[:120]})") from None
         if missing := [c for c in columns if c not in table]:
             raise RunDamaged(path, f"has no column {missing[0]!r}")
         if set(table["run_id"]) != {self.run_id}:
             raise RunDamaged(path, f"holds rows of another run than {self.run_id}; left out")
-        text = [c for c in table if c not in ("run_id", "test_dataset")]
-        for column in text:
+        for column in (c for c in table if c not in TEXT_COLUMNS):
             converted = pd.to_numeric(table[column], errors="coerce")
             if converted.isna().sum() > table[column].isna().sum():
                 raise RunDamaged(path, f"column {column!r} holds a value that is not a number")
@@ -301,7 +306,7 @@ class RunFiles:
         self.recorded_params()
         results = self.results()
         if results is not None and results["status"] == "complete":
-            for control in (None, self.control) if self.control else (None,):
+            for control in (None, *self.controls):
                 if self.task_accuracies(control) is None:
                     raise RunDamaged(task_accuracies_path(self.path, control), "is missing")
             self.metrics()
@@ -335,7 +340,7 @@ class RunFiles:
 
     def outputs(self) -> list[str]:
         """The names of the files a meta-test writes (set aside together when any is damaged)."""
-        controls = [task_accuracies_path(self.path, c).name for c in (self.control,) if c]
+        controls = [task_accuracies_path(self.path, c).name for c in self.controls]
         return [RESULTS, TASK_ACCURACIES, *controls]
 
 
@@ -345,10 +350,10 @@ def read_results(params: Config, method: str, seed: int) -> dict | None:
 
 
 def row_task_accuracies(params: Config, row: str, seed: int) -> pd.DataFrame | None:
-    """The per-task test accuracies of a results row's name (a method, or a frozen-mask control, whose
+    """The per-task test accuracies of a results row's name (a method, or a test-time control, whose
     numbers live in the folder of the run it evaluates) and seed; RunDamaged as above."""
-    if row in FROZEN_MASK_OF:
-        return RunFiles(params, FROZEN_MASK_OF[row], seed).task_accuracies(control=row)
+    if row in TESTED_ON:
+        return RunFiles(params, TESTED_ON[row], seed).task_accuracies(control=row)
     return RunFiles(params, row, seed).task_accuracies()
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import ablations, claims, findings, io, plots, report, results
 from .data import Distribution
-from .learners import FROZEN_MASK_OF
+from .learners import TESTED_ON
 from .notebook import say
 from .params import Config
 from .plan import plan
@@ -91,8 +91,8 @@ def learning_curves(params: Config, methods: list[str], names: list[str]) -> dic
 
 
 def paired_with(params: Config, methods: list[str]) -> pd.DataFrame:
-    """The paired comparisons (``claims.comparisons``) of ``methods`` and their frozen-mask controls."""
-    rows = set(methods) | {FROZEN_MASK_OF[m] for m in methods if m in FROZEN_MASK_OF}
+    """The paired comparisons (``claims.comparisons``) of ``methods`` and their test-time controls."""
+    rows = set(methods) | {row for row, method in TESTED_ON.items() if method in methods}
     paired = claims.comparisons(params)
     return paired[paired["method"].isin(rows)]
 

@@ -2,6 +2,8 @@
 (coverage of every interval at nominal 95 %, false detections at most 6 % when nothing differs).
 
 - ``t_interval``: mean and 95 % t-interval of independent values (scipy's one-sample t-test).
+- ``crossed_test``: the mean of a seeds x tasks table (every seed meets the same tasks) against 0, with a
+  95 % interval that includes both the seeds' and the tasks' variation (two-way random effects).
 - ``holm``: Holm's step-down adjustment of a family's p-values (statsmodels' ``multipletests``).
 - ``binary_entropy``: bits of a Bernoulli share.
 """
@@ -49,6 +51,44 @@ def mean_test(values: Sequence[float]) -> dict:
     se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
     p = t_pvalue(mean, se, n - 1) if n >= 2 else math.nan
     return {"difference": mean, "low": low, "high": high, "p": p, "se": se, "df": float(n - 1)}
+
+
+def crossed_test(values: np.ndarray) -> dict:
+    """The mean of ``values`` [seeds, tasks] against 0, seeds and tasks both random (every seed meets the
+    same tasks): ``difference``, 95 % ``low``/``high``, ``p``, ``se``, ``df``.
+
+    Two-way random effects without replication: the mean's variance is the seed means' (var / seeds, what an
+    interval over seeds alone uses) plus the shared tasks' own, (MS_tasks - MS_error) / (seeds x tasks) when
+    positive, with Satterthwaite's degrees of freedom; so the interval speaks for other seeds *and* other
+    test tasks. (Subtracting MS_error from the whole sum, the textbook form, covered 96-99 % in simulation;
+    this one 93-97 %.) At least two seeds and two tasks."""
+    x = np.asarray(values, dtype=np.float64)
+    seeds, tasks = x.shape
+    mean = float(x.mean())
+    by_seed, by_task = x.mean(1), x.mean(0)
+    ms_seeds, ms_tasks = tasks * by_seed.var(ddof=1), seeds * by_task.var(ddof=1)
+    residual = x - by_seed[:, None] - by_task[None, :] + mean
+    ms_error = float((residual**2).sum()) / ((seeds - 1) * (tasks - 1))
+    shared_tasks = max(0.0, ms_tasks - ms_error)
+    combined = ms_seeds + shared_tasks
+    df = float(seeds - 1)
+    if shared_tasks > 0:
+        parts = ((ms_seeds, seeds - 1), (ms_tasks, tasks - 1), (ms_error, (seeds - 1) * (tasks - 1)))
+        df = max(1.0, combined**2 / sum(ms**2 / d for ms, d in parts))
+    se = math.sqrt(combined / (seeds * tasks))
+    if se == 0:
+        return {"difference": mean, "low": mean, "high": mean, "p": t_pvalue(mean, 0.0, df), "se": 0.0, "df": df}
+    from scipy import stats
+
+    half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
+    return {
+        "difference": mean,
+        "low": mean - half,
+        "high": mean + half,
+        "p": t_pvalue(mean, se, df),
+        "se": se,
+        "df": df,
+    }
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -275,40 +275,48 @@ class Run:
 
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
-        """Meta-test on every distribution's fixed test tasks; each task's accuracy is kept in the run
-        folder (``runs.TASK_ACCURACIES``), so methods can be compared task by task. A method with a
-        frozen-mask control is tested a second time with its mask frozen (``frozen_mask`` in the
-        results), the mask chosen from validation tasks only."""
-        outcome = self._meta_test()
-        control = REGISTRY[self.method].frozen_mask
-        if control:
+        """Meta-test on every distribution's fixed test tasks; each task's accuracy and fingerprint is kept
+        in the run folder (``runs.TASK_ACCURACIES``), so methods compare task by task. A method with
+        test-time controls (``Method.test_controls``) is tested again with each (``controls`` in the
+        results): a frozen mask is chosen from validation tasks only; shuffled or random masks are drawn
+        from the meta-test's own choices, seeded by the run's seed."""
+        outcome, probes = self._meta_test()
+        controls = REGISTRY[self.method].test_controls
+        if controls:
             learner = self.members[0].learner
             validation = [
                 p for i in range(len(self.distributions)) for p in self.evaluate("validation", i, True)["probes"]
             ]
-            frozen_learner, frozen = learner.frozen(validation)
-            outcome["frozen_mask"] = {"method": control, "frozen": frozen, **self._meta_test(control, frozen_learner)}
+            test = [p for batches in probes.values() for p in batches]  # the meta-test's order
+            outcome["controls"] = {}
+            for row, build in controls:
+                control, used = build(learner, validation, test, self.seed)
+                outcome["controls"][row] = {"method": row, "used": used, **self._meta_test(row, control)[0]}
         return outcome
 
-    def _meta_test(self, control: str | None = None, learner: Learner | None = None) -> dict:
+    def _meta_test(self, control: str | None = None, learner: Learner | None = None) -> tuple[dict, dict]:
         """Accuracy on every distribution's test tasks, with the learner's summary of its probes and the
-        mechanism score of its mask (``mechanism.score``); ``learner``: a frozen-mask ``control``'s."""
+        mechanism score of its mask (``mechanism.score``); ``learner``: a test-time ``control``'s. Also
+        returns the probes per test dataset."""
         results, probes, per_task = {}, {}, []
         for i, dist in enumerate(self.distributions):
             outcome = self.evaluate("test", i, probe=True, learner=learner)
             results[dist.name] = {k: outcome[k] for k in ("accuracy", "ci95", "tasks")}
+            fingerprints = self.fixed_tasks("test")[i].fingerprints
             per_task += [
-                {"test_dataset": dist.name, "task": t, "accuracy": a} for t, a in enumerate(outcome["task_accuracies"])
+                {"test_dataset": dist.name, "task": t, "fingerprint": f, "accuracy": a}
+                for t, (f, a) in enumerate(zip(fingerprints, outcome["task_accuracies"]))
             ]
             if outcome["probes"]:
                 probes[dist.name] = outcome["probes"]
         self.files.write_task_accuracies(pd.DataFrame(per_task), control)
         summarizer = learner or self.members[0].learner
-        return {
+        summary = {
             "test": results,
             "records": summarizer.summarize_probes(probes) if probes else {},
             "mechanism": mechanism.score(probes),
         }
+        return summary, probes
 
     def run(self, progress: bool = True) -> dict:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results.

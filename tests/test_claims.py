@@ -4,9 +4,11 @@ interval's coverage are proven by simulation in test_statistics.py)."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from gems_core import claims
+from gems_core.learners import BEATS_MAML, CHOICE_HELPS, FREEZE_EXPLAINS
 
 
 def test_a_method_against_itself_differs_by_exactly_zero():
@@ -35,13 +37,13 @@ def test_a_verdict_is_equivalent_only_inside_the_margin_and_inconclusive_when_it
     assert claims.verdict(0.002, 0.001, 0.003, 0.06, 0.01) == claims.equivalent(0.01)  # not after Holm
 
 
-def test_several_seeds_are_paired_over_seeds_with_a_t_interval():
+def test_several_seeds_with_no_task_variation_get_the_t_interval_over_seeds():
     theirs = {s: np.full(10, 0.5) for s in (21, 42, 56)}
     ours = {21: np.full(10, 0.6), 42: np.full(10, 0.4), 56: np.full(10, 0.53)}  # +0.1, -0.1, +0.03
     result = claims.paired(ours, theirs)
     d = np.array([0.1, -0.1, 0.03])
     half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)  # t(0.975, 2 degrees of freedom)
-    assert result["unit"] == "seeds" and result["n"] == 3
+    assert result["unit"] == "seeds and 10 tasks" and result["n"] == 3
     assert result["difference"] == pytest.approx(d.mean())
     assert (result["low"], result["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
     assert claims.verdict(result["difference"], result["low"], result["high"], result["p"], 0.01) == claims.INCONCLUSIVE
@@ -52,6 +54,8 @@ def test_unpaired_inputs_are_refused():
         claims.paired({21: [1.0]}, {42: [1.0]})
     with pytest.raises(ValueError, match="test tasks"):
         claims.paired({21: [1.0, 0.0]}, {21: [1.0]})
+    with pytest.raises(ValueError, match="1 of 2 test tasks match by fingerprint"):
+        claims.paired({21: pd.Series([1.0, 0.0], ["a", "b"])}, {21: pd.Series([1.0, 0.0], ["a", "c"])})
 
 
 def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params):
@@ -61,15 +65,15 @@ def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params
     params = tiny_params(iterations=3, methods=["maml", "bmp", "mmsup"])
     for method in ("maml", "bmp"):
         run_method(params, method, 21, progress=False)
-    table = claims.comparisons(params)  # mmsup has no run yet: no row
-    assert sorted(map(tuple, table[["method", "against", "test_dataset"]].values)) == [
-        ("bmp", "bmp_frozen_mask", "glyphs"),
-        ("bmp", "bmp_frozen_mask", "shapes"),
-        ("bmp", "maml", "glyphs"),
-        ("bmp", "maml", "shapes"),
-        ("bmp_frozen_mask", "maml", "glyphs"),
-        ("bmp_frozen_mask", "maml", "shapes"),
-    ]
+    table = claims.comparisons(params)  # mmsup has no run yet: no row; fixed_layers is not in the profile
+    asked = {(q, m, a) for q, m, a in table[["question", "method", "against"]].values}
+    assert asked == {
+        (CHOICE_HELPS, "bmp", "bmp_shuffled_masks"),
+        (CHOICE_HELPS, "bmp", "bmp_random_masks"),
+        (FREEZE_EXPLAINS, "bmp", "bmp_frozen_mask"),
+        (BEATS_MAML, "bmp", "maml"),
+    }
+    assert (table.groupby(["method", "against"])["test_dataset"].apply(sorted) == [["glyphs", "shapes"]] * 4).all()
     assert (table["unit"] == "tasks of one seed").all() and (table["n"] == params.test_tasks).all()
     ours = runs.RunFiles(params, "bmp", 21).task_accuracies()
     theirs = runs.RunFiles(params, "maml", 21).task_accuracies()

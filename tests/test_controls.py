@@ -67,7 +67,7 @@ def test_bmp_frozen_mask_uses_the_pattern_most_validation_tasks_chose():
     bmp, init = _bmp([100.0] * 5)  # left alone, every layer adapts in every step
     common, rare = [[1, 0, 1, 0, 1], [0, 1, 1, 1, 1]], [[1, 1, 1, 1, 1]] * 2
     probes = [{"layer_masks": torch.tensor([common, common, rare], dtype=torch.float64)}]
-    control, frozen = bmp.frozen(probes)
+    control, frozen = bmp.frozen(probes, [], 0)
     assert frozen == {"layer_masks": common, "share_of_validation_tasks": pytest.approx(2 / 3)}
     adapted, choices = control.adapt(_batch().support_x, _batch().support_y, create_graph=False)
     assert choices["layer_masks"].tolist() == [common] * TASKS
@@ -83,7 +83,7 @@ def test_bmp_frozen_on_every_layer_adapts_as_maml():
 
     bmp, init = _bmp([-100.0] * 5)  # its own choice: adapt nothing
     maml = MAML(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init).double()
-    control, _ = bmp.frozen([{"layer_masks": torch.ones(4, 2, 5, dtype=torch.float64)}])
+    control, _ = bmp.frozen([{"layer_masks": torch.ones(4, 2, 5, dtype=torch.float64)}], [], 0)
     logits, _ = control.predict(_batch())
     assert torch.allclose(logits, maml.predict(_batch())[0], rtol=1e-10, atol=1e-12)
     assert torch.equal(control.evaluate(_batch()), maml.evaluate(_batch()))
@@ -100,14 +100,80 @@ def test_mmsup_frozen_mask_keeps_the_initial_weights_mask_for_every_task():
 
     seen = probe(mmsup)
     assert any(not torch.equal(seen[f"initial_{c}"], seen[f"masks_{c}"]) for c in CONV_LABELS)  # re-masked per task
-    control, _ = mmsup.frozen([])
+    control, _ = mmsup.frozen([], [], 0)
     seen = probe(control)
     for c in CONV_LABELS:
         initial, final = seen[f"initial_{c}"], seen[f"masks_{c}"]
         assert torch.equal(initial, final) and torch.equal(final[0], final[1]), c
-    assert not mmsup.frozen_mask and control.sparsity is mmsup.sparsity  # a copy sharing the weights
+    assert not mmsup.static_mask and control.sparsity is mmsup.sparsity  # a copy sharing the weights
     seen = probe(mmsup)
     assert any(not torch.equal(seen[f"initial_{c}"], seen[f"masks_{c}"]) for c in CONV_LABELS)
+
+
+def _masks(rng, tasks, steps=2):
+    return torch.tensor(rng.random((tasks, steps, 5)) < 0.5, dtype=torch.float64)
+
+
+def test_bmp_shuffled_masks_deal_the_test_tasks_own_masks_to_other_tasks_in_order():
+    import numpy as np
+    from test_gems_learners import _bmp
+
+    bmp, _ = _bmp([100.0] * 5)
+    test = [{"layer_masks": _masks(np.random.default_rng(0), TASKS)} for _ in range(3)]  # three batches
+    control, used = bmp.shuffled([], test, seed=21)
+    pooled = torch.cat([p["layer_masks"] for p in test])
+    order = torch.randperm(len(pooled), generator=torch.Generator().manual_seed(21))
+    seen = torch.cat([control.predict(_batch())[1].choices["layer_masks"] for _ in test])
+    assert torch.equal(seen, pooled[order]) and not torch.equal(seen, pooled) and used == {"permutation_seed": 21}
+    assert bmp.given_masks is None  # the method itself still chooses
+    with pytest.raises(RuntimeError, match="given masks"):
+        control.predict(_batch())  # each task's mask is used once
+
+
+def test_bmp_random_masks_keep_the_per_layer_per_step_frequencies():
+    import numpy as np
+    from test_gems_learners import _bmp
+
+    bmp, _ = _bmp([100.0] * 5)
+    frequency = torch.tensor([[0.1, 0.9, 0.5, 0.5, 1.0], [0.0, 0.3, 0.7, 0.2, 1.0]], dtype=torch.float64)
+    rng = np.random.default_rng(1)
+    pooled = torch.tensor(rng.random((4000, 2, 5)) < frequency.numpy(), dtype=torch.float64)
+    control, used = bmp.at_random([], [{"layer_masks": pooled}], seed=5)
+    drawn = control.given_masks
+    assert drawn.shape == pooled.shape and not torch.equal(drawn, pooled)
+    assert torch.allclose(drawn.mean(0), pooled.mean(0), atol=0.03)
+    assert torch.allclose(torch.tensor(used["layer_adapt_frequency_by_step"], dtype=torch.float64), pooled.mean(0))
+
+
+def test_mmsup_random_mask_keeps_each_layers_sparsity_and_one_mask_for_every_task():
+    from gems_core.learners import MMSUP
+
+    init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
+    mmsup = MMSUP(WAYS, SIZE, HIDDEN, fast_lr=5.0, steps=2, init=init, sparsity_init=0.5).double()
+    control, _ = mmsup.random_mask([], [], seed=3)
+    seen = control.probe(control.predict(_batch())[1])
+    own = mmsup.probe(mmsup.predict(_batch())[1])
+    for c in CONV_LABELS:
+        masks = seen[f"masks_{c}"]
+        assert torch.equal(masks[0], masks[1]) and torch.equal(seen[f"initial_{c}"], masks), c
+        assert abs(masks.float().mean() - own[f"masks_{c}"].float().mean()) < 0.05, c  # the same sparsity
+        assert (masks != own[f"initial_{c}"]).float().mean() > 0.3, c  # not the weights' own mask
+
+
+def test_mmsup_static_is_a_trained_control_whose_one_mask_is_kept_for_every_task(tiny_params):
+    from gems_core.learners import MMSUP
+
+    spec = METHODS["mmsup_static"]
+    assert spec.control and spec.learner is MMSUP and "mmsup_static" not in TABLE2_METHODS
+    assert spec.build(tiny_params(), seed=21).static_mask and not METHODS["mmsup"].build(tiny_params(), 21).static_mask
+    init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
+    learner = MMSUP(WAYS, SIZE, HIDDEN, fast_lr=5.0, steps=2, init=init, **dict(spec.options)).double()
+    seen = learner.probe(learner.predict(_batch())[1])
+    for c in CONV_LABELS:
+        assert torch.equal(seen[f"masks_{c}"][0], seen[f"masks_{c}"][1]), c
+    loss, _, _ = learner.meta_loss(_batch())
+    (sparsity,) = torch.autograd.grad(loss, [learner.sparsity])
+    assert sparsity.abs().sum() > 0  # the one mask's sparsity is still meta-learned
 
 
 def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
@@ -116,12 +182,19 @@ def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
 
     params = tiny_params(iterations=3, methods=["bmp"])
     outcome = run_method(params, "bmp", 21, progress=False)
-    frozen = outcome["frozen_mask"]
+    frozen = outcome["controls"]["bmp_frozen_mask"]
     assert frozen["method"] == "bmp_frozen_mask" and set(frozen["test"]) == {"glyphs", "shapes"}
+    assert set(outcome["controls"]) == {"bmp_frozen_mask", "bmp_shuffled_masks", "bmp_random_masks"}
     steps = params.adaptation_steps
-    assert len(frozen["frozen"]["layer_masks"]) == steps and 0 < frozen["frozen"]["share_of_validation_tasks"] <= 1
+    assert len(frozen["used"]["layer_masks"]) == steps and 0 < frozen["used"]["share_of_validation_tasks"] <= 1
     for dataset, summary in frozen["records"].items():  # every test task used the one pattern
-        assert summary["layer_adapt_frequency_by_step"] == frozen["frozen"]["layer_masks"], dataset
+        assert summary["layer_adapt_frequency_by_step"] == frozen["used"]["layer_masks"], dataset
+    own = {d: r["layer_adapt_frequency"] for d, r in outcome["records"].items()}
+    shuffled = outcome["controls"]["bmp_shuffled_masks"]["records"]
+    pooled = [sum(own[d][i] for d in own) / len(own) for i in range(5)]  # the same masks, dealt anew
+    assert [sum(shuffled[d]["layer_adapt_frequency"][i] for d in own) / len(own) for i in range(5)] == pytest.approx(
+        pooled
+    )
     assert frozen["mechanism"]["mask"]["reading"] == mechanism.CONSTANT  # one mask for every task
     assert outcome["mechanism"]["mask"]["reading"] in mechanism.READINGS
     assert 0 <= max(map(max, outcome["mechanism"]["mask"]["information_bits"])) <= 1.0
@@ -131,7 +204,8 @@ def test_a_bmp_run_is_also_tested_with_its_mask_frozen(tiny_params):
         {d: t["accuracy"] for d, t in frozen["test"].items()}
     )
     table = results.gather(tmp := runs.run_folder(params, "bmp", 21).parent.parent, params)
-    assert sorted(set(table.method)) == ["bmp", "bmp_frozen_mask"] and (tmp / "results.csv").exists()
+    assert sorted(set(table.method)) == ["bmp", "bmp_frozen_mask", "bmp_random_masks", "bmp_shuffled_masks"]
+    assert (tmp / "results.csv").exists()
 
 
 def test_an_mmsup_run_is_also_tested_with_its_mask_frozen_and_scored(tiny_params):
@@ -139,8 +213,9 @@ def test_an_mmsup_run_is_also_tested_with_its_mask_frozen_and_scored(tiny_params
 
     params = tiny_params(iterations=3, methods=["mmsup"])
     outcome = run_method(params, "mmsup", 21, progress=False)
-    frozen = outcome["frozen_mask"]
+    frozen = outcome["controls"]["mmsup_frozen_mask"]
     assert frozen["method"] == "mmsup_frozen_mask"
+    assert outcome["controls"]["mmsup_random_mask"]["mechanism"]["subnetwork"]["reading"] == mechanism.CONSTANT
     assert frozen["mechanism"]["subnetwork"]["difference"] == 0.0  # one subnetwork for every task
     assert frozen["mechanism"]["subnetwork"]["reading"] == mechanism.CONSTANT
     specificity = outcome["mechanism"]["subnetwork"]

@@ -12,7 +12,9 @@ query labels likewise with ``queries``.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -145,6 +147,16 @@ class FixedTasks:
 
     def __len__(self) -> int:
         return self.idx.shape[0]
+
+    @cached_property
+    def fingerprints(self) -> list[str]:
+        """Per task, 16 hex digits of SHA-1 over its images' indices in the split and their pixels: two runs
+        met the same task (the same classes and images) exactly when their fingerprints agree."""
+        images = self.sampler.split.images
+        return [
+            hashlib.sha1(row.numpy().tobytes() + images[row.to(images.device)].cpu().numpy().tobytes()).hexdigest()[:16]
+            for row in self.idx.cpu()
+        ]
 
     def task(self, i: int) -> TaskBatch:
         """Task ``i`` alone, as a batch of one."""

@@ -75,6 +75,9 @@ class BMP(MAML):
             lambda module, _: setattr(module, "_calibrated", bool(module.calibrated))
         )
         self.frozen_pattern: torch.Tensor | None = None  # [steps, N]: every task's layer mask (``frozen``)
+        self.given_masks: torch.Tensor | None = None  # [tasks, steps, N]: each next task's (``_given``)
+        self.given_next = 0
+        self.batch_masks: torch.Tensor | None = None  # [T, steps, N]: the current batch's given masks
 
     @staticmethod
     def options(params: Config) -> dict:
@@ -139,12 +142,12 @@ class BMP(MAML):
         embedding = self.standardize(self.raw_embedding(params, grads))
         return BinaryMask.apply(self.regularizer(embedding * self.inp_embedding))
 
-    def frozen(self, probes: list[dict]) -> tuple[BMP, dict]:
+    def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[BMP, dict]:
         """The frozen-mask control: a copy sharing these weights in which every task adapts with one layer
-        mask per inner step, the pattern most tasks of ``probes`` chose (probes of validation tasks, never
-        test tasks); and that pattern with the share of those tasks that chose it."""
+        mask per inner step, the pattern most ``validation`` tasks chose (never test tasks); and that
+        pattern with the share of those tasks that chose it."""
         patterns, counts = torch.unique(
-            torch.cat([p["layer_masks"] for p in probes]).flatten(1), dim=0, return_counts=True
+            torch.cat([p["layer_masks"] for p in validation]).flatten(1), dim=0, return_counts=True
         )
         top = int(counts.argmax())
         pattern = patterns[top].view(self.steps, len(self.layers))
@@ -155,12 +158,49 @@ class BMP(MAML):
             "share_of_validation_tasks": float(counts[top] / counts.sum()),
         }
 
+    def shuffled(self, validation: list[dict], test: list[dict], seed: int) -> tuple[BMP, dict]:
+        """The shuffled-masks control: each test task adapts with the masks another test task chose (one
+        seeded permutation over every test dataset's tasks): the same masks at the same frequencies, the
+        link between a task and its mask broken. ``test``: the probes of the meta-test, in its order."""
+        masks = torch.cat([p["layer_masks"] for p in test])
+        order = torch.randperm(len(masks), generator=torch.Generator().manual_seed(seed))
+        return self._given(masks[order]), {"permutation_seed": seed}
+
+    def at_random(self, validation: list[dict], test: list[dict], seed: int) -> tuple[BMP, dict]:
+        """The random-masks control: each test task adapts with masks drawn independently per layer and
+        inner step at the frequencies BMP chose them on the test tasks: BMP's amount of adaptation, no
+        choice."""
+        masks = torch.cat([p["layer_masks"] for p in test])
+        frequency = masks.double().mean(0)  # [steps, N]
+        drawn = torch.rand(masks.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        return self._given((drawn < frequency).to(masks)), {"layer_adapt_frequency_by_step": frequency.tolist()}
+
+    def _given(self, masks: torch.Tensor) -> BMP:
+        """A copy sharing these weights whose next tasks, in ``predict``'s order, adapt with ``masks``
+        [tasks, steps, N] (one row per task, used once)."""
+        control = copy.copy(self)
+        control.given_masks, control.given_next = masks.to(self.inp_embedding), 0
+        return control
+
+    def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]:
+        """As MAML's; a control with given masks takes the next ``len(batch)`` of them for this batch."""
+        if self.given_masks is not None:
+            start, self.given_next = self.given_next, self.given_next + len(batch)
+            if self.given_next > len(self.given_masks):
+                raise RuntimeError(
+                    f"BMP control: {len(self.given_masks)} given masks, asked for task {self.given_next}"
+                )
+            self.batch_masks = self.given_masks[start : self.given_next]
+        return super().predict(batch)
+
     def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict[str, torch.Tensor]]:
         """Each layer takes the gradient step where the task's mask for this step is 1; returns the mask."""
-        if self.frozen_pattern is None:
-            mask = self.layer_mask(params, grads)
-        else:
+        if self.batch_masks is not None:
+            mask = self.batch_masks[:, step]
+        elif self.frozen_pattern is not None:
             mask = self.frozen_pattern[step].expand(len(grads["head.weight"]), -1)
+        else:
+            mask = self.layer_mask(params, grads)
         new = {}
         for layer, names in enumerate(self.layers):
             m = mask[:, layer]

@@ -78,8 +78,8 @@ class MAML(nn.Module):
         self.layers = layer_names()
 
     @classmethod
-    def from_params(cls, params: Config, seed: int) -> MAML:
-        """The learner a run's resolved parameters describe."""
+    def from_params(cls, params: Config, seed: int, **fixed) -> MAML:
+        """The learner a run's resolved parameters describe (``fixed``: a registered method's own options)."""
         return cls(
             params.ways,
             params.image_size,
@@ -89,6 +89,7 @@ class MAML(nn.Module):
             params.first_order,
             seed=seed,
             **cls.options(params),
+            **fixed,
         )
 
     @staticmethod
@@ -159,12 +160,6 @@ class MAML(nn.Module):
         """The probes of every test dataset's tasks condensed for results.json (``probe`` per batch); nothing
         for MAML."""
         return {}
-
-    def frozen(self, probes: list[dict]) -> tuple[MAML, dict]:
-        """The frozen-mask control of a method that chooses a mask per task: a copy of this learner, sharing
-        its weights, whose mask is chosen once for every task (from ``probes`` of validation tasks), and what
-        was chosen. MAML chooses nothing to freeze."""
-        raise TypeError(f"{type(self).__name__} chooses no mask per task: it has no frozen-mask control")
 
     def calibration_tasks(self) -> int:
         """Tasks the learner wants to see once before meta-training (``calibrate``); none for MAML."""

@@ -7,6 +7,11 @@ distribution's tasks alone with the full iteration budget, its own optimiser and
 its own distribution's tasks (the dataset id is an oracle GEMS does not need); its training time is the
 sum of its members'.
 
+A method with a per-task mask also names its controls and the comparisons the page makes, each under the
+question it answers (``QUESTIONS``): test-time controls are the same trained weights tested with the
+mechanism taken away (``test_controls``: rows evaluated in the method's run folder), trained controls are
+methods of their own (``control=True``, run where a profile's ``methods`` names them).
+
 Adding a method is a learner module and one line here (see docs/contributing.md).
 
 Example:
@@ -18,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .bmp import BMP
@@ -25,18 +31,30 @@ from .fixed_layers import FixedLayers
 from .maml import MAML
 from .mmsup import MMSUP
 
+BEATS_MAML = "Does it beat MAML?"
+CHOICE_HELPS = "Does choosing per task help?"
+FREEZE_EXPLAINS = "Does a fixed freeze or mask explain it?"
+QUESTIONS = (CHOICE_HELPS, FREEZE_EXPLAINS, BEATS_MAML)
+"""The questions the page answers, in its order: each comparison of ``Method.compared_with`` names one."""
+
+TestControl = Callable[..., tuple[MAML, dict]]
+"""learner.<control>(validation probes, test probes, seed) -> (a learner sharing the weights, what it used)."""
+
 
 @dataclass(frozen=True)
 class Method:
     """A method: its learner class, whether a run trains one learner per distribution, whether it is a
-    control (run where a profile asks for it, not by default), and the name its frozen-mask control's
-    rows take: every run of a method with a per-task mask is also tested with the mask frozen
-    (``learner.frozen``), the same trained weights without the per-task choice."""
+    control (run where a profile asks for it, not by default), fixed learner options (a trained control's
+    switch), the test-time controls evaluated on its weights (row name -> learner method building the
+    control) and the rows it is compared with, each under its question (MAML, under ``BEATS_MAML``, is
+    added for every row by ``claims``)."""
 
     learner: type[MAML]
     per_distribution: bool = False
     control: bool = False
-    frozen_mask: str | None = None  # the row name of its frozen-mask control (an evaluation of its runs)
+    options: tuple[tuple[str, object], ...] = ()
+    test_controls: tuple[tuple[str, TestControl], ...] = ()
+    compared_with: tuple[tuple[str, str], ...] = ()
 
     def member_groups(self, n_distributions: int) -> list[list[int]]:
         """The distributions each member of a run trains on (and is tested on)."""
@@ -44,18 +62,47 @@ class Method:
             return [[i] for i in range(n_distributions)]
         return [list(range(n_distributions))]
 
+    def build(self, params, seed: int) -> MAML:
+        """The learner a run of this method with ``params`` and ``seed`` trains."""
+        return self.learner.from_params(params, seed=seed, **dict(self.options))
+
 
 METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order, then the controls
     "maml": Method(MAML),
     "multi_maml": Method(MAML, per_distribution=True),
-    "bmp": Method(BMP, frozen_mask="bmp_frozen_mask"),
-    "mmsup": Method(MMSUP, frozen_mask="mmsup_frozen_mask"),
+    "bmp": Method(
+        BMP,
+        test_controls=(
+            ("bmp_frozen_mask", BMP.frozen),  # the pattern most validation tasks chose, for every task
+            ("bmp_shuffled_masks", BMP.shuffled),  # the test tasks' own masks, dealt to other tasks
+            ("bmp_random_masks", BMP.at_random),  # drawn at the test tasks' per-layer, per-step frequencies
+        ),
+        compared_with=(
+            ("bmp_shuffled_masks", CHOICE_HELPS),
+            ("bmp_random_masks", CHOICE_HELPS),
+            ("bmp_frozen_mask", FREEZE_EXPLAINS),
+            ("fixed_layers", FREEZE_EXPLAINS),
+        ),
+    ),
+    "mmsup": Method(
+        MMSUP,
+        test_controls=(
+            ("mmsup_frozen_mask", MMSUP.frozen),  # the initial weights' mask, for every task
+            ("mmsup_random_mask", MMSUP.random_mask),  # a random mask at each layer's learned sparsity
+        ),
+        compared_with=(
+            ("mmsup_random_mask", CHOICE_HELPS),
+            ("mmsup_frozen_mask", FREEZE_EXPLAINS),
+            ("mmsup_static", FREEZE_EXPLAINS),
+        ),
+    ),
     # controls: what a method's gain would be without its mechanism
-    "fixed_layers": Method(FixedLayers, control=True),  # BMP's control: the same layers adapted for every task
+    "fixed_layers": Method(FixedLayers, control=True),  # BMP's: the same layers adapted for every task
+    "mmsup_static": Method(MMSUP, control=True, options=(("static_mask", True),)),  # MMSUP's: one mask, trained
 }
 
-FROZEN_MASK_OF: dict[str, str] = {m.frozen_mask: name for name, m in METHODS.items() if m.frozen_mask}
-"""Each frozen-mask control's row name -> the method whose runs it evaluates."""
+TESTED_ON: dict[str, str] = {row: name for name, m in METHODS.items() for row, _ in m.test_controls}
+"""Each test-time control's row name -> the method whose runs it evaluates."""
 
-ROWS: tuple[str, ...] = (*METHODS, *FROZEN_MASK_OF)
+ROWS: tuple[str, ...] = (*METHODS, *TESTED_ON)
 """Every name a results row can carry, in the order tables show them."""

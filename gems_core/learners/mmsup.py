@@ -39,6 +39,8 @@ class MMSUP(MAML):
         sparsity_init: initial masked fraction of every conv layer's weights, in [0, 0.99].
         learn_sparsity: meta-learn the per-layer sparsity (False: fixed, the sparsity ablation).
         temperature: of the soft-mask surrogate gradient, in units of the layer's mean |weight|.
+        static_mask: every task uses the initial weights' mask, kept through adaptation (the trained control
+            ``mmsup_static``, and the frozen-mask control of a trained MMSUP).
 
     Example:
         >>> mmsup = MMSUP(ways=5, image_size=84, sparsity_init=0.5)
@@ -48,7 +50,13 @@ class MMSUP(MAML):
     """
 
     def __init__(
-        self, *args, sparsity_init: float = 0.5, learn_sparsity: bool = True, temperature: float = 0.1, **kwargs
+        self,
+        *args,
+        sparsity_init: float = 0.5,
+        learn_sparsity: bool = True,
+        temperature: float = 0.1,
+        static_mask: bool = False,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.sparsity = nn.Parameter(torch.full((BLOCKS,), float(sparsity_init)), requires_grad=learn_sparsity)
@@ -59,7 +67,8 @@ class MMSUP(MAML):
         for layer, n in zip(CONV_LABELS, sizes):
             picked = torch.randperm(n, generator=gen)[:RECORDED_POSITIONS].sort().values
             self.register_buffer(f"positions_{layer}", picked, persistent=False)
-        self.frozen_mask = False  # the frozen-mask control (``frozen``): every task keeps the initial weights' mask
+        self.static_mask = static_mask
+        self.random_scores: dict[str, torch.Tensor] | None = None  # per conv layer (``random_mask``)
 
     @staticmethod
     def options(params: Config) -> dict:
@@ -78,7 +87,10 @@ class MMSUP(MAML):
         """[T, n] the top-``kept`` mask of |weight| [T, ...] (of the initial weights in the frozen-mask control),
         with the surrogate gradient for the sparsity."""
         i = layer_index(layer)
-        scored = self.backbone[f"{layer}__weight"].unsqueeze(0) if self.frozen_mask else weight
+        if self.random_scores is not None:
+            scored = self.random_scores[layer].unsqueeze(0)
+        else:
+            scored = self.backbone[f"{layer}__weight"].unsqueeze(0) if self.static_mask else weight
         scores = scored.detach().abs().flatten(1)
         return ComputeMask.apply(scores, self.sparsity[i], kept[i], self.temperature * scores.mean(1))
 
@@ -91,13 +103,24 @@ class MMSUP(MAML):
         mask = self.layer_mask(name.split(".")[0], weight, self.kept() if kept is None else kept)
         return weight * mask.view(-1, *weight.shape[1:])
 
-    def frozen(self, probes: list[dict]) -> tuple[MMSUP, dict]:
+    def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[MMSUP, dict]:
         """The frozen-mask control: a copy sharing these weights in which every task's subnetwork is the
         top-(1 - sparsity) mask of the meta-learned initial weights, kept through adaptation (no re-masking
-        per task). ``probes`` are unused: the mask is chosen by no task."""
+        per task); chosen by no task."""
         control = copy.copy(self)  # shares the parameters and buffers
-        control.frozen_mask = True
+        control.static_mask = True
         return control, {"mask": "the meta-learned initial weights' supermask, the same for every task"}
+
+    def random_mask(self, validation: list[dict], test: list[dict], seed: int) -> tuple[MMSUP, dict]:
+        """The random-mask control: a copy sharing these weights in which every task uses one random mask per
+        conv layer at that layer's learned sparsity (seeded): MMSUP's pruning, no chosen weights."""
+        control = copy.copy(self)
+        generator = torch.Generator().manual_seed(seed)
+        control.random_scores = {
+            c: torch.rand(self.backbone[f"{c}__weight"].shape, generator=generator).to(self.sparsity)
+            for c in CONV_LABELS
+        }
+        return control, {"mask": "a random mask per conv layer at its learned sparsity, the same for every task"}
 
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         return conv4_forward(params, x, partial(self.supermask, kept=self.kept()))  # counts once per forward
