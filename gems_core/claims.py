@@ -215,9 +215,10 @@ def _cell(row) -> str:
     )
 
 
-def evidence(params: Config, table: pd.DataFrame) -> list[str]:
-    """ "What the evidence says", generated from the results: the answers (``answers``), then per test
-    dataset the methods' ordering, then how far the verdicts speak, diverged and damaged runs.
+def evidence(params: Config, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """ "What the evidence says", generated from the results: the answers (``answers``: one line per
+    question and method), then the detail: per test dataset the methods' ordering, how far the verdicts
+    speak, diverged and damaged runs.
 
     Arguments:
         params: the profile's parameters.
@@ -235,10 +236,10 @@ def evidence(params: Config, table: pd.DataFrame) -> list[str]:
     )
     complete = table[table["status"] == "complete"]
     if complete.empty:
-        return ["No complete run yet: nothing to say.", *left_out]
+        return [], ["No complete run yet: nothing to say.", *left_out]
     compared, scores = comparisons(params), mechanism_scores(params)
     pair = " + ".join(d["name"] for d in params.distributions)
-    paragraphs = answers(params, compared, scores)
+    paragraphs = []
     for dataset, rows in complete.groupby("test_dataset", sort=False):
         means = rows.groupby("method")["accuracy"].mean().sort_values(ascending=False)
         order = " > ".join(f"{m} {a:.3f}" for m, a in means.items())
@@ -262,4 +263,4 @@ def evidence(params: Config, table: pd.DataFrame) -> list[str]:
             f"Diverged, so left out of every comparison and counted as failures: {', '.join(failed)} "
             f"({len(failed)} of {len(params.methods) * len(params.seeds)} runs)."
         )
-    return paragraphs + left_out
+    return answers(params, compared, scores), paragraphs + left_out

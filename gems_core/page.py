@@ -39,7 +39,8 @@ BRIEF = (
     "device",
 )
 STYLE = """body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
+table{border-collapse:collapse;margin:.5em 0 1.5em;display:block;max-width:100%;overflow-x:auto;font-size:.85em}
+td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.complete{color:#176b2c}.diverged,.failed,.damaged{color:#a31515}.partial{color:#8a5a00}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0}code{background:#f3f3f3;padding:0 .2em}"""
 
@@ -97,7 +98,7 @@ def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
 
 
 def _comparisons(params: Config, folder: Path) -> str:
-    """Each method against MAML and against its frozen-mask control on the same test tasks
+    """Each method against MAML and against its controls on the same test tasks
     (``claims.comparisons``), then the mechanism scores; also as comparisons.csv and mechanism.csv."""
     table, scores = claims.comparisons(params), claims.mechanism_scores(params)
     io.write_text(folder / "comparisons.csv", table.to_csv(index=False))
@@ -110,8 +111,11 @@ def _comparisons(params: Config, folder: Path) -> str:
         "model only). The p-values of this table are one family, adjusted by Holm's method (<code>p_holm</code>): "
         "<b>better</b> or <b>worse</b> needs an adjusted p under 0.05; <b>equivalent</b> needs the whole "
         f"interval within +-{params.equivalence_margin:g} accuracy (parameter <code>equivalence_margin</code>); "
-        "anything else is <b>inconclusive</b>. A frozen-mask control is the same trained weights tested with one "
-        "mask for every task.</p>"
+        "anything else is <b>inconclusive</b>. Test-time controls are the same trained weights tested without the "
+        "per-task choice: one mask for every task (<code>_frozen_mask</code>), the test tasks' masks shuffled "
+        "across tasks (<code>_shuffled_masks</code>), masks drawn at BMP's frequencies (<code>_random_masks</code>), "
+        "a random mask at MMSUP's sparsity (<code>_random_mask</code>); <code>fixed_layers</code> and "
+        "<code>mmsup_static</code> are trained controls.</p>"
     )
     mechanism = (
         "<p>Mechanism scores (docs/methods.md): does the mask vary (<code>variation</code>: BMP's largest "
@@ -126,9 +130,14 @@ def _comparisons(params: Config, folder: Path) -> str:
     return note + _table(table) + mechanism
 
 
-def _evidence(params: Config, table: pd.DataFrame) -> str:
-    """The generated "what the evidence says" paragraphs (``claims.evidence``)."""
-    return "".join(f"<p>{html.escape(p)}</p>" for p in claims.evidence(params, table))
+def _evidence(params: Config, table: pd.DataFrame, folder: Path) -> str:
+    """The generated "what the evidence says" (``claims.evidence``): one line per question first, then the
+    forest plot of every paired difference with the equivalence band, then the detail."""
+    answers, detail = claims.evidence(params, table)
+    compared = claims.comparisons(params)
+    forest = _figure(plots.forest(compared, params.equivalence_margin), folder, "forest") if len(compared) else ""
+    lines = "".join(f"<li>{html.escape(line)}</li>" for line in answers)
+    return (f"<ul>{lines}</ul>" if lines else "") + forest + "".join(f"<p>{html.escape(p)}</p>" for p in detail)
 
 
 def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
@@ -152,7 +161,7 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
         "<h2>What the evidence says</h2>",
-        _evidence(params, table),
+        _evidence(params, table, folder),
         "<h2>Notebooks</h2><ul>"
         + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>' for n in notebooks)
         + "</ul>",

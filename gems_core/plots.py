@@ -168,3 +168,28 @@ def convergence_panels(trace: pd.DataFrame, layers: list[str]):
     axes[2].set_xlim(left=0)
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLOURS = {"better": "#176b2c", "worse": "#a31515", "inconclusive": "#555555"}  # equivalent: blue
+
+
+def forest(compared: pd.DataFrame, margin: float):
+    """Every paired difference (``claims.comparisons``) with its 95 % interval, one line per row grouped by
+    question, the equivalence band +-``margin`` shaded and zero marked: the picture read first."""
+    rows = compared[compared["verdict"] != "not comparable"].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.28 * max(len(rows), 1)))
+    ax.axvspan(-margin, margin, color="#cfe3f7", label=f"equivalence band +-{margin:g}")
+    ax.axvline(0, color="#333333", lw=0.8)
+    y = np.arange(len(rows))[::-1]
+    for yi, r in zip(y, rows.itertuples()):
+        colour = VERDICT_COLOURS.get(r.verdict, "#1f5fa8")
+        ax.plot([r.low, r.high], [yi, yi], color=colour, lw=2)
+        ax.plot(r.difference, yi, "o", color=colour, ms=4)
+    ax.set_yticks(y, [f"{r.method} vs {r.against} ({r.test_dataset})" for r in rows.itertuples()], fontsize=7)
+    for edge in np.flatnonzero(rows["question"].ne(rows["question"].shift()).to_numpy())[1:]:
+        ax.axhline(y[edge] + 0.5, color="#bbbbbb", lw=0.6, ls="--")
+    ax.set(xlabel="accuracy difference (ours - theirs), 95 % interval", ylim=(-0.7, len(rows) - 0.3))
+    ax.legend(loc="lower right", fontsize=7, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -183,11 +183,17 @@ def ablation_figures(summary: pd.DataFrame) -> None:
 
 # --- 06 report ---------------------------------------------------------------------------------
 def evidence(params: Config, table: pd.DataFrame) -> list[str]:
-    """Say what the evidence says (``claims.evidence``), a paragraph at a time; return the paragraphs."""
-    paragraphs = claims.evidence(params, table)
-    for paragraph in paragraphs:
+    """Say what the evidence says (``claims.evidence``): the answers first, then the forest plot of every
+    paired difference, then the detail, a paragraph at a time; return the paragraphs."""
+    answers, detail = claims.evidence(params, table)
+    for line in answers:
+        say(line)
+    compared = claims.comparisons(params)
+    if not compared.empty:
+        plots.forest(compared, params.equivalence_margin)
+    for paragraph in detail:
         say(paragraph)
-    return paragraphs
+    return answers + detail
 
 
 def table2(table: pd.DataFrame, out: Path) -> pd.DataFrame:

@@ -125,15 +125,26 @@ def test_controls_comparisons_and_mechanism_scores_reach_the_tables_notebooks_an
     } <= pairs
     assert set(paired["verdict"]) <= {"better", "worse", "inconclusive", "equivalent within +-0.01"}
     scores = pd.read_csv(out / "mechanism.csv")
-    assert set(scores["method"]) == {"bmp", "bmp_frozen_mask", "mmsup", "mmsup_frozen_mask"}
+    assert set(scores["method"]) == {
+        "bmp",
+        "bmp_frozen_mask",
+        "bmp_shuffled_masks",
+        "bmp_random_masks",
+        "mmsup",
+        "mmsup_frozen_mask",
+        "mmsup_random_mask",
+    }
+    assert {("bmp", "bmp_shuffled_masks"), ("bmp", "bmp_random_masks"), ("bmp", "fixed_layers")} <= pairs
+    assert {("mmsup", "mmsup_random_mask")} <= pairs
     assert scores.loc[scores["method"] == "bmp_frozen_mask", "value"].eq(0).all()  # one mask tells nothing
     assert scores.loc[scores["method"] == "bmp_frozen_mask", "reading"].eq("constant").all()
     page = (out / "index.html").read_text()
     assert page.index("What the evidence says") < page.index("Table 2, reproduced")
-    assert "Trained on glyphs + shapes, tested on glyphs:" in page and "layer-mask information (bits" in page
-    assert "Holm-adjusted p = " in page and "over 6 tasks of one seed" in page
+    assert page.index("Does choosing per task help? bmp: vs bmp_shuffled_masks") < page.index("figures/forest.png")
+    assert "Trained on glyphs + shapes, tested on glyphs," in page and "layer-mask information (bits" in page
+    assert "p_holm" in page and "over 6 tasks of one seed" in page
     report = (out / "06_report.html").read_text()
-    assert "Trained on glyphs + shapes, tested on shapes:" in report
+    assert "Trained on glyphs + shapes, tested on shapes," in report and "Does choosing per task help?" in report
     assert "open this notebook in JupyterLab" in report and "widget-state" not in report  # headless: no widgets
     assert "BMP seed 21." in (out / "02_bmp.html").read_text()
     assert "MMSUP seed 21." in (out / "03_mmsup.html").read_text()

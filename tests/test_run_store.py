@@ -116,12 +116,17 @@ def test_another_runs_results_copied_in_are_never_tabled_paired_or_paged(trained
     params, other = trained
     ours, theirs = run_folder(params, "bmp", 21), run_folder(other, "bmp", 21)
     kept = RunFiles(params, "bmp", 21).results()
-    for name in ("results.json", "test_accuracies.csv", "test_accuracies.bmp_frozen_mask.csv"):
+    for name in (
+        "results.json",
+        "test_accuracies.csv",
+        *(f"test_accuracies.{c}.csv" for c in RunFiles(params, "bmp", 21).controls),
+    ):
         shutil.copy(theirs / name, ours / name)
     planted = json.loads((theirs / "results.json").read_text())["test"]["glyphs"]["accuracy"]
     table = results.gather(Path(params.output_root) / "t", params)
     assert set(table["method"]) == {"maml"}  # bmp and its control left out, not relabelled
-    assert set(claims.comparisons(params)["method"]) == set()  # nothing left to pair with maml
+    compared = claims.comparisons(params)  # every pair of bmp's: not comparable, saying why
+    assert (compared["verdict"] == claims.NOT_COMPARABLE).all() and compared["unit"].str.contains("damaged").all()
     damaged = results.damaged(params)
     assert len(damaged) == 1 and f"belongs to run {theirs.name}, not to this run ({ours.name})" in damaged[0]
     text = _page_text(params)
@@ -193,7 +198,8 @@ def test_a_damaged_run_file_marks_the_run_damaged_and_everything_else_renders(tr
     assert set(table["method"]) == {"maml"} and "diverged" not in set(table["status"])
     assert not report.table2(table).astype(str).apply(lambda c: c.str.contains("nan|diverged")).any().any()
     compared = claims.comparisons(params)
-    assert compared.empty and "nan" not in " ".join(claims.evidence(params, table)).lower().replace("nan ", "")
+    said = " ".join(sum(claims.evidence(params, table), []))
+    assert (compared["verdict"] == claims.NOT_COMPARABLE).all() and "nan" not in said.lower().replace("nan ", "")
     text = _page_text(params)
     assert "+nan" not in text and "Left out as damaged" in text and 'class="damaged"' in text
     assert progress(plan(params)) is None  # the pipeline's status line reads the curves without a traceback
@@ -207,9 +213,13 @@ def test_a_mismatched_pair_of_runs_is_left_out_not_a_failure_of_the_page(trained
     params, _ = trained
     _damage(run_folder(params, "maml", 21), "tasks cut from 6 to 3")
     table = results.gather(Path(params.output_root) / "t", params)
-    assert claims.evidence(params, table)[-1].startswith("Left out as damaged (1 runs")
+    assert claims.evidence(params, table)[1][-1].startswith("Left out as damaged (1 runs")
     compared = claims.comparisons(params)
-    assert set(compared["against"]) == {"bmp_frozen_mask"}  # the pairs without the damaged run all stay
+    against_maml = compared["against"] == "maml"
+    assert (compared.loc[against_maml, "verdict"] == claims.NOT_COMPARABLE).all()
+    assert compared.loc[against_maml, "unit"].str.contains("maml seed 21 is damaged").all()
+    assert (compared.loc[~against_maml, "verdict"] != claims.NOT_COMPARABLE).all()  # the other pairs all stay
+    assert "not comparable" in _page_text(params)
 
 
 def test_a_diverged_run_records_its_training_time(tiny_params):

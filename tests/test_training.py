@@ -194,7 +194,6 @@ def test_a_second_profile_reuses_a_run_and_bookkeeping_does_not_rekey_it(tiny_pa
         profile="ablations",
         validation_every=2,
         checkpoint_every=1,
-        validation_tasks=2,
         methods=["bmp"],
         ablation_fast_lr=[0.5],
         max_dropped_classes=0.5,
@@ -203,6 +202,7 @@ def test_a_second_profile_reuses_a_run_and_bookkeeping_does_not_rekey_it(tiny_pa
     assert run_method(second, "bmp", 21, progress=False) == result
     assert (run_folder(first, "bmp", 21) / "results.json").stat().st_mtime_ns == stamp  # read back, not retrained
     assert run_folder(tiny_params(test_tasks=5), "bmp", 21) != run_folder(first, "bmp", 21)  # changes its results
+    assert run_folder(tiny_params(validation_tasks=2), "bmp", 21) != run_folder(first, "bmp", 21)  # its frozen mask
     assert run_folder(tiny_params(tf32=True), "bmp", 21) != run_folder(first, "bmp", 21)  # changes its weights
 
 
