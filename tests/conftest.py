@@ -99,3 +99,20 @@ def pytest_collection_modifyitems(items):
     """Start the tests of the longest files first, so the parallel workers of ``make test`` finish together."""
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
+
+
+@pytest.fixture
+def overflowing(monkeypatch):
+    """MAML's meta-loss overflows from its 12th meta-iteration on: a divergence at the same iteration on every
+    machine (a real blow-up's timing depends on the CPU's arithmetic: fast_lr 10 with 10 inner steps
+    overflowed within 25 iterations on one machine and not within 60 on another)."""
+    from gems_core.learners import MAML
+
+    real, calls = MAML.meta_loss, []
+
+    def meta_loss(self, batch):
+        loss, accuracy, choices = real(self, batch)
+        calls.append(1)
+        return (loss * float("inf") if len(calls) >= 12 else loss), accuracy, choices
+
+    monkeypatch.setattr(MAML, "meta_loss", meta_loss)

@@ -166,9 +166,9 @@ def test_a_process_killed_while_writing_a_checkpoint_resumes_from_the_one_before
     )
 
 
-def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params):
-    # fast lr 10 with 10 inner steps and meta lr 1: MAML's meta-gradient overflows within 25 iterations
-    # (the loss explodes first: that check is off here, to see the non-finite one; test_attacks has the other)
+def test_a_diverging_run_stops_and_is_reported_as_diverged(tiny_params, overflowing):
+    # the meta-loss overflows at iteration 12 (``overflowing``); the loss-explosion check is off here, to see
+    # the non-finite one (test_attacks has the other)
     params = tiny_params(
         fast_lr=10.0,
         meta_lr=1.0,

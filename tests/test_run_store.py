@@ -222,7 +222,7 @@ def test_a_mismatched_pair_of_runs_is_left_out_not_a_failure_of_the_page(trained
     assert "not comparable" in _page_text(params)
 
 
-def test_a_diverged_run_records_its_training_time(tiny_params):
+def test_a_diverged_run_records_its_training_time(tiny_params, overflowing):
     params = tiny_params(fast_lr=10.0, meta_lr=1.0, adaptation_steps=10, iterations=60, loss_explosion_factor=0.0)
     result = run_method(params, "maml", 21, progress=False)
     assert result["status"] == "diverged" and result["train_seconds"] > 0
