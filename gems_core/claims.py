@@ -82,16 +82,6 @@ def paired(ours: dict[int, pd.Series], theirs: dict[int, pd.Series]) -> dict:
     return {k: test[k] for k in ("difference", "low", "high", "p")} | {"unit": unit, "n": n}
 
 
-def sentence(row) -> str:
-    """One comparison in words, with its unit and n: what a reader may quote."""
-    if row.verdict == NOT_COMPARABLE:
-        return f"{row.method} vs {row.against} on {row.test_dataset}: not comparable ({row.unit})"
-    return (
-        f"{row.method} vs {row.against} on {row.test_dataset}: {row.verdict} ({row.difference:+.3f}, 95 % interval "
-        f"{row.low:+.3f} to {row.high:+.3f}, Holm-adjusted p = {row.p_holm:.3f}; over {row.n} {row.unit})"
-    )
-
-
 BASELINE = "maml"
 
 
@@ -153,10 +143,10 @@ def _task_accuracies(params: Config, row: str, seed: int) -> tuple[pd.DataFrame 
     """A row's per-task accuracies of one seed if its run is complete and intact; else None and why it is
     left out (None while the run is simply not complete)."""
     method = TESTED_ON.get(row, row)
-    files = runs.RunFiles(params, method, seed)
-    if (damage := files.damage()) is not None:
+    try:
+        result = runs.RunFiles(params, method, seed).checked_results()
+    except runs.RunDamaged as damage:
         return None, f"{method} seed {seed} is damaged ({damage.reason})"
-    result = files.results()
     if result is None:
         return None, None
     if result["status"] != "complete":
@@ -197,7 +187,7 @@ def answers(params: Config, compared: pd.DataFrame, scores: pd.DataFrame) -> lis
         for method, rows in compared[compared["question"] == question].groupby("method", sort=False):
             parts = []
             for against, pair in rows.groupby("against", sort=False):
-                cells = ", ".join(_cell(r) for r in pair.itertuples())
+                cells = ", ".join(sentence(r) for r in pair.itertuples())
                 parts.append(f"vs {against}: {cells}")
             lines.append(f"{question} {method}: " + "; ".join(parts) + ".")
     own = scores[scores["method"].isin(list(params.methods))]
@@ -206,7 +196,9 @@ def answers(params: Config, compared: pd.DataFrame, scores: pd.DataFrame) -> lis
     return lines
 
 
-def _cell(row) -> str:
+def sentence(row) -> str:
+    """One comparison's verdict on its test dataset in words, with its difference, interval, unit and n: what
+    a reader may quote (its pair and question stand before it in ``answers``)."""
     if row.verdict == NOT_COMPARABLE:
         return f"not comparable on {row.test_dataset} ({row.unit})"
     return (
@@ -215,7 +207,7 @@ def _cell(row) -> str:
     )
 
 
-def evidence(params: Config, table: pd.DataFrame) -> tuple[list[str], list[str]]:
+def evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
     """ "What the evidence says", generated from the results: the answers (``answers``: one line per
     question and method), then the detail: per test dataset the methods' ordering, how far the verdicts
     speak, diverged and damaged runs.
@@ -223,6 +215,7 @@ def evidence(params: Config, table: pd.DataFrame) -> tuple[list[str], list[str]]
     Arguments:
         params: the profile's parameters.
         table: its results (``results.gather``).
+        compared: its ``comparisons``, if the caller has them already (each reads every run's files).
     """
     broken = results.damaged(params)
     left_out = (
@@ -237,7 +230,8 @@ def evidence(params: Config, table: pd.DataFrame) -> tuple[list[str], list[str]]
     complete = table[table["status"] == "complete"]
     if complete.empty:
         return [], ["No complete run yet: nothing to say.", *left_out]
-    compared, scores = comparisons(params), mechanism_scores(params)
+    compared = comparisons(params) if compared is None else compared
+    scores = mechanism_scores(params)
     pair = " + ".join(d["name"] for d in params.distributions)
     paragraphs = []
     for dataset, rows in complete.groupby("test_dataset", sort=False):

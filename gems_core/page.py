@@ -97,10 +97,10 @@ def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
     return "".join(parts) or "<p>No complete run yet.</p>"
 
 
-def _comparisons(params: Config, folder: Path) -> str:
+def _comparisons(params: Config, folder: Path, table: pd.DataFrame) -> str:
     """Each method against MAML and against its controls on the same test tasks
     (``claims.comparisons``), then the mechanism scores; also as comparisons.csv and mechanism.csv."""
-    table, scores = claims.comparisons(params), claims.mechanism_scores(params)
+    scores = claims.mechanism_scores(params)
     io.write_text(folder / "comparisons.csv", table.to_csv(index=False))
     io.write_text(folder / "mechanism.csv", scores.to_csv(index=False))
     if table.empty:
@@ -130,11 +130,10 @@ def _comparisons(params: Config, folder: Path) -> str:
     return note + _table(table) + mechanism
 
 
-def _evidence(params: Config, table: pd.DataFrame, folder: Path) -> str:
+def _evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame, folder: Path) -> str:
     """The generated "what the evidence says" (``claims.evidence``): one line per question first, then the
     forest plot of every paired difference with the equivalence band, then the detail."""
-    answers, detail = claims.evidence(params, table)
-    compared = claims.comparisons(params)
+    answers, detail = claims.evidence(params, table, compared)
     forest = _figure(plots.forest(compared, params.equivalence_margin), folder, "forest") if len(compared) else ""
     lines = "".join(f"<li>{html.escape(line)}</li>" for line in answers)
     return (f"<ul>{lines}</ul>" if lines else "") + forest + "".join(f"<p>{html.escape(p)}</p>" for p in detail)
@@ -145,6 +144,7 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
     matplotlib.use("Agg")
     folder = Path(folder)
     table = results.gather(folder, params)
+    compared_pairs = claims.comparisons(params)  # read once: each reading checks every run's files
     brief = pd.DataFrame(
         [
             {"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
@@ -161,14 +161,14 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
         "<h2>What the evidence says</h2>",
-        _evidence(params, table, folder),
+        _evidence(params, table, compared_pairs, folder),
         "<h2>Notebooks</h2><ul>"
         + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>' for n in notebooks)
         + "</ul>",
         "<h2>Table 2, reproduced</h2>",
         _table(report.table2(table), index=True) if not table.empty else "<p>No complete run yet.</p>",
         "<h2>Paired comparisons and mechanism scores</h2>",
-        _comparisons(params, folder),
+        _comparisons(params, folder, compared_pairs),
         "<h2>Beside the paper</h2>",
         _table(compared)
         if not compared.empty

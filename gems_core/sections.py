@@ -185,10 +185,10 @@ def ablation_figures(summary: pd.DataFrame) -> None:
 def evidence(params: Config, table: pd.DataFrame) -> list[str]:
     """Say what the evidence says (``claims.evidence``): the answers first, then the forest plot of every
     paired difference, then the detail, a paragraph at a time; return the paragraphs."""
-    answers, detail = claims.evidence(params, table)
+    compared = claims.comparisons(params)
+    answers, detail = claims.evidence(params, table, compared)
     for line in answers:
         say(line)
-    compared = claims.comparisons(params)
     if not compared.empty:
         plots.forest(compared, params.equivalence_margin)
     for paragraph in detail:
