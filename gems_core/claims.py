@@ -20,6 +20,8 @@ reason, and every other row stays.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -29,6 +31,7 @@ from .params import Config
 from .statistics import ALPHA, crossed_test, holm, mean_test
 
 BETTER, WORSE, INCONCLUSIVE, NOT_COMPARABLE = "better", "worse", "inconclusive", "not comparable"
+DISTRIBUTION_SPECIFIC = "Are the subnetworks distribution-specific?"  # answered by the mechanism scores
 COLUMNS = [
     "question", "method", "against", "test_dataset", "difference", "low", "high", "p", "p_holm", "verdict", "unit", "n"
 ]  # fmt: skip
@@ -99,21 +102,25 @@ def compared_pairs(params: Config) -> list[tuple[str, str, str]]:
     return rows
 
 
-def comparisons(params: Config) -> pd.DataFrame:
+def comparisons(params: Config, diverged_at_chance: bool = False) -> pd.DataFrame:
     """Every pair of ``compared_pairs``, per test dataset, paired on the same test tasks (``paired``): a
     row per (question, method, against, test dataset) with the difference, its interval, p-value,
     Holm-adjusted p-value over the whole table, verdict, unit and n. Seeds whose runs are not both intact
     are left out (incomplete runs silently; damaged and diverged ones named); a pair with no seed left
-    because of them, or whose tasks do not match, is ``not comparable`` with the reason in ``unit``."""
+    because of them, or whose tasks do not match, is ``not comparable`` with the reason in ``unit``.
+    ``diverged_at_chance``: the sensitivity analysis: a diverged run counts as a failure, chance accuracy
+    (1 / ways) on every test task, instead of being left out."""
     rows = []
     for question, ours_name, theirs_name in compared_pairs(params):
         found = {name: [_task_accuracies(params, name, s) for s in params.seeds] for name in (ours_name, theirs_name)}
+        if diverged_at_chance:
+            found = _diverged_at_chance(found, 1 / params.ways)
         common = [
             i
             for i, s in enumerate(params.seeds)
-            if found[ours_name][i][0] is not None and found[theirs_name][i][0] is not None
+            if found[ours_name][i].table is not None and found[theirs_name][i].table is not None
         ]
-        reasons = [why for name in found for _, why in found[name] if why]
+        reasons = list(dict.fromkeys(side.why for name in found for side in found[name] if side.why))
         datasets = [d["name"] for d in params.distributions]
         for dataset in datasets:
             row = {"question": question, "method": ours_name, "against": theirs_name, "test_dataset": dataset}
@@ -124,7 +131,7 @@ def comparisons(params: Config) -> pd.DataFrame:
                 continue
             try:
                 row |= paired(
-                    *({params.seeds[i]: _tasks(found[name][i][0], dataset) for i in common} for name in found)
+                    *({params.seeds[i]: _tasks(found[name][i].table, dataset) for i in common} for name in found)
                 )
             except ValueError as exc:
                 row |= {"verdict": NOT_COMPARABLE, "unit": str(exc)}
@@ -139,19 +146,41 @@ def comparisons(params: Config) -> pd.DataFrame:
     return table
 
 
-def _task_accuracies(params: Config, row: str, seed: int) -> tuple[pd.DataFrame | None, str | None]:
-    """A row's per-task accuracies of one seed if its run is complete and intact; else None and why it is
-    left out (None while the run is simply not complete)."""
+class Side(NamedTuple):
+    """One row's run of one seed, as a comparison sees it: its per-task accuracies if it is complete and
+    intact, else why it is left out (None while it is simply not complete), and whether it diverged."""
+
+    table: pd.DataFrame | None
+    why: str | None = None
+    diverged: bool = False
+
+
+def _diverged_at_chance(found: dict[str, list[Side]], chance: float) -> dict[str, list[Side]]:
+    """``found`` with each diverged run of a trained row replaced by chance accuracy on every test task (the
+    tasks of any intact run of the pair: every run of a profile meets the same ones); a test-time control of
+    a diverged run stays left out (it was never tested); as it was if no run of the pair is intact."""
+    intact = next((side.table for sides in found.values() for side in sides if side.table is not None), None)
+    if intact is None:
+        return found
+    failed = Side(intact.assign(accuracy=chance))
+    return {
+        name: [failed if side.diverged and name not in TESTED_ON else side for side in sides]
+        for name, sides in found.items()
+    }
+
+
+def _task_accuracies(params: Config, row: str, seed: int) -> Side:
+    """A row's run of one seed (``Side``), read through one check of every file it rests on."""
     method = TESTED_ON.get(row, row)
     try:
         result = runs.RunFiles(params, method, seed).checked_results()
     except runs.RunDamaged as damage:
-        return None, f"{method} seed {seed} is damaged ({damage.reason})"
+        return Side(None, f"{method} seed {seed} is damaged ({damage.reason})")
     if result is None:
-        return None, None
+        return Side(None)
     if result["status"] != "complete":
-        return None, f"{method} seed {seed} {result['status']}"
-    return runs.row_task_accuracies(params, row, seed), None
+        return Side(None, f"{method} seed {seed} {result['status']}", result["status"] == "diverged")
+    return Side(runs.row_task_accuracies(params, row, seed))
 
 
 def _tasks(table: pd.DataFrame, dataset: str) -> pd.Series:
@@ -181,7 +210,8 @@ def mechanism_scores(params: Config) -> pd.DataFrame:
 
 def answers(params: Config, compared: pd.DataFrame, scores: pd.DataFrame) -> list[str]:
     """One line per question and method, answer first: each comparison's verdict per test dataset with its
-    difference and interval, and the unit; then whether each method's mask depends on the distribution."""
+    difference and interval, and the unit; then, per method and seed, whether its subnetworks (BMP's layer
+    masks, MMSUP's kept weights) are distribution-specific, with the score's numbers (``mechanism.reading``)."""
     lines = []
     for question in QUESTIONS:
         for method, rows in compared[compared["question"] == question].groupby("method", sort=False):
@@ -192,7 +222,7 @@ def answers(params: Config, compared: pd.DataFrame, scores: pd.DataFrame) -> lis
             lines.append(f"{question} {method}: " + "; ".join(parts) + ".")
     own = scores[scores["method"].isin(list(params.methods))]
     for row in own.itertuples():
-        lines.append(f"Does the mask depend on the distribution? {row.method} seed {row.seed}: {row.says}.")
+        lines.append(f"{DISTRIBUTION_SPECIFIC} {row.method} seed {row.seed}: {row.says}.")
     return lines
 
 
@@ -205,6 +235,22 @@ def sentence(row) -> str:
         f"{row.verdict} on {row.test_dataset} ({row.difference:+.3f}, {row.low:+.3f} to {row.high:+.3f}, "
         f"over {row.n} {row.unit})"
     )
+
+
+def sensitivity(params: Config, compared: pd.DataFrame) -> str:
+    """Which verdicts change when each diverged run counts as a failure, chance accuracy on every test task
+    (``comparisons(diverged_at_chance=True)``), instead of being left out: a line for the evidence."""
+    key = ["question", "method", "against", "test_dataset"]
+    at_chance = comparisons(params, diverged_at_chance=True)
+    merged = compared[key + ["verdict"]].merge(at_chance, on=key, suffixes=("_left_out", ""))
+    changed = merged[merged["verdict_left_out"] != merged["verdict"]]
+    head = f"Counting each diverged run as a failure instead (chance accuracy, 1/{params.ways}, on every test task), "
+    if changed.empty:
+        return head + f"no verdict of the {len(merged)} changes."
+    cells = "; ".join(
+        f"{r.method} vs {r.against}: {r.verdict_left_out}, then {sentence(r)}" for r in changed.itertuples()
+    )
+    return head + f"{len(changed)} of {len(merged)} verdicts change: {cells}."
 
 
 def evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
@@ -255,6 +301,6 @@ def evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame | None 
     if failed:
         paragraphs.append(
             f"Diverged, so left out of every comparison and counted as failures: {', '.join(failed)} "
-            f"({len(failed)} of {len(params.methods) * len(params.seeds)} runs)."
+            f"({len(failed)} of {len(params.methods) * len(params.seeds)} runs). " + sensitivity(params, compared)
         )
     return answers(params, compared, scores), paragraphs + left_out

@@ -86,15 +86,22 @@ class Member:
 
 
 def build_members(
-    params: Config, method: str, seed: int, train: SplitImages, n_distributions: int, device: torch.device
+    params: Config,
+    method: str,
+    seed: int,
+    train: SplitImages,
+    n_distributions: int,
+    device: torch.device,
+    matched: dict | None = None,
 ) -> list[Member]:
     """The members of a run of ``method`` with ``seed`` (one, or one per distribution for Multi-MAML), each
-    with its learner seeded by ``seed``, its own task stream from ``train`` and its Adam."""
+    with its learner seeded by ``seed`` (a matched control's with the options its match gave), its own task
+    stream from ``train`` and its Adam."""
     members = []
     spec = REGISTRY[method]
     for m, group in enumerate(spec.member_groups(n_distributions)):
         torch.manual_seed(seed)
-        learner = spec.build(params, seed).to(device)
+        learner = spec.build(params, seed, matched).to(device)
         weights = [train.classes(i) for i in group] if params.task_sampling == "proportional" else None
         sampler = TaskSampler(
             train,

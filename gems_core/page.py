@@ -114,7 +114,8 @@ def _comparisons(params: Config, folder: Path, table: pd.DataFrame) -> str:
         "anything else is <b>inconclusive</b>. Test-time controls are the same trained weights tested without the "
         "per-task choice: one mask for every task (<code>_frozen_mask</code>), the test tasks' masks shuffled "
         "across tasks (<code>_shuffled_masks</code>), masks drawn at BMP's frequencies (<code>_random_masks</code>), "
-        "a random mask at MMSUP's sparsity (<code>_random_mask</code>); <code>fixed_layers</code> and "
+        "a random mask at MMSUP's sparsity (<code>_random_mask</code>); <code>fixed_layers</code>, "
+        "<code>fixed_layers_matched</code> (per inner step the layers BMP chose most, trained as a freeze) and "
         "<code>mmsup_static</code> are trained controls.</p>"
     )
     mechanism = (

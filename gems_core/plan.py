@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
+from .learners import METHODS as REGISTRY
 from .params import Config
 from .results import duration
 from .runs import FAILURE, METRICS, RESULTS, RunDamaged, RunFiles, holding, run_folder, run_id
-from .training import run_method
+from .training import Unmatched, run_method
 
 LOG_SECONDS = 60  # when the output is not a terminal (a Slurm log, CI, a file): at most one progress or status
 # line a minute per run or sweep while nothing changes; the pipeline and the sweep both follow it
@@ -143,7 +144,8 @@ def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
     """Every run the profile's notebooks need, of the given kinds, in the order the notebooks use them."""
     runs = []
     if "main" in kinds:
-        runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in params.methods for s in params.seeds]
+        matched_last = sorted(params.methods, key=lambda m: REGISTRY[m].matched_to is not None)  # after their match
+        runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in matched_last for s in params.seeds]
     if "bmp_embedding" in kinds and "bmp" in params.methods:
         for form in dict.fromkeys(params.bmp_compare_embeddings):
             if form != params.bmp_embedding:
@@ -165,9 +167,20 @@ def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
 
 def train(params: Config, kind: str, distributions: list[Distribution], methods: list[str] | None = None) -> list:
     """Train (or resume, or read back) the profile's planned runs of ``kind`` (of ``methods``), one after
-    another, waiting for any that another process is training: what a notebook does."""
+    another, waiting for any that another process is training: what a notebook does. A matched control whose
+    match did not complete is left untrained (``_train_one``)."""
     runs = [r for r in plan(params, (kind,)) if methods is None or r.method in methods]
-    return [run.execute(distributions) for run in tqdm(runs, desc=f"{kind} runs", unit="run")]
+    return [_train_one(run, distributions) for run in tqdm(runs, desc=f"{kind} runs", unit="run")]
+
+
+def _train_one(run: PlannedRun, distributions: list[Distribution]):
+    """The run's outcome; None, said in a line, for a matched control whose match did not complete (its
+    comparisons name why: the match diverged or is damaged), so the other runs still train."""
+    try:
+        return run.execute(distributions)
+    except Unmatched as exc:
+        tqdm.write(f"{run.label} is not trained: {exc}")
+        return None
 
 
 def _progress_record(run: PlannedRun) -> Path | None:

@@ -36,6 +36,7 @@ from .data import (
     load_distributions,
 )
 from .divergence import Diverged, DivergenceWatch
+from .errors import KitError
 from .evaluation import eval_batch_size, evaluate
 from .graphs import MemberSteps, synchronize
 from .learners import METHODS as REGISTRY
@@ -92,15 +93,19 @@ class Run:
         distributions: list[Distribution],
         folder: Path,
         device: torch.device,
+        matched: dict | None = None,
     ):
         self.params, self.method, self.seed, self.device = params, method, seed, device
+        self.matched = matched or {}  # a matched control's options, read from the run it is matched to
         self.distributions, self.folder = distributions, Path(folder)
         self.files = RunFiles(params, method, seed, self.folder)
         self.label = f"{method} seed {seed}"
         numerics.configure(device, params.tf32, params.deterministic)
         need = params.shots + params.queries
         self.splits = {split: SplitImages([d.splits[split] for d in distributions], device, need) for split in SPLITS}
-        self.members = build_members(params, method, seed, self.splits["train"], len(distributions), device)
+        self.members = build_members(
+            params, method, seed, self.splits["train"], len(distributions), device, self.matched
+        )
         self.state = RunState()
         self._fixed: dict[str, dict[int, FixedTasks]] = {}
         self.steps: MemberSteps | None = None
@@ -337,6 +342,8 @@ class Run:
             "train_datasets": [d.name for d in self.distributions],
             "device": device_name(self.device),
         }
+        if (matching := REGISTRY[self.method].matched_to) is not None:
+            results["matched"] = {"run_id": runs.run_id(self.params, matching[0], self.seed), "options": self.matched}
         with self.cpu_share:
             try:
                 self.train(progress)
@@ -372,9 +379,30 @@ def device_name(device: torch.device) -> str:
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
+class Unmatched(KitError):
+    """A control matched to another method's run cannot be built: that run is not complete."""
+
+
+def matched_options(params: Config, method: str, seed: int) -> dict | None:
+    """A matched control's learner options, from the complete run of the same seed it is matched to
+    (``Method.matched_to``); None for any other method. Unmatched if that run is not complete."""
+    if (matching := REGISTRY[method].matched_to) is None:
+        return None
+    source, options = matching
+    result = RunFiles(params, source, seed).intact_results()
+    if result is None or result["status"] != "complete":
+        state = "not trained yet" if result is None else result["status"]
+        raise Unmatched(
+            f"{method} seed {seed} trains with what {source} seed {seed} chose, and that run is {state}: "
+            f"train {source} first (a profile trains it first when its methods name both)"
+        )
+    return options(result)
+
+
 def open_run(params: Config, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """The Run of ``method`` and ``seed`` in its profile's run folder, on the parameters' device."""
-    return Run(params, method, seed, distributions, run_folder(params, method, seed), resolve_device(params.device))
+    folder, device = run_folder(params, method, seed), resolve_device(params.device)
+    return Run(params, method, seed, distributions, folder, device, matched_options(params, method, seed))
 
 
 def run_method(
@@ -387,10 +415,13 @@ def run_method(
 ) -> dict | None:
     """Run (or resume, or read back) one method and seed; distributions are loaded if not given.
     The run is trained under its lock: if another process holds it, wait for it (and read its result),
-    or with ``wait=False`` return None at once."""
+    or with ``wait=False`` return None at once. A control matched to another method's run trains that run
+    first (waiting for it if another process holds it)."""
     files = RunFiles(params, method, seed)
     if (done := files.intact_results()) is not None:
         return done
+    if (matching := REGISTRY[method].matched_to) is not None:
+        run_method(params, matching[0], seed, distributions, progress, wait=True)
     waiting = f"{method} seed {seed}: waiting for the other process training this run ({files.path})"
     with holding(files.path, params.output_root, wait, waiting) as held:
         if not held:

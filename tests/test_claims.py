@@ -2,6 +2,7 @@
 interval's coverage are proven by simulation in test_statistics.py)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -85,3 +86,31 @@ def test_a_profiles_methods_are_compared_with_maml_on_the_same_tasks(tiny_params
     assert glyphs["verdict"] in (claims.BETTER, claims.WORSE, claims.INCONCLUSIVE, claims.equivalent(0.01))
     assert (table["p_holm"] >= table["p"]).all() and (table["p_holm"] <= 1).all()
     assert claims.sentence(next(table.itertuples())).endswith(f"over {params.test_tasks} tasks of one seed)")
+
+
+def test_a_diverged_run_is_left_out_and_its_sensitivity_counts_it_as_chance(tiny_params, monkeypatch):
+    from gems_core import results
+    from gems_core.learners import MAML
+    from gems_core.training import run_method
+
+    params = tiny_params(iterations=3, methods=["maml", "mmsup"])
+    run_method(params, "maml", 21, progress=False)
+    real = MAML.meta_loss
+    monkeypatch.setattr(
+        MAML, "meta_loss", lambda self, batch: (real(self, batch)[0] * math.inf, *real(self, batch)[1:])
+    )
+    assert run_method(params, "mmsup", 21, progress=False)["status"] == "diverged"
+    left_out = claims.comparisons(params)
+    assert (left_out["verdict"] == claims.NOT_COMPARABLE).all() and (left_out["unit"] == "mmsup seed 21 diverged").all()
+    at_chance = claims.comparisons(params, diverged_at_chance=True)
+    at_chance = at_chance[at_chance["against"] == "maml"].set_index("test_dataset")
+    maml = results.intact_results(params, "maml", 21)["test"]
+    for dataset in ("glyphs", "shapes"):  # a chance run against MAML: the difference is chance - MAML's mean
+        expected = 1 / params.ways - maml[dataset]["accuracy"]
+        assert at_chance.loc[dataset, "difference"] == pytest.approx(expected, abs=1e-9)
+    line = claims.sensitivity(params, left_out)
+    assert line.startswith("Counting each diverged run as a failure instead (chance accuracy, 1/3, on every test task)")
+    assert "2 of 6 verdicts change: mmsup vs maml: not comparable, then " in line  # not vs its test-time controls
+    _, detail = claims.evidence(params, results.gather(Path(params.output_root) / params.profile, params), left_out)
+    said = "Diverged, so left out of every comparison and counted as failures: mmsup seed 21 (1 of 2 runs). Counting"
+    assert any(paragraph.startswith(said) for paragraph in detail)

@@ -221,3 +221,52 @@ def test_an_mmsup_run_is_also_tested_with_its_mask_frozen_and_scored(tiny_params
     specificity = outcome["mechanism"]["subnetwork"]
     assert specificity["low"] <= specificity["difference"] <= specificity["high"]
     assert set(specificity["by_layer"]) == set(CONV_LABELS)
+
+
+def test_fixed_layers_with_a_pattern_adapt_per_inner_step():
+    init = init_conv4(WAYS, SIZE, HIDDEN, seed=3, dtype=torch.float64)
+    pattern = [[1, 0, 0, 0, 0], [0, 0, 0, 0, 1]]  # conv1 in the first step, the head in the second
+    fixed = FixedLayers(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, adapt_pattern=pattern).double()
+    assert [sorted(a) for a in fixed.adapted] == [sorted(fixed.layers[0]), sorted(fixed.layers[4])]
+    adapted, _ = fixed.adapt(_batch().support_x, _batch().support_y, create_graph=False)
+    for label, names in zip(LAYER_LABELS, fixed.layers):
+        for name in names:
+            moved = not torch.equal(adapted[name], init[name].expand(TASKS, *init[name].shape))
+            assert moved == (label in ("conv1", "head")), name
+    every = FixedLayers(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, adapt_pattern=[[1] * 5] * 2).double()
+    maml = MAML(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init).double()
+    ours, reference = _meta_grads(every, _batch()), _meta_grads(maml, _batch())
+    assert all(torch.allclose(ours[k], reference[k], rtol=1e-10, atol=1e-14) for k in reference)
+    for bad in ([[1] * 5], [[1] * 4] * 2, [[2, 0, 0, 0, 0]] * 2):
+        with pytest.raises(ValueError, match="adapt_pattern must be 2 rows"):
+            FixedLayers(WAYS, SIZE, HIDDEN, steps=2, init=init, adapt_pattern=bad)
+
+
+def test_the_matched_control_trains_bmp_first_and_adapts_bmps_favourite_pattern(tiny_params):
+    from gems_core import runs
+    from gems_core.params import SCHEMA
+    from gems_core.plan import plan
+    from gems_core.training import run_method
+
+    params = tiny_params(methods=["fixed_layers_matched", "bmp"])
+    assert [r.method for r in plan(params, ("main",))] == ["bmp", "fixed_layers_matched"]  # the match first
+    assert SCHEMA["bmp_embedding"].shapes("fixed_layers_matched") and SCHEMA["fast_lr"].shapes("fixed_layers_matched")
+    assert not SCHEMA["adapt_layers"].shapes("fixed_layers_matched")  # its layers come from BMP's run
+    result = run_method(params, "fixed_layers_matched", 21, progress=False)
+    bmp = runs.RunFiles(params, "bmp", 21).intact_results()
+    assert bmp["status"] == result["status"] == "complete"
+    chosen = bmp["controls"]["bmp_frozen_mask"]["used"]["layer_masks"]
+    assert result["matched"] == {"run_id": runs.run_id(params, "bmp", 21), "options": {"adapt_pattern": chosen}}
+
+
+def test_a_matched_control_whose_match_diverged_is_left_untrained_with_the_reason(tiny_params, overflowing, capsys):
+    from gems_core import claims
+    from gems_core.plan import plan, train
+
+    params = tiny_params(methods=["bmp", "fixed_layers_matched"], iterations=30, validation_every=10)
+    outcomes = train(params, "main", None)
+    assert outcomes[0]["status"] == "diverged" and outcomes[1] is None
+    assert "fixed_layers_matched seed 21 is not trained: " in capsys.readouterr().out
+    assert [r.state()[0] for r in plan(params, ("main",))] == ["diverged", "missing"]
+    row = claims.comparisons(params).set_index("against").loc["fixed_layers_matched"].iloc[0]
+    assert row["verdict"] == "not comparable" and "bmp seed 21 diverged" in row["unit"]

@@ -17,10 +17,11 @@ from gems_core.runs import run_id
 # profiles gained the fixed_layers control, one run more each, the other runs' ids unchanged; the demo
 # went from 300 to 150 iterations, 100 test tasks, no embedding comparison, two ablation runs, a trace of 40
 # iterations, to finish within 6 minutes; every run re-keyed once when validation_tasks began to shape a
-# run, since it picks BMP's frozen mask; the three-seed demo gained the trained control mmsup_static.)
+# run, since it picks BMP's frozen mask; the three-seed demo gained the trained control mmsup_static; it and
+# the Plain-Multi profiles gained fixed_layers_matched, three runs each, the other runs' ids unchanged.)
 SHIPPED = {
     "parameters/demo.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 8, "29fa892b55b1"),
-    "parameters/demo_seeds.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 19, "8ed4ec18fbe9"),
+    "parameters/demo_seeds.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 22, "87431daef657"),
     "parameters/smoke.yaml": (["064af20c", "064af20c", "1d791ed6", "b9db1b31"], 10, "304225fbea89"),
     "parameters/paper/ablations.yaml": (["ca910c54", "ca910c54", "2b3cdf8d", "a23d2d29"], 103, "81afc5ea5859"),
     "parameters/paper/table2_cub_aircraft.yaml": (["ca910c54", "ca910c54", "2b3cdf8d", "a23d2d29"], 16, "59a730237f48"),
@@ -29,8 +30,8 @@ SHIPPED = {
         16,
         "698aef9478da",
     ),
-    "parameters/paper/plain_multi_1shot.yaml": (["28531408", "28531408", "5021b73a", "30af7b1d"], 19, "2c46a82e049c"),
-    "parameters/paper/plain_multi_5shot.yaml": (["e55ff07e", "e55ff07e", "16984dbc", "a955506b"], 19, "8510811cef53"),
+    "parameters/paper/plain_multi_1shot.yaml": (["28531408", "28531408", "5021b73a", "30af7b1d"], 22, "fb64bc9bd239"),
+    "parameters/paper/plain_multi_5shot.yaml": (["e55ff07e", "e55ff07e", "16984dbc", "a955506b"], 22, "527bed91cf7e"),
     "parameters/paper/table2_vgg_aircraft.yaml": (["a0f34406", "a0f34406", "9fafc852", "193a6c5e"], 16, "a77e04e5e6ef"),
 }
 

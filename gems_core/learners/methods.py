@@ -10,7 +10,10 @@ sum of its members'.
 A method with a per-task mask also names its controls and the comparisons the page makes, each under the
 question it answers (``QUESTIONS``): test-time controls are the same trained weights tested with the
 mechanism taken away (``test_controls``: rows evaluated in the method's run folder), trained controls are
-methods of their own (``control=True``, run where a profile's ``methods`` names them).
+methods of their own (``control=True``, run where a profile's ``methods`` names them). A trained control
+may be matched to another method's run of the same seed (``matched_to``): that run is trained first, and
+its results give the control's learner options (``fixed_layers_matched`` adapts, per inner step, the
+layers BMP chose most).
 
 Adding a method is a learner module and one line here (see docs/contributing.md).
 
@@ -40,19 +43,29 @@ QUESTIONS = (CHOICE_HELPS, FREEZE_EXPLAINS, BEATS_MAML)
 TestControl = Callable[..., tuple[MAML, dict]]
 """learner.<control>(validation probes, test probes, seed) -> (a learner sharing the weights, what it used)."""
 
+Matching = tuple[str, Callable[[dict], dict]]
+"""(the method a trained control is matched to, its run's results -> the control's learner options)."""
+
+
+def bmp_favourite_pattern(result: dict) -> dict:
+    """``fixed_layers_matched``'s options from BMP's run: the layer mask per inner step most of its
+    validation tasks chose (its ``bmp_frozen_mask`` control's; never chosen on test tasks)."""
+    return {"adapt_pattern": result["controls"]["bmp_frozen_mask"]["used"]["layer_masks"]}
+
 
 @dataclass(frozen=True)
 class Method:
     """A method: its learner class, whether a run trains one learner per distribution, whether it is a
     control (run where a profile asks for it, not by default), fixed learner options (a trained control's
-    switch), the test-time controls evaluated on its weights (row name -> learner method building the
-    control) and the rows it is compared with, each under its question (MAML, under ``BEATS_MAML``, is
-    added for every row by ``claims``)."""
+    switch), the method whose run of the same seed it is matched to, the test-time controls evaluated on
+    its weights (row name -> learner method building the control) and the rows it is compared with, each
+    under its question (MAML, under ``BEATS_MAML``, is added for every row by ``claims``)."""
 
     learner: type[MAML]
     per_distribution: bool = False
     control: bool = False
     options: tuple[tuple[str, object], ...] = ()
+    matched_to: Matching | None = None
     test_controls: tuple[tuple[str, TestControl], ...] = ()
     compared_with: tuple[tuple[str, str], ...] = ()
 
@@ -62,9 +75,10 @@ class Method:
             return [[i] for i in range(n_distributions)]
         return [list(range(n_distributions))]
 
-    def build(self, params, seed: int) -> MAML:
-        """The learner a run of this method with ``params`` and ``seed`` trains."""
-        return self.learner.from_params(params, seed=seed, **dict(self.options))
+    def build(self, params, seed: int, matched: dict | None = None) -> MAML:
+        """The learner a run of this method with ``params`` and ``seed`` trains (``matched``: the options
+        read from the run it is matched to)."""
+        return self.learner.from_params(params, seed=seed, **dict(self.options), **(matched or {}))
 
 
 METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order, then the controls
@@ -82,6 +96,7 @@ METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order,
             ("bmp_random_masks", CHOICE_HELPS),
             ("bmp_frozen_mask", FREEZE_EXPLAINS),
             ("fixed_layers", FREEZE_EXPLAINS),
+            ("fixed_layers_matched", FREEZE_EXPLAINS),
         ),
     ),
     "mmsup": Method(
@@ -98,6 +113,9 @@ METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order,
     ),
     # controls: what a method's gain would be without its mechanism
     "fixed_layers": Method(FixedLayers, control=True),  # BMP's: the same layers adapted for every task
+    "fixed_layers_matched": Method(  # BMP's: per inner step, the layers BMP chose most, for every task
+        FixedLayers, control=True, matched_to=("bmp", bmp_favourite_pattern)
+    ),
     "mmsup_static": Method(MMSUP, control=True, options=(("static_mask", True),)),  # MMSUP's: one mask, trained
 }
 
