@@ -5,12 +5,13 @@
 #   make lint   ruff's lint and format checks (CI runs them before the tests)
 #   make gpu-check   on a GPU machine: correctness on CUDA, then speed and memory at the paper's settings
 #   make lab    JupyterLab on the project
+#   make data DATASETS=cub,dtd [DATA_ROOT=data]   fetch, check and lay out the paper's datasets (docs/data.md)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.gems-installed
 
-.PHONY: setup demo test test-fast lint gpu-check lab clean-venv
+.PHONY: setup demo test test-fast lint gpu-check lab data clean-venv
 
 setup: $(STAMP)
 
@@ -25,6 +26,12 @@ $(STAMP): requirements.txt pyproject.toml tools/install_learn2learn.sh
 
 demo: setup
 	$(PY) -m gems_core.pipeline parameters/demo.yaml
+
+DATASETS ?= all
+DATA_ROOT ?= data
+MANIFEST ?= gems_core/data/manifest.json
+data: setup
+	$(PY) -m gems_core.data.fetch $(DATASETS) --data-root $(DATA_ROOT) --manifest $(MANIFEST)
 
 # test files run in parallel (one worker per core, at most 4; a file's tests share one worker and its
 # fixtures), the slowest files first

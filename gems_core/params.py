@@ -166,7 +166,7 @@ SCHEMA: dict[str, Param] = {
     "data_root": Param(
         str,
         "data",
-        "where the paper's datasets are downloaded and every image cache is kept",
+        "where the paper's datasets are fetched to (make data) and every image cache is kept",
         _path_text,
         affects_run=False,
     ),

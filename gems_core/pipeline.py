@@ -40,6 +40,7 @@ from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
 
 from . import io, page
+from .data.sources import require_data
 from .errors import KitError
 from .notebook import HEADLESS, PROJECT_ROOT, from_project_root
 from .params import Config, load_params
@@ -312,6 +313,7 @@ def run_pipeline(parameters_file: str | Path, only: list[str] | None = None, fol
     os.chdir(PROJECT_ROOT)  # where the notebooks work: relative paths in parameters mean the same everywhere
     params = load_params(parameters_file)
     resolve_device(params.device)  # a missing GPU is a parameter error, found before any notebook runs
+    require_data(params)  # and so is a paper dataset neither cached nor fetched
     chosen = notebooks(only, folder)
     out_dir = profile_folder(params)
     live = sys.stderr.isatty()  # a terminal gets a live bar; a log (Slurm, CI, a file) one line per event

@@ -32,6 +32,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from . import io
+from .data.sources import require_data
 from .executors import TODO, Status, run_inline, run_local, run_slurm, wait_for, worker_slots
 from .params import Config, load_params
 from .plan import plan
@@ -57,6 +58,7 @@ SLURM_FLAGS = {  # the sweep's Slurm flags, checked by the schema as the paramet
 def sweep(parameters_file: str, args) -> int:
     flags = {name: getattr(args, flag) for flag, name in SLURM_FLAGS.items() if getattr(args, flag) is not None}
     params = load_params(parameters_file, **flags)
+    require_data(params)  # a paper dataset neither cached nor fetched: said before any job is made
     if args.executor != "slurm":
         resolve_device("cuda" if args.gpus else params.device)
     runs = plan(params, tuple(args.kinds))

@@ -43,6 +43,8 @@ def make_aircraft(root: Path, per_class: int = 2) -> None:
             _jpg(data / "images" / f"{image_id}.jpg", c)
             pairs.append((image_id, variant))
     (data / "images_variant_trainval.txt").write_text("".join(f"{i} {v}\n" for i, v in pairs))
+    for k, split in enumerate(("train", "val", "test")):  # the three lists the archive holds (labels.pkl is built)
+        (data / f"images_variant_{split}.txt").write_text("".join(f"{i} {v}\n" for i, v in pairs[k::3]))
     with open(data / "labels.pkl", "wb") as f:  # written by learn2learn's download() from those lists
         pickle.dump(pairs, f)
 

@@ -82,16 +82,28 @@ def test_loads_fake_fungi_subset(tmp_path, no_network, tiny_params):
 
 
 @pytest.mark.parametrize("source", sorted(PAPER_DATASETS))
-def test_absent_dataset_fails_clearly_and_leaves_nothing_behind(source, tmp_path, no_network):
+def test_an_absent_dataset_is_never_downloaded_and_the_error_names_the_fetch_command(source, tmp_path, no_network):
     root = tmp_path / "data"
     with pytest.raises(DatasetUnavailable) as err:
         load_paper_dataset(source, root, 8)
     message = str(err.value)
-    assert PAPER_DATASETS[source].title in message and str(root.resolve()) in message
-    assert "To provide it by hand, place" in message
-    assert not (root / PAPER_DATASETS[source].folder).exists()
-    with pytest.raises(DatasetUnavailable, match="could not be downloaded"):  # the same error the second time
-        load_paper_dataset(source, root, 8)
+    assert f"{PAPER_DATASETS[source].title} ({source}) is absent under data root '{root.resolve()}'" in message
+    assert f"make data DATASETS={source} DATA_ROOT={root}" in message and "by hand" in message
+    assert not root.exists()  # nothing made, nothing downloaded
+
+
+def test_a_profile_needing_an_absent_paper_dataset_stops_before_anything_trains(tiny_params, tmp_path):
+    from gems_core.data.sources import require_data
+
+    params = tiny_params(
+        distributions=[{"name": "fungi", "source": "fungi"}, {"name": "shapes", "source": "synthetic_shapes"}]
+    )
+    with pytest.raises(
+        DatasetUnavailable, match="FGVC Fungi .* for distribution 'fungi' \\(its public host .* --from DIR\\)"
+    ):
+        require_data(params)
+    make_fungi(tmp_path / "data")
+    require_data(params.replace(data_root=str(tmp_path / "data")))  # present: no error
 
 
 def test_incomplete_dataset_is_reported_and_kept(tmp_path, no_network):

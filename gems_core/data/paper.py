@@ -1,15 +1,11 @@
 """The paper's four datasets (CUB-200-2011, VGG Flowers 102, FGVC Aircraft, FGVC Fungi), and DTD for the
-Plain-Multi benchmark, loaded through learn2learn's dataset classes and downloaded on first use into the
-data root.
+Plain-Multi benchmark, loaded through learn2learn's dataset classes from the data root, where
+``make data`` (``fetch``) put them, checked against their checksums; the loaders never download.
 
 learn2learn's DescribableTextures keeps decoded images and no file names, so their order would follow the
-file system's listing; the kit lets learn2learn download DTD, then reads its ``<class>/<image>`` folder
-itself (``image_folder``), in the order of the file names.
-
-learn2learn creates the dataset's folder before downloading and leaves it behind, empty, when the
-download fails, so the next attempt skips the download and fails somewhere else. Here a failed
-download removes what it created and raises ``DatasetUnavailable`` naming the dataset, the data root
-and how to provide the files by hand.
+file system's listing; the kit reads its ``<class>/<image>`` folder itself (``image_folder``), in the
+order of the file names. An absent or incomplete dataset raises ``DatasetUnavailable`` naming the
+dataset, the data root, the command that fetches it and how to provide the files by hand.
 """
 
 from __future__ import annotations
@@ -17,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import shutil
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -105,38 +100,38 @@ def split_file(source: str) -> dict[str, list[str]]:
     return json.loads((SPLIT_DIR / f"{source}.json").read_text())
 
 
-def open_l2l_dataset(source: str, data_root: Path, download: bool = True):
-    """learn2learn's dataset object (mode='all') for ``source``, downloading it if absent."""
+def unavailable(source: str, data_root: Path, why: str) -> DatasetUnavailable:
+    """The error for a paper dataset the data root does not hold: what, where, how to fetch or place it."""
     spec = PAPER_DATASETS[source]
-    target = Path(data_root) / spec.folder
-    created = not target.exists()
+    target = (Path(data_root) / spec.folder).resolve()
+    return DatasetUnavailable(
+        f"{spec.title} ({source}) {why} under data root '{Path(data_root).resolve()}'. Fetch it with: make data "
+        f"DATASETS={source} DATA_ROOT={data_root} (python -m gems_core.data.fetch {source} --data-root "
+        f"{data_root}; docs/data.md); or place {spec.layout} in '{target}' by hand"
+    )
+
+
+def open_l2l_dataset(source: str, data_root: Path):
+    """learn2learn's dataset object (mode='all') for ``source``, never downloading."""
+    spec = PAPER_DATASETS[source]
+    if not (Path(data_root) / spec.folder).is_dir():
+        raise unavailable(source, data_root, "is absent")
     try:
-        Path(data_root).mkdir(parents=True, exist_ok=True)
-        dataset_cls = getattr(spec.l2l_module(), spec.cls)
-        return dataset_cls(root=str(data_root), mode="all", download=download)
+        return getattr(spec.l2l_module(), spec.cls)(root=str(data_root), mode="all", download=False)
     except Exception as exc:  # noqa: BLE001 - any failure here means the data is not usable
-        if created:
-            shutil.rmtree(target, ignore_errors=True)
-        action = "could not be downloaded" if created else "is incomplete"
-        raise DatasetUnavailable(
-            f"{spec.title} ({source}) {action} under data root '{Path(data_root).resolve()}': "
-            f"{type(exc).__name__}: {exc}. To provide it by hand, place {spec.layout} in "
-            f"'{target.resolve()}', or point the 'data_root' parameter at a folder that holds it."
-        ) from exc
+        raise unavailable(source, data_root, f"is incomplete ({type(exc).__name__}: {exc})") from exc
 
 
-def load_paper_dataset(
-    source: str, data_root: Path, size: int, download: bool = True, skip_unreadable: bool = False
-) -> ClassImages:
+def load_paper_dataset(source: str, data_root: Path, size: int, skip_unreadable: bool = False) -> ClassImages:
     """Every image of a paper dataset, decoded through learn2learn (or, for a dataset with an
-    ``image_folder``, from that folder once learn2learn has downloaded it) and resized to ``size``."""
+    ``image_folder``, read from that folder) and resized to ``size``."""
     spec = PAPER_DATASETS[source]
     if spec.image_folder:
         images = Path(data_root) / spec.folder / spec.image_folder
         if not images.is_dir():
-            open_l2l_dataset(source, data_root, download)
+            raise unavailable(source, data_root, "is absent" if not images.parent.parent.is_dir() else "is incomplete")
         return load_folder(images, size, skip_unreadable=skip_unreadable)
-    dataset = open_l2l_dataset(source, data_root, download)
+    dataset = open_l2l_dataset(source, data_root)
     names = PAPER_DATASETS[source].class_names()
     entries = getattr(dataset, "data", None) or dataset.data_map  # (path, label) pairs
     if not entries:

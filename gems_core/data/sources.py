@@ -1,18 +1,22 @@
 """From a parameters entry ``{name, source, path}`` to a distribution split into train/validation/test.
 
 Every source is decoded once and cached as uint8 arrays under ``<data_root>/cache/``; the cache file's
-name carries what it depends on (source, image size, and the synthetic sizes or a fingerprint of the
-local files), so changing any of them builds a new cache instead of reading a stale one.
+name carries what it depends on (source, image size, and the synthetic sizes, a fingerprint of the local
+files, or the checksums of the archives a paper dataset was fetched from), so changing any of them builds
+a new cache instead of reading a stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import folders, paper, synthetic
+from tqdm.auto import tqdm
+
+from . import fetch, folders, paper, synthetic
 from .images import ClassImages, cached
 from .splits import SPLITS, apply_split, seeded_split
 
@@ -84,7 +88,31 @@ def _source_key(dist: dict, params: Config) -> str:
         return f"{source}-{params.synthetic_classes}x{params.synthetic_images_per_class}-{size}px"
     if source in LOCAL_LOADERS:
         return f"{source}-{Path(dist['path']).name}-{_fingerprint(Path(dist['path']))}-{size}px"
-    return f"{source}-{size}px"
+    record = fetch.recorded(Path(params.data_root), fetch.manifest()[source])
+    if record is None:  # placed by hand: keyed as before the fetch command existed
+        return f"{source}-{size}px"
+    archives = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{source}-{archives}-{size}px"
+
+
+def require_data(params: Config) -> None:
+    """Before anything trains: DatasetUnavailable naming every paper dataset the profile needs that is neither
+    cached nor under the data root, with how to fetch it (FGVC Fungi: how to supply it, its host being gone)."""
+    lines = []
+    for dist in params.distributions:
+        source = dist["source"]
+        if source not in paper.PAPER_DATASETS:
+            continue
+        cache = Path(params.data_root) / "cache" / f"{_cache_key(dist, params)}.npz"
+        if not cache.exists() and not (Path(params.data_root) / paper.PAPER_DATASETS[source].folder).is_dir():
+            spec = fetch.manifest()[source]
+            gone = f" ({spec['gone']})" if "gone" in spec else ""
+            lines.append(
+                f"{spec['title']} for distribution '{dist['name']}'{gone}: "
+                + str(paper.unavailable(source, params.data_root, "is absent"))
+            )
+    if lines:
+        raise paper.DatasetUnavailable("; ".join(lines))
 
 
 def _build(dist: dict, params: Config) -> ClassImages:
@@ -102,6 +130,14 @@ def load_distribution(dist: dict, params: Config) -> Distribution:
     key = _cache_key(dist, params)
     cache_path = Path(params.data_root) / "cache" / f"{key}.npz"
     data, hit = cached(cache_path, lambda: _build(dist, params), built_from=key)
+    if not hit and dist["source"] in paper.PAPER_DATASETS:
+        size = f"-{params.image_size}px.npz"
+        older = [p.name for p in cache_path.parent.glob(f"v{CACHE_FORMAT}-{dist['source']}-*{size}") if p != cache_path]
+        if older:
+            tqdm.write(
+                f"{dist['name']}: {dist['source']} was fetched from other archives than {', '.join(older)} was built "
+                f"from (their checksums, in fetched.json): a new cache was built, {cache_path.name}"
+            )
     if dist["source"] in paper.PAPER_DATASETS:
         split = paper.split_file(dist["source"])
     else:
