@@ -97,6 +97,16 @@ def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
     return "".join(parts) or "<p>No complete run yet.</p>"
 
 
+def _protocol(params: Config) -> str:
+    """The published protocol beside the kit's (``report.protocol``), or nothing off a published benchmark."""
+    table = report.protocol(params)
+    if table is None:
+        return ""
+    return f"<h3>The protocol beside the published one</h3><p>{html.escape(report.protocol_note(table))}</p>" + _table(
+        table
+    )
+
+
 def _comparisons(params: Config, folder: Path, table: pd.DataFrame) -> str:
     """Each method against MAML and against its controls on the same test tasks
     (``claims.comparisons``), then the mechanism scores; also as comparisons.csv and mechanism.csv."""
@@ -176,6 +186,7 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
         else _table(published)
         if published is not None
         else "<p>This profile's data are not one of the supplement's pairs: nothing to set beside the paper.</p>",
+        _protocol(params),
         "<h2>Figures</h2>",
         _figures(params, table, folder),
         "<h2>Runs</h2>",

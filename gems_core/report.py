@@ -151,3 +151,75 @@ def markdown_results(results: pd.DataFrame) -> str:
         time = "same weights" if method in TESTED_ON else f"{rows['train_seconds'].iloc[0]:.0f} s"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {time} |")
     return "\n".join(lines) + "\n"
+
+
+PROTOCOLS = Path(__file__).parent / "reference" / "protocols.csv"
+KIT_CHOICES = {  # the kit's value of a published setting that no parameter holds
+    "class splits": lambda p: (
+        "the kit's split files (docs/data.md): CUB 100/50/50 classes (the supplement's rule), VGG Flowers "
+        "71/15/16, Aircraft 70/15/15, Fungi 994/200/200 (learn2learn's), DTD 33/7/7"
+    ),
+    "bounding-box crop": lambda p: "none: the whole image, resized",
+    "inner steps at meta-test": lambda p: f"{p.adaptation_steps} (as in meta-training)",
+    "queries per class at meta-test": lambda p: f"{p.queries} (as in meta-training)",
+    "tested checkpoint": lambda p: "the last iteration's",
+}
+
+
+def benchmark(params: Config) -> str | None:
+    """Which published protocol the profile's data are on: ``table2`` (a supplement pair), ``plain_multi``, or
+    None."""
+    sources = train_sources(params)
+    if sources in set(reference_table()["train_sources"]):
+        return "table2"
+    return "plain_multi" if sources in set(published_table()["train_sources"]) else None
+
+
+def protocol(params: Config) -> pd.DataFrame | None:
+    """The published protocol of the profile's benchmark beside the kit's, a row per setting: the published
+    value, the kit's, whether they agree (``same``, ``differs``, or ``not stated`` by the publication) and
+    where it is stated; every difference is a row. None when the profile is on no published benchmark."""
+    name = benchmark(params)
+    if name is None:
+        return None
+    table = pd.read_csv(PROTOCOLS, comment="#", dtype=str, keep_default_na=False)
+    rows = table[(table["benchmark"] == name) & table["shots"].isin(["any", str(params.shots)])]
+    out = []
+    for row in rows.itertuples():
+        kit = _shown(getattr(params, row.parameter)) if row.parameter else KIT_CHOICES[row.setting](params)
+        out.append(
+            {"setting": row.setting, "published": row.published, "kit": kit, "agree": _agree(row.published, kit)}
+            | {"source": row.source}
+        )
+    return pd.DataFrame(out)
+
+
+def _shown(value) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _agree(published: str, kit: str) -> str:
+    """``not stated``, ``same`` (equal text, or equal leading numbers: ``0.5 (learned)`` and ``0.5``), or
+    ``differs``."""
+    if published == "not stated":
+        return "not stated"
+    if published == kit or (_number(published) is not None and _number(published) == _number(kit)):
+        return "same"
+    return "differs"
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.split(" ")[0])
+    except ValueError:
+        return None
+
+
+def protocol_note(table: pd.DataFrame) -> str:
+    """One line on a protocol table: how many settings differ from the publication's, how many it leaves
+    unstated."""
+    differs, unstated = (table["agree"] == "differs").sum(), (table["agree"] == "not stated").sum()
+    return (
+        f"{differs} of {len(table)} settings differ from the publication's and {unstated} are not stated there; "
+        "every difference is a row below, so numbers set beside the published ones are read with them in mind."
+    )

@@ -203,6 +203,17 @@ def table2(table: pd.DataFrame, out: Path) -> pd.DataFrame:
     return reproduced
 
 
+def protocol(params: Config):
+    """The published protocol beside the kit's (``report.protocol``), said in a line and shown; a line alone
+    when the profile is on no published benchmark."""
+    table = report.protocol(params)
+    if table is None:
+        say("This profile's data are on no published benchmark: no published protocol to set beside it.")
+        return None
+    say(report.protocol_note(table))
+    return results.shown(table)
+
+
 def beside_the_paper(table: pd.DataFrame, params: Config):
     """The profile's results beside the paper's Table 2, or beside a published benchmark (Plain-Multi), or,
     when neither matches its data, the paper's table for reference (said so)."""

@@ -229,6 +229,48 @@ def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(sho
     assert report.beside_published(results, params.replace(distributions=PAPER_PARAMS.distributions)) is None
 
 
+@pytest.mark.parametrize("shots", [1, 5])
+def test_every_difference_from_the_published_plain_multi_protocol_is_a_row(shots, monkeypatch):
+    from gems_core.params import load_params
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    params = load_params(f"parameters/paper/plain_multi_{shots}shot.yaml")
+    table = report.protocol(params).set_index("setting")
+    assert table.loc["meta-training iterations", "published"] == {1: "50000", 5: "40000"}[shots]
+    assert (table.loc["meta-training iterations", "agree"], table.loc["ways", "agree"]) == ("same", "same")
+    differ = set(table.index[table["agree"] == "differs"])
+    assert differ == {
+        "inner steps at meta-test",
+        "queries per class at meta-test",
+        "class splits",
+        "bounding-box crop",
+        "tested checkpoint",
+        "seeds",
+    }
+    assert table["source"].str.contains("ARML|HSML").all()
+    wrong = report.protocol(params.replace(fast_lr=0.1)).set_index("setting")  # a changed setting is a difference
+    assert wrong.loc["inner step size", ["kit", "agree"]].tolist() == ["0.1", "differs"]
+    assert report.protocol_note(table.reset_index()).startswith("6 of 16 settings differ from the publication's")
+    from gems_core import page
+
+    shown = page._protocol(params)  # the results page's section, and notebook 06's
+    assert (
+        shown.startswith("<h3>The protocol beside the published one</h3><p>6 of 16")
+        and "inner steps at meta-test" in shown
+    )
+
+
+def test_the_table2_protocol_says_what_the_supplement_leaves_unstated(monkeypatch):
+    from gems_core.params import load_params
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    table = report.protocol(load_params("parameters/paper/table2_cub_aircraft.yaml")).set_index("setting")
+    assert table.loc["seeds", "agree"] == "same" and table.loc["MMSUP initial sparsity", "agree"] == "same"
+    assert table.loc["queries per class", ["published", "agree"]].tolist() == ["not stated", "not stated"]
+    assert table.loc["class splits", "agree"] == "differs"  # Aircraft: three equal parts in the supplement
+    assert report.protocol(load_params("parameters/demo.yaml")) is None  # not a published benchmark's data
+
+
 def test_a_profile_without_an_ablation_grid_gets_empty_tables_not_an_error(tiny_params):
     from gems_core import ablations
 

@@ -18,7 +18,8 @@ from gems_core.runs import run_id
 # went from 300 to 150 iterations, 100 test tasks, no embedding comparison, two ablation runs, a trace of 40
 # iterations, to finish within 6 minutes; every run re-keyed once when validation_tasks began to shape a
 # run, since it picks BMP's frozen mask; the three-seed demo gained the trained control mmsup_static; it and
-# the Plain-Multi profiles gained fixed_layers_matched, three runs each, the other runs' ids unchanged.)
+# the Plain-Multi profiles gained fixed_layers_matched, three runs each, the other runs' ids unchanged;
+# Plain-Multi 1-shot went from 40,000 to ARML's 50,000 iterations.)
 SHIPPED = {
     "parameters/demo.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 8, "29fa892b55b1"),
     "parameters/demo_seeds.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 22, "87431daef657"),
@@ -30,7 +31,7 @@ SHIPPED = {
         16,
         "698aef9478da",
     ),
-    "parameters/paper/plain_multi_1shot.yaml": (["28531408", "28531408", "5021b73a", "30af7b1d"], 22, "fb64bc9bd239"),
+    "parameters/paper/plain_multi_1shot.yaml": (["e089cf65", "e089cf65", "a9299c2d", "31da3dfe"], 22, "5557414f7af0"),
     "parameters/paper/plain_multi_5shot.yaml": (["e55ff07e", "e55ff07e", "16984dbc", "a955506b"], 22, "527bed91cf7e"),
     "parameters/paper/table2_vgg_aircraft.yaml": (["a0f34406", "a0f34406", "9fafc852", "193a6c5e"], 16, "a77e04e5e6ef"),
 }
