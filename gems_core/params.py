@@ -51,6 +51,7 @@ SOURCES = (
     "dtd",  # Describable Textures, for the Plain-Multi benchmark (HSML, ARML)
 )
 LOCAL_SOURCES = ("folder", "omniglot")
+CROPPABLE = ("cub", "aircraft")  # sources with annotated bounding boxes (a distribution's crop: bounding_box)
 
 
 class ParameterError(KitError, ValueError):
@@ -72,6 +73,8 @@ class Param:
     doc: str
     check: Callable[[Any], str | None] | None = None  # returns an error text, or None if valid
     affects_run: bool | str = field(kw_only=True)
+    neutral: Any = field(default=None, kw_only=True)  # a value at which runs are as before the parameter
+    # existed: there it stays out of run ids, so adding it re-keys no run (None: no such value)
 
     def shapes(self, method: str) -> bool:
         """Whether this parameter changes the outcome of ``method``'s runs: all runs, or those of the methods
@@ -251,6 +254,14 @@ SCHEMA: dict[str, Param] = {
     "ways": Param(int, 5, "classes per task (N-way)", _between(2, 100), affects_run=True),
     "shots": Param(int, 1, "support images per class (K-shot)", _between(1, 100), affects_run=True),
     "queries": Param(int, 15, "query images per class", _between(1, 100), affects_run=True),
+    "test_queries": Param(
+        int,
+        0,
+        "query images per class in each meta-test task; 0: as many as queries (ARML tests with as many as shots)",
+        _between(0, 100),
+        affects_run=True,
+        neutral=0,
+    ),
     # meta-learning
     "meta_batch_size": Param(int, 5, "tasks per meta-iteration", _between(1, 256), affects_run=True),
     "adaptation_steps": Param(
@@ -446,9 +457,9 @@ def _check_distribution(i: int, dist: Any) -> None:
     where = f"distributions[{i}]"
     if not isinstance(dist, dict):
         raise ParameterError(f"{where} must be a mapping with keys name and source, got {shown(dist)}")
-    unknown = set(dist) - {"name", "source", "path"}
+    unknown = set(dist) - {"name", "source", "path", "crop"}
     if unknown:
-        raise ParameterError(f"{where} has unknown key(s) {sorted(unknown)}; valid keys: name, source, path")
+        raise ParameterError(f"{where} has unknown key(s) {sorted(unknown)}; valid keys: name, source, path, crop")
     name = dist.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ParameterError(f"{where} needs a non-empty string 'name'")
@@ -469,6 +480,11 @@ def _check_distribution(i: int, dist: Any) -> None:
         raise ParameterError(
             f"{where}: 'path' is only valid for sources {list(LOCAL_SOURCES)}; "
             f"source {dist['source']} lives under data_root"
+        )
+    if "crop" in dist and (dist["crop"] != "bounding_box" or dist["source"] not in CROPPABLE):
+        raise ParameterError(
+            f"{where}.crop is {shown(dist['crop'])}; valid: 'bounding_box' (each image cut to its annotated box "
+            f"before resizing, as HSML and ARML did), for sources {list(CROPPABLE)} only"
         )
 
 
@@ -495,6 +511,11 @@ def validate(params: dict) -> Config:
         if spec.check and (problem := spec.check(value)):
             raise ParameterError(f"parameter '{name}' = {shown(value)} {problem}")
         resolved[name] = value
+    if resolved["test_queries"] > resolved["queries"]:
+        raise ParameterError(
+            f"parameter 'test_queries' = {resolved['test_queries']} exceeds queries = {resolved['queries']}; valid: "
+            "0 (as many as queries) to queries (every class of a split has that many images beside its shots)"
+        )
     if not resolved["distributions"]:
         raise ParameterError("parameter 'distributions' must list at least one distribution")
     for i, dist in enumerate(resolved["distributions"]):

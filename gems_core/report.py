@@ -154,14 +154,22 @@ def markdown_results(results: pd.DataFrame) -> str:
 
 
 PROTOCOLS = Path(__file__).parent / "reference" / "protocols.csv"
+SHORT_NAMES = {"cub": "CUB", "aircraft": "Aircraft"}  # as the protocols name the sources with boxes
 KIT_CHOICES = {  # the kit's value of a published setting that no parameter holds
     "class splits": lambda p: (
         "the kit's split files (docs/data.md): CUB 100/50/50 classes (the supplement's rule), VGG Flowers "
         "71/15/16, Aircraft 70/15/15, Fungi 994/200/200 (learn2learn's), DTD 33/7/7"
     ),
-    "bounding-box crop": lambda p: "none: the whole image, resized",
+    "bounding-box crop": lambda p: (
+        " and ".join(SHORT_NAMES[d["source"]] for d in p.distributions if d.get("crop")) + " cropped to their boxes "
+        "before resizing"
+        if any(d.get("crop") for d in p.distributions)
+        else "none: the whole image, resized"
+    ),
     "inner steps at meta-test": lambda p: f"{p.adaptation_steps} (as in meta-training)",
-    "queries per class at meta-test": lambda p: f"{p.queries} (as in meta-training)",
+    "queries per class at meta-test": lambda p: (
+        f"{p.test_queries} (test_queries)" if p.test_queries else f"{p.queries} (as in meta-training)"
+    ),
     "tested checkpoint": lambda p: "the last iteration's",
 }
 

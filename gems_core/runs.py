@@ -70,7 +70,11 @@ class RunDamaged(KitError):
 
 def params_hash(params: Config, method: str) -> str:
     """SHA-1 (hex) of every parameter that shapes ``method``'s runs: the run's parameters, as a hash."""
-    relevant = {k: v for k, v in params.as_dict().items() if k not in SCHEMA or SCHEMA[k].shapes(method)}
+    relevant = {
+        k: v
+        for k, v in params.as_dict().items()
+        if k not in SCHEMA or (SCHEMA[k].shapes(method) and (SCHEMA[k].neutral is None or v != SCHEMA[k].neutral))
+    }
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
 

@@ -197,8 +197,9 @@ class Run:
         if split not in self._fixed:
             p = self.params
             n_tasks = p.validation_tasks if split == "validation" else p.test_tasks
+            queries = p.test_queries or p.queries if split == "test" else p.queries
             self._fixed[split] = {
-                i: FixedTasks(self.splits[split], i, n_tasks, p.ways, p.shots, p.queries, EVAL_SEED + i)
+                i: FixedTasks(self.splits[split], i, n_tasks, p.ways, p.shots, queries, EVAL_SEED + i)
                 for i in range(len(self.distributions))
             }
         return self._fixed[split]

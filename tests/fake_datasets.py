@@ -15,15 +15,26 @@ from gems_core.data.paper import PAPER_DATASETS, split_file
 
 
 def _jpg(path: Path, value: int) -> None:
+    """A 12 x 10 image: its left half coloured by ``value``, its right half white (a box of the left half
+    crops the white away)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (12, 10), (value % 256, (value * 7) % 256, 90)).save(path)
+    image = Image.new("RGB", (12, 10), (255, 255, 255))
+    image.paste((value % 256, (value * 7) % 256, 90), (0, 0, 6, 10))
+    image.save(path)
 
 
 def make_cub(root: Path, per_class: int = 2) -> None:
+    """With ``images.txt`` and ``bounding_boxes.txt`` (id, x, y, width, height), a box of the left half."""
     images = root / "cubirds200" / "CUB_200_2011" / "images"
+    listed = []
     for c, name in enumerate(sorted(PAPER_DATASETS["cub"].class_names())):
         for j in range(per_class):
-            _jpg(images / name / f"{name.split('.')[1]}_{j:04d}_{c}.jpg", c)
+            listed.append(f"{name}/{name.split('.')[1]}_{j:04d}_{c}.jpg")
+            _jpg(images / listed[-1], c)
+    (images.parent / "images.txt").write_text("".join(f"{i} {p}\n" for i, p in enumerate(listed, 1)))
+    (images.parent / "bounding_boxes.txt").write_text(
+        "".join(f"{i} 0.0 0.0 6.0 10.0\n" for i in range(1, len(listed) + 1))
+    )
 
 
 def make_vgg_flowers(root: Path, per_class: int = 2) -> None:
@@ -42,6 +53,7 @@ def make_aircraft(root: Path, per_class: int = 2) -> None:
             image_id = f"{1000000 + c * per_class + j}"
             _jpg(data / "images" / f"{image_id}.jpg", c)
             pairs.append((image_id, variant))
+    (data / "images_box.txt").write_text("".join(f"{i} 0 0 6 10\n" for i, _ in pairs))  # xmin ymin xmax ymax
     (data / "images_variant_trainval.txt").write_text("".join(f"{i} {v}\n" for i, v in pairs))
     for k, split in enumerate(("train", "val", "test")):  # the three lists the archive holds (labels.pkl is built)
         (data / f"images_variant_{split}.txt").write_text("".join(f"{i} {v}\n" for i, v in pairs[k::3]))

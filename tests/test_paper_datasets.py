@@ -61,6 +61,26 @@ def test_loads_fake_dataset_in_real_layout(source, tmp_path, no_network, tiny_pa
     assert sizes == EXPECTED_SPLITS[source] and dist.cache_path.exists()
 
 
+@pytest.mark.parametrize("source", ["cub", "aircraft"])
+def test_a_bounding_box_crop_cuts_each_image_to_its_box_before_resizing_and_has_its_own_cache(
+    source, tmp_path, no_network, tiny_params
+):
+    from gems_core.params import ParameterError
+
+    MAKERS[source](tmp_path / "data")
+    whole, cropped = (load_paper_dataset(source, tmp_path / "data", 8, crop=crop) for crop in (False, True))
+    right = [data.images[:, :, -1].mean() for data in (whole, cropped)]  # the last column of pixels
+    assert right[0] > 230 and right[1] < 200  # white (the right half), then the coloured box only
+    params = tiny_params(distributions=[{"name": "boxes", "source": source, "crop": "bounding_box"}])
+    dist = load_distribution(params.distributions[0], params)
+    assert "-bbox-" in dist.cache_path.name
+    for bad in ({"source": "dtd", "crop": "bounding_box"}, {"source": source, "crop": "centre"}):
+        with pytest.raises(
+            ParameterError, match="crop is .*; valid: 'bounding_box' .* for sources \\['cub', 'aircraft'\\]"
+        ):
+            tiny_params(distributions=[{"name": "x", **bad}])
+
+
 def test_dtd_images_are_ordered_by_file_name_not_by_listing(tmp_path, no_network):
     make_dtd(tmp_path / "data", per_class=3)
     banded = tmp_path / "data" / "describable_textures" / "dtd" / "images" / "banded"

@@ -239,23 +239,18 @@ def test_every_difference_from_the_published_plain_multi_protocol_is_a_row(shots
     assert table.loc["meta-training iterations", "published"] == {1: "50000", 5: "40000"}[shots]
     assert (table.loc["meta-training iterations", "agree"], table.loc["ways", "agree"]) == ("same", "same")
     differ = set(table.index[table["agree"] == "differs"])
-    assert differ == {
-        "inner steps at meta-test",
-        "queries per class at meta-test",
-        "class splits",
-        "bounding-box crop",
-        "tested checkpoint",
-        "seeds",
-    }
+    assert differ == {"inner steps at meta-test", "class splits", "tested checkpoint", "seeds"}
+    followed = table.loc[["queries per class at meta-test", "bounding-box crop"]]  # the kit follows these
+    assert followed["agree"].tolist() == ["same", "same"] and followed["kit"].iloc[0] == f"{shots} (test_queries)"
     assert table["source"].str.contains("ARML|HSML").all()
     wrong = report.protocol(params.replace(fast_lr=0.1)).set_index("setting")  # a changed setting is a difference
     assert wrong.loc["inner step size", ["kit", "agree"]].tolist() == ["0.1", "differs"]
-    assert report.protocol_note(table.reset_index()).startswith("6 of 16 settings differ from the publication's")
+    assert report.protocol_note(table.reset_index()).startswith("4 of 16 settings differ from the publication's")
     from gems_core import page
 
     shown = page._protocol(params)  # the results page's section, and notebook 06's
     assert (
-        shown.startswith("<h3>The protocol beside the published one</h3><p>6 of 16")
+        shown.startswith("<h3>The protocol beside the published one</h3><p>4 of 16")
         and "inner steps at meta-test" in shown
     )
 

@@ -9,7 +9,7 @@ from conftest import PROJECT_ROOT
 
 from gems_core.params import METHODS, SCHEMA, load_params
 from gems_core.plan import plan
-from gems_core.runs import run_id
+from gems_core.runs import run_folder, run_id
 
 # The run ids, and a digest of every planned run's folder name, of each shipped parameters file, as they
 # were before the run store took run identity over from training.py: moving it must not re-key a run.
@@ -19,7 +19,8 @@ from gems_core.runs import run_id
 # iterations, to finish within 6 minutes; every run re-keyed once when validation_tasks began to shape a
 # run, since it picks BMP's frozen mask; the three-seed demo gained the trained control mmsup_static; it and
 # the Plain-Multi profiles gained fixed_layers_matched, three runs each, the other runs' ids unchanged;
-# Plain-Multi 1-shot went from 40,000 to ARML's 50,000 iterations.)
+# Plain-Multi 1-shot went from 40,000 to ARML's 50,000 iterations, and both Plain-Multi profiles test with
+# ARML's queries (test_queries) on CUB and Aircraft cut to their bounding boxes.)
 SHIPPED = {
     "parameters/demo.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 8, "29fa892b55b1"),
     "parameters/demo_seeds.yaml": (["f183b995", "f183b995", "a48077bc", "d5f4e46a"], 22, "87431daef657"),
@@ -31,8 +32,8 @@ SHIPPED = {
         16,
         "698aef9478da",
     ),
-    "parameters/paper/plain_multi_1shot.yaml": (["e089cf65", "e089cf65", "a9299c2d", "31da3dfe"], 22, "5557414f7af0"),
-    "parameters/paper/plain_multi_5shot.yaml": (["e55ff07e", "e55ff07e", "16984dbc", "a955506b"], 22, "527bed91cf7e"),
+    "parameters/paper/plain_multi_1shot.yaml": (["6ecb32f1", "6ecb32f1", "7be78d07", "e7306eb1"], 22, "d5c5ebf32616"),
+    "parameters/paper/plain_multi_5shot.yaml": (["e1bd6290", "e1bd6290", "c2e1ccaf", "e0dbbdc8"], 22, "f02f73ee53ec"),
     "parameters/paper/table2_vgg_aircraft.yaml": (["a0f34406", "a0f34406", "9fafc852", "193a6c5e"], 16, "a77e04e5e6ef"),
 }
 
@@ -52,6 +53,20 @@ def test_shipped_parameter_files_keep_their_run_ids(path, monkeypatch):
     ]
     names = sorted(run.folder.name for run in plan(params))
     assert (len(names), hashlib.sha1(" ".join(names).encode()).hexdigest()[:12]) == (count, digest)
+
+
+def test_a_parameter_at_its_neutral_value_stays_out_of_run_ids_and_test_queries_shapes_the_meta_test(tiny_params):
+    from gems_core.data import load_distributions
+    from gems_core.params import ParameterError
+    from gems_core.training import Run, resolve_device
+
+    base = tiny_params(queries=2)
+    same, fewer = base.replace(test_queries=0), base.replace(test_queries=1)
+    assert run_id(base, "maml", 21) == run_id(same, "maml", 21) != run_id(fewer, "maml", 21)
+    with pytest.raises(ParameterError, match="'test_queries' = 3 exceeds queries = 2; valid: 0"):
+        base.replace(test_queries=3)
+    run = Run(fewer, "maml", 21, load_distributions(fewer), run_folder(fewer, "maml", 21), resolve_device("cpu"))
+    assert (run.fixed_tasks("test")[0].sampler.queries, run.fixed_tasks("validation")[0].sampler.queries) == (1, 2)
 
 
 def test_every_parameter_says_whether_it_shapes_a_run():

@@ -111,27 +111,31 @@ def unavailable(source: str, data_root: Path, why: str) -> DatasetUnavailable:
     )
 
 
-def open_l2l_dataset(source: str, data_root: Path):
-    """learn2learn's dataset object (mode='all') for ``source``, never downloading."""
+def open_l2l_dataset(source: str, data_root: Path, crop: bool = False):
+    """learn2learn's dataset object (mode='all') for ``source``, never downloading; with ``crop``, each image
+    cut to its annotated bounding box (CUB, Aircraft)."""
     spec = PAPER_DATASETS[source]
     if not (Path(data_root) / spec.folder).is_dir():
         raise unavailable(source, data_root, "is absent")
+    boxes = {"bounding_box_crop": True} if crop else {}
     try:
-        return getattr(spec.l2l_module(), spec.cls)(root=str(data_root), mode="all", download=False)
+        return getattr(spec.l2l_module(), spec.cls)(root=str(data_root), mode="all", download=False, **boxes)
     except Exception as exc:  # noqa: BLE001 - any failure here means the data is not usable
         raise unavailable(source, data_root, f"is incomplete ({type(exc).__name__}: {exc})") from exc
 
 
-def load_paper_dataset(source: str, data_root: Path, size: int, skip_unreadable: bool = False) -> ClassImages:
+def load_paper_dataset(
+    source: str, data_root: Path, size: int, skip_unreadable: bool = False, crop: bool = False
+) -> ClassImages:
     """Every image of a paper dataset, decoded through learn2learn (or, for a dataset with an
-    ``image_folder``, read from that folder) and resized to ``size``."""
+    ``image_folder``, read from that folder), with ``crop`` cut to its bounding box, and resized to ``size``."""
     spec = PAPER_DATASETS[source]
     if spec.image_folder:
         images = Path(data_root) / spec.folder / spec.image_folder
         if not images.is_dir():
             raise unavailable(source, data_root, "is absent" if not images.parent.parent.is_dir() else "is incomplete")
         return load_folder(images, size, skip_unreadable=skip_unreadable)
-    dataset = open_l2l_dataset(source, data_root)
+    dataset = open_l2l_dataset(source, data_root, crop)
     names = PAPER_DATASETS[source].class_names()
     entries = getattr(dataset, "data", None) or dataset.data_map  # (path, label) pairs
     if not entries:

@@ -88,11 +88,12 @@ def _source_key(dist: dict, params: Config) -> str:
         return f"{source}-{params.synthetic_classes}x{params.synthetic_images_per_class}-{size}px"
     if source in LOCAL_LOADERS:
         return f"{source}-{Path(dist['path']).name}-{_fingerprint(Path(dist['path']))}-{size}px"
+    cropped = "-bbox" if dist.get("crop") == "bounding_box" else ""
     record = fetch.recorded(Path(params.data_root), fetch.manifest()[source])
     if record is None:  # placed by hand: keyed as before the fetch command existed
-        return f"{source}-{size}px"
+        return f"{source}{cropped}-{size}px"
     archives = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{source}-{archives}-{size}px"
+    return f"{source}{cropped}-{archives}-{size}px"
 
 
 def require_data(params: Config) -> None:
@@ -122,7 +123,8 @@ def _build(dist: dict, params: Config) -> ClassImages:
     skip = params.skip_unreadable_images
     if source in LOCAL_LOADERS:
         return LOCAL_LOADERS[source](dist["path"], size, skip_unreadable=skip)
-    return paper.load_paper_dataset(source, Path(params.data_root), size, skip_unreadable=skip)
+    crop = dist.get("crop") == "bounding_box"
+    return paper.load_paper_dataset(source, Path(params.data_root), size, skip_unreadable=skip, crop=crop)
 
 
 def load_distribution(dist: dict, params: Config) -> Distribution:
