@@ -158,7 +158,8 @@ SHORT_NAMES = {"cub": "CUB", "aircraft": "Aircraft"}  # as the protocols name th
 KIT_CHOICES = {  # the kit's value of a published setting that no parameter holds
     "class splits": lambda p: (
         "the kit's split files (docs/data.md): CUB 100/50/50 classes (the supplement's rule), VGG Flowers "
-        "71/15/16, Aircraft 70/15/15, Fungi 994/200/200 (learn2learn's), DTD 33/7/7"
+        "71/15/16, Aircraft 70/15/15, Fungi 994/200/200 (learn2learn's), DTD 33/7/7; HSML's own draw followed the "
+        "file system's listing order, so its classes cannot be drawn again"
     ),
     "bounding-box crop": lambda p: (
         " and ".join(SHORT_NAMES[d["source"]] for d in p.distributions if d.get("crop")) + " cropped to their boxes "
@@ -166,7 +167,9 @@ KIT_CHOICES = {  # the kit's value of a published setting that no parameter hold
         if any(d.get("crop") for d in p.distributions)
         else "none: the whole image, resized"
     ),
-    "inner steps at meta-test": lambda p: f"{p.adaptation_steps} (as in meta-training)",
+    "inner steps at meta-test": lambda p: (
+        f"{p.adaptation_steps} (as in meta-training: BMP's layer masks are chosen per training step)"
+    ),
     "queries per class at meta-test": lambda p: (
         f"{p.test_queries} (test_queries)" if p.test_queries else f"{p.queries} (as in meta-training)"
     ),

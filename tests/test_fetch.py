@@ -122,6 +122,13 @@ def test_the_command_line_fetches_from_a_manifest_and_the_second_time_does_nothi
         f"dtd: {what} in {tmp_path / 'data' / 'describable_textures'}" for what in ("fetched", "already present")
     ]
     assert len(Server.requests) == 1
+    broken = _spec("dtd", server, dtd_archive, ["/missing.tgz"]) | {"folder": "elsewhere"}
+    Server.behaviour["/missing.tgz"] = 404
+    manifest.write_text(json.dumps({"broken": broken, "dtd": _spec("dtd", server, dtd_archive, ["/dtd.tgz"])}))
+    other = ["broken,dtd", "--data-root", str(tmp_path / "other"), "--manifest", str(manifest)]
+    assert fetch.main(other) == 2  # one dataset failed; the other is fetched all the same
+    assert (tmp_path / "other" / "describable_textures" / fetch.RECORD).exists()
+    assert f"{server}/missing.tgz (HTTP 404" in capsys.readouterr().err
 
 
 def test_failing_sources_are_named_and_the_next_mirror_is_used(server, dtd_archive, tmp_path):

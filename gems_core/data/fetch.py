@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
-import json
 import pickle
 import shutil
 import tarfile
@@ -41,9 +40,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import KitError, run_cli
+from .manifest import MANIFEST, RECORD, folder, manifest, recorded
 
-MANIFEST = Path(__file__).with_name("manifest.json")
-RECORD = "fetched.json"  # in each dataset's folder: what was fetched and verified, with each file's MD5
 CHUNK = 1 << 20
 ATTEMPTS_PER_SOURCE = 3  # a transfer cut short is resumed from where it stopped, this many times per source
 TIMEOUT_SECONDS = 60
@@ -52,21 +50,6 @@ TIMEOUT_SECONDS = 60
 class FetchFailed(KitError):
     """No source gave a file that checks out; the message names every URL tried, what each answered, and how
     to place the file by hand."""
-
-
-def manifest(path: Path = MANIFEST) -> dict:
-    return json.loads(Path(path).read_text())
-
-
-def folder(data_root: Path, spec: dict) -> Path:
-    """Where a dataset's loaders read it: ``<data_root>/<folder>``."""
-    return Path(data_root) / spec["folder"]
-
-
-def recorded(data_root: Path, spec: dict) -> dict[str, str] | None:
-    """The MD5 of each file a completed fetch laid out (``fetched.json``), or None if none completed."""
-    path = folder(data_root, spec) / RECORD
-    return json.loads(path.read_text())["md5"] if path.exists() else None
 
 
 def md5_of(path: Path) -> str:
@@ -264,8 +247,17 @@ def main(argv: list[str] | None = None) -> int:
         specs = manifest(args.manifest)
         asked = [n for arg in args.datasets for n in arg.split(",") if n]
         names = [n for n, s in specs.items() if "gone" not in s] if asked == ["all"] else asked
-        for name, what in fetch(names, args.data_root, args.source_dir, specs).items():
-            print(f"{name}: {what} in {folder(args.data_root, specs[name])}")
+        if unknown := [n for n in names if n not in specs]:
+            raise KitError(f"unknown dataset(s) {unknown}; valid: {', '.join(specs)}")
+        failed = []
+        for name in names:  # each on its own: one that fails does not keep the others from being fetched
+            try:
+                what = fetch([name], args.data_root, args.source_dir, specs)[name]
+                print(f"{name}: {what} in {folder(args.data_root, specs[name])}")
+            except FetchFailed as exc:
+                failed.append(str(exc))
+        if failed:
+            raise FetchFailed(" | ".join(failed))
         return 0
 
     return run_cli(run)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from . import fetch, folders, paper, synthetic
+from . import folders, manifest, paper, synthetic
 from .images import ClassImages, cached
 from .splits import SPLITS, apply_split, seeded_split
 
@@ -89,7 +89,7 @@ def _source_key(dist: dict, params: Config) -> str:
     if source in LOCAL_LOADERS:
         return f"{source}-{Path(dist['path']).name}-{_fingerprint(Path(dist['path']))}-{size}px"
     cropped = "-bbox" if dist.get("crop") == "bounding_box" else ""
-    record = fetch.recorded(Path(params.data_root), fetch.manifest()[source])
+    record = manifest.recorded(Path(params.data_root), manifest.manifest()[source])
     if record is None:  # placed by hand: keyed as before the fetch command existed
         return f"{source}{cropped}-{size}px"
     archives = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]
@@ -106,7 +106,7 @@ def require_data(params: Config) -> None:
             continue
         cache = Path(params.data_root) / "cache" / f"{_cache_key(dist, params)}.npz"
         if not cache.exists() and not (Path(params.data_root) / paper.PAPER_DATASETS[source].folder).is_dir():
-            spec = fetch.manifest()[source]
+            spec = manifest.manifest()[source]
             gone = f" ({spec['gone']})" if "gone" in spec else ""
             lines.append(
                 f"{spec['title']} for distribution '{dist['name']}'{gone}: "
