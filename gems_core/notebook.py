@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from .data import Distribution, check_against_data, load_distributions
-from .params import load_params
+from .params import Config, load_params
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HEADLESS = "GEMS_HEADLESS"  # set to 1 in the kernels the pipeline starts
@@ -31,7 +32,7 @@ def from_project_root(path: str | Path) -> Path:
     return path
 
 
-def setup(parameters_file: str, **overrides) -> tuple[dict, Path]:
+def setup(parameters_file: str | Path, **overrides) -> tuple[Config, Path]:
     """Work from the project root (papermill and JupyterLab may start anywhere, `notebooks/` say), load and
     validate ``parameters_file`` (relative to where the caller is, or to the project root), and return
     (params, outputs/<profile>/ folder)."""
@@ -43,7 +44,7 @@ def setup(parameters_file: str, **overrides) -> tuple[dict, Path]:
     return params, out
 
 
-def prepare(parameters_file: str, **overrides) -> tuple[dict, Path, list[Distribution]]:
+def prepare(parameters_file: str | Path, **overrides) -> tuple[Config, Path, list[Distribution]]:
     """``setup``, then load the distributions, check them against the parameters, and say so plainly
     in the notebook when any of them is synthetic."""
     params, out = setup(parameters_file, **overrides)
@@ -60,7 +61,7 @@ def prepare(parameters_file: str, **overrides) -> tuple[dict, Path, list[Distrib
     return params, out, distributions
 
 
-def say(text: str, title: str = "", items: list[str] = ()) -> None:
+def say(text: str, title: str = "", items: Sequence[str] = ()) -> None:
     """Show a finding in a notebook: a bold ``title``, the ``text`` and a bulleted list of ``items``, all
     plain text, escaped: the names in them come from users' parameter files and image folders, and a
     render is opened in a browser."""

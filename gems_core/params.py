@@ -16,7 +16,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -413,8 +413,66 @@ SCHEMA: dict[str, Param] = {
 }
 
 
-class _Config:
-    """Validated parameters, frozen, one attribute per ``SCHEMA`` entry (``Config`` adds the fields)."""
+@dataclass(frozen=True)
+class Config:
+    """Validated parameters, frozen, one typed field per ``SCHEMA`` entry in its order (a test keeps the two
+    in step): made by ``validate`` and ``load_params``, read as attributes, varied with ``replace``."""
+
+    profile: str
+    output_root: str
+    data_root: str
+    device: str
+    cuda_graph: bool
+    tf32: bool
+    deterministic: bool
+    eval_batch_size: int
+    distributions: list[dict[str, str]]
+    image_size: int
+    split_fractions: list[float]
+    split_seed: int
+    synthetic_classes: int
+    synthetic_images_per_class: int
+    skip_unreadable_images: bool
+    max_dropped_classes: float
+    task_sampling: str
+    ways: int
+    shots: int
+    queries: int
+    test_queries: int
+    meta_batch_size: int
+    adaptation_steps: int
+    fast_lr: float
+    meta_lr: float
+    first_order: bool
+    iterations: int
+    seeds: list[int]
+    methods: list[str]
+    hidden_size: int
+    test_tasks: int
+    validation_tasks: int
+    validation_every: int
+    checkpoint_every: int
+    loss_explosion_factor: float
+    equivalence_margin: float
+    bmp_inp_embedding_init: float
+    bmp_embedding: str
+    bmp_compare_embeddings: list[str]
+    adapt_layers: list[str]
+    mmsup_sparsity_init: float
+    mmsup_learn_sparsity: bool
+    mmsup_temperature: float
+    slurm_partition: str
+    slurm_time_limit_min: int
+    slurm_gpus_per_task: int
+    slurm_array_parallelism: int
+    slurm_max_requeues: int
+    slurm_sbatch_options: list[str]
+    ablation_methods: list[str]
+    ablation_adaptation_steps: list[int]
+    ablation_fast_lr: list[float]
+    ablation_sparsity: list[float]
+    ablation_iterations: int
+    convergence_iterations: int
 
     def as_dict(self) -> dict:
         """The parameters as a plain dict (a copy): for JSON, YAML, run ids and ``validate`` again."""
@@ -425,13 +483,6 @@ class _Config:
         return validate({**self.as_dict(), **changes})
 
 
-Config = make_dataclass(
-    "Config",
-    [(name, spec.type if isinstance(spec.type, type) else Any) for name, spec in SCHEMA.items()],
-    bases=(_Config,),
-    frozen=True,
-)
-Config.__doc__ = _Config.__doc__
 Config.__module__ = __name__
 
 

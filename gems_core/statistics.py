@@ -19,18 +19,18 @@ LEVEL = 0.95  # every interval the kit prints
 ALPHA = 1 - LEVEL
 
 
-def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+def t_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float]:
     """Mean and the 95 % t-interval of the mean of ``values`` (a zero-width interval when they are all equal;
     NaN bounds for fewer than two)."""
-    values = np.asarray(values, dtype=np.float64)
-    mean = float(values.mean())
-    if len(values) < 2:
+    array = np.asarray(values, dtype=np.float64)
+    mean = float(array.mean())
+    if len(array) < 2:
         return mean, math.nan, math.nan
-    if np.all(values == values[0]):
+    if np.all(array == array[0]):
         return mean, mean, mean
     from scipy import stats  # slow to import: kept out of the start of every process that trains
 
-    low, high = stats.ttest_1samp(values, 0.0).confidence_interval(LEVEL)
+    low, high = stats.ttest_1samp(array, 0.0).confidence_interval(LEVEL)
     return mean, float(low), float(high)
 
 
@@ -43,12 +43,12 @@ def t_pvalue(mean: float, se: float, df: float) -> float:
     return float(2 * stats.t.sf(abs(mean) / se, df))
 
 
-def mean_test(values: Sequence[float]) -> dict:
+def mean_test(values: Sequence[float] | np.ndarray) -> dict:
     """A mean of independent values against 0: ``difference``, 95 % ``low``/``high``, ``p``, ``se``, ``df``."""
-    values = np.asarray(values, dtype=np.float64)
-    n = len(values)
-    mean, low, high = t_interval(values)
-    se = float(values.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
+    array = np.asarray(values, dtype=np.float64)
+    n = len(array)
+    mean, low, high = t_interval(array)
+    se = float(array.std(ddof=1) / math.sqrt(n)) if n >= 2 else math.nan
     p = t_pvalue(mean, se, n - 1) if n >= 2 else math.nan
     return {"difference": mean, "low": low, "high": high, "p": p, "se": se, "df": float(n - 1)}
 

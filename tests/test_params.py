@@ -117,6 +117,12 @@ def test_a_config_is_frozen_typed_and_validated_again_when_varied():
 
     config = validate({"distributions": DISTS})
     assert [f.name for f in dataclasses.fields(config)] == list(SCHEMA)  # one attribute per parameter
+    import typing
+
+    from gems_core.params import Config
+
+    hints = typing.get_type_hints(Config)  # written out, so editors and type checkers see each field's type
+    assert all((typing.get_origin(hints[name]) or hints[name]) is spec.type for name, spec in SCHEMA.items())
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.ways = 3
     assert config.replace(ways=3).ways == 3 and config.ways == 5

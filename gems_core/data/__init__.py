@@ -48,7 +48,7 @@ def check_against_data(params: Config, distributions: list[Distribution]) -> Non
                     "or use fewer shots/queries, or raise max_dropped_classes"
                 )
             usable[f"{dist.name}/{split}"] = named - dropped
-    smallest = min(usable, key=usable.get)
+    smallest = min(usable, key=lambda name: usable[name])
     if usable[smallest] < params.ways:
         raise ParameterError(
             f"parameter 'ways' = {params.ways} is larger than the {usable[smallest]} classes of {smallest} that "

@@ -95,7 +95,7 @@ def decode(image: Image.Image, size: int) -> np.ndarray:
     """An image as RGB uint8 [size, size, 3] (``to_rgb``, then a bilinear resize)."""
     image = to_rgb(image)
     if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 

@@ -50,14 +50,14 @@ class Distribution:
     def summary(self, need: int) -> dict:
         """Per split: classes and images present, classes dropped (absent, or fewer than ``need`` images),
         and the classes tasks are drawn from."""
-        row = {"distribution": self.name, "source": self.source}
+        row: dict[str, object] = {"distribution": self.name, "source": self.source}
         for split in SPLITS:
             missing, too_few = len(self.missing.get(split, [])), len(self.too_few(split, need))
             row[f"{split}_classes"] = len(self.splits[split].class_names)
             row[f"{split}_images"] = len(self.splits[split].images)
             row[f"{split}_missing_classes"] = missing
             row[f"{split}_too_few_images"] = too_few
-            row[f"{split}_usable_classes"] = row[f"{split}_classes"] - too_few
+            row[f"{split}_usable_classes"] = len(self.splits[split].class_names) - too_few
         row["skipped_unreadable_images"] = self.skipped_images
         row["cache"] = "hit" if self.cache_hit else "built"
         return row
@@ -110,7 +110,7 @@ def require_data(params: Config) -> None:
             gone = f" ({spec['gone']})" if "gone" in spec else ""
             lines.append(
                 f"{spec['title']} for distribution '{dist['name']}'{gone}: "
-                + str(paper.unavailable(source, params.data_root, "is absent"))
+                + str(paper.unavailable(source, Path(params.data_root), "is absent"))
             )
     if lines:
         raise paper.DatasetUnavailable("; ".join(lines))

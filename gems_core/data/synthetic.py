@@ -60,7 +60,7 @@ def draw_glyph(cls: int, index: int) -> Image.Image:
     paper = int(rng.integers(215, 256))
     layer = Image.new("L", (CANVAS * 2, CANVAS * 2), 0)
     ImageDraw.Draw(layer).text((CANVAS, CANVAS), GLYPHS[cls], fill=255, font=font, anchor="mm")
-    layer = layer.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR)
+    layer = layer.rotate(float(rng.uniform(-20, 20)), resample=Image.Resampling.BILINEAR)
     dx, dy = rng.integers(-8, 9, size=2)
     box = (CANVAS // 2 - dx, CANVAS // 2 - dy, CANVAS // 2 - dx + CANVAS, CANVAS // 2 - dy + CANVAS)
     ink = layer.crop(box)
@@ -146,7 +146,7 @@ def draw_shape(cls: int, index: int) -> Image.Image:
     else:
         draw.polygon(_shape_polygon(shape, cx, cy, r, rng.uniform(-0.4, 0.4)), fill=255)
     texture_image = _texture(texture, rgb, rng).rotate(
-        float(rng.uniform(0, 180)), resample=Image.NEAREST, fillcolor=rgb
+        float(rng.uniform(0, 180)), resample=Image.Resampling.NEAREST, fillcolor=rgb
     )
     image.paste(texture_image, mask=mask)
     return image
