@@ -2,7 +2,7 @@
 #   make demo   set up, then run the notebook pipeline on the embedded demo data (CPU)
 #   make test   set up, then run the test suite
 #   make test-fast   the unit tests alone, for the edit-test loop
-#   make lint   ruff's lint and format checks (CI runs them before the tests)
+#   make lint   ruff's lint and format checks and mypy's type check (CI runs them before the tests)
 #   make gpu-check   on a GPU machine: correctness on CUDA, then speed and memory at the paper's settings
 #   make lab    JupyterLab on the project
 #   make data DATASETS=cub,dtd [DATA_ROOT=data]   fetch, check and lay out the paper's datasets (docs/data.md)
@@ -46,6 +46,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # JupyterLab on the project, with the kit's environment (open notebooks/ and edit a parameters cell)
 lab: setup

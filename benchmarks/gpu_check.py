@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import learn2learn as l2l
 import numpy as np
@@ -48,7 +49,7 @@ from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
 from gems_core.graphs import GraphedStep  # noqa: E402
 from gems_core.models import embedding_size  # noqa: E402
-from gems_core.params import METHODS, TABLE2_METHODS, validate  # noqa: E402
+from gems_core.params import METHODS, TABLE2_METHODS, Config, validate  # noqa: E402
 from gems_core.training import Run  # noqa: E402
 
 SETTINGS = {
@@ -77,7 +78,9 @@ SETTINGS = {
         first_order=False,
     ),
 }
-VARIANTS = {  # name: (method, parameter overrides): what a setting costs against the default
+VARIANTS: dict[
+    str, tuple[str, dict[str, Any]]
+] = {  # name: (method, parameter overrides): what a setting costs against the default
     "maml_eager": ("maml", {"cuda_graph": False}),
     "maml_tf32": ("maml", {"tf32": True}),
     "maml_deterministic": ("maml", {"deterministic": True}),
@@ -121,7 +124,7 @@ def time_steps(step, device: torch.device, iterations: int, repeats: int, warmup
     return {"ms": 1000 * statistics.median(times), "ms_spread": 1000 * (max(times) - min(times))}
 
 
-def time_run(params: dict, method: str, dists, device, folder: Path, iterations: int, repeats: int) -> dict:
+def time_run(params: Config, method: str, dists, device, folder: Path, iterations: int, repeats: int) -> dict:
     """Median ms per meta-iteration of ``Run.step`` after warm-up (and capture), how each member stepped
     (a captured CUDA graph, why capture failed, or eager), peak GPU memory, and the meta-test's time."""
     if device.type == "cuda":
@@ -132,6 +135,7 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
     out = time_steps(run.step, device, iterations, repeats)
     if device.type == "cuda":
         out["peak_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+    assert run.steps is not None  # built by the first step
     out["graph"] = [
         ("captured" if step.graph is not None else step.failed) if isinstance(step, GraphedStep) else "eager"
         for step in run.steps.steps
@@ -143,7 +147,7 @@ def time_run(params: dict, method: str, dists, device, folder: Path, iterations:
     return out
 
 
-def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
+def profile_step(params: Config, dists, device, folder: Path, path: Path) -> None:
     """The 25 costliest kernels (on the CPU: operators) of eager MAML meta-iterations (where the time goes),
     as a text table."""
     from torch.profiler import ProfilerActivity, profile
@@ -160,7 +164,7 @@ def profile_step(params: dict, dists, device, folder: Path, path: Path) -> None:
     path.write_text(prof.key_averages().table(sort_by=f"{key}_time_total", row_limit=25) + "\n")
 
 
-def time_l2l(params: dict, device, iterations: int, repeats: int) -> float:
+def time_l2l(params: Config, device, iterations: int, repeats: int) -> float:
     """Median ms per meta-iteration of learn2learn's MAML on the same settings, under the numerics the kit's
     MAML is timed with (set here, not inherited from whichever run was built last) and the same repeats."""
     numerics.configure(device, params.tf32, params.deterministic)
@@ -253,7 +257,7 @@ def run_tests(log: Path, timeout: int) -> dict:
     }
 
 
-def gpu_hours(ms: dict, eval_s: dict, params: dict) -> dict:
+def gpu_hours(ms: dict, eval_s: dict, params: Config) -> dict:
     """GPU-hours of Table 2 (36 runs) and of the 93 ablation runs: meta-iterations plus validation
     (every ``validation_every``, ``validation_tasks`` per distribution) and the meta-test (two datasets)."""
 
@@ -297,7 +301,7 @@ def main() -> int:
         return 2
     args.results_dir.mkdir(parents=True, exist_ok=True)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    report = {
+    report: dict[str, Any] = {
         "gpu": gpu,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
@@ -317,7 +321,8 @@ def main() -> int:
     dists = [random_distribution("a", settings, seed=0), random_distribution("b", settings, seed=1)]
     timings = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (method, overrides) in [(m, (m, {})) for m in METHODS] + list(VARIANTS.items()):
+        timed: dict[str, tuple[str, dict[str, Any]]] = {m: (m, {}) for m in METHODS} | VARIANTS
+        for name, (method, overrides) in timed.items():
             timings[name] = time_run(
                 params.replace(**overrides), method, dists, device, Path(tmp) / name, args.iterations, args.repeats
             )

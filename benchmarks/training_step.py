@@ -29,13 +29,13 @@ from maml_iteration import timed
 
 from gems_core.data import load_distributions
 from gems_core.models import embedding_size, from_l2l_cnn4
-from gems_core.params import load_params
+from gems_core.params import Config, load_params
 from gems_core.training import Run, resolve_device
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def l2l_training_step(params: dict, images: torch.Tensor, labels: torch.Tensor, maml: l2l.algorithms.MAML):
+def l2l_training_step(params: Config, images: torch.Tensor, labels: torch.Tensor, maml: l2l.algorithms.MAML):
     """learn2learn's meta-training step on ``images`` [N, 3, H, W] (float, in [0, 1]) with ``labels``."""
     ways, shots, queries = params.ways, params.shots, params.queries
     dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(images, labels))

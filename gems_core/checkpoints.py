@@ -68,7 +68,7 @@ def read(path: Path):
 def load(folder: Path, check: Callable[[dict], str | None] | None = None) -> tuple[dict | None, list[tuple[Path, str]]]:
     """The newest checkpoint of a run that is intact and passes ``check`` (which returns why not, or
     None), or None; and each newer one refused, with why (for the caller to name and set aside)."""
-    refused = []
+    refused: list[tuple[Path, str]] = []
     for name in (NEWEST, PREVIOUS):
         path = Path(folder) / name
         if not (path.exists() or path.is_symlink()):

@@ -35,6 +35,7 @@ def train(argv: list[str] | None = None) -> int:
     def run() -> int:
         params = load_params(args.parameters, methods=[args.method], seeds=[args.seed])  # the schema checks both
         results = training.run_method(params, args.method, args.seed, progress=not args.no_progress)
+        assert results is not None  # it waits for a run another process holds
         print(json.dumps(results["test"]))
         return 0
 

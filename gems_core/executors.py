@@ -4,6 +4,7 @@ sweep's status display (``Status``) and the wait for runs another process holds 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -78,10 +79,8 @@ def run_inline(runs: list[PlannedRun], status: Status) -> list[PlannedRun]:
 
 def _die_with_parent() -> None:
     """In a worker, before exec: SIGTERM when the sweep dies, even by SIGKILL (Linux; elsewhere a no-op)."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def worker_slots(gpus: list[str], per_gpu: int, workers: int) -> list[dict]:
@@ -96,7 +95,8 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
     """One process per run, as many at once as there are slots; returns the runs locked elsewhere."""
     (folder / "jobs").mkdir(parents=True, exist_ok=True)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    queue, running, elsewhere, done = list(runs), {}, [], 0
+    queue, elsewhere, done = list(runs), [], 0
+    running: dict[int, tuple[subprocess.Popen, PlannedRun, str]] = {}
     try:
         while queue or running:
             for slot in [s for s in range(len(slots)) if s not in running]:
@@ -114,7 +114,7 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
                         preexec_fn=_die_with_parent,
                     )
                 running[slot] = (proc, run, str(log))
-            for slot, (proc, run, log) in list(running.items()):
+            for slot, (proc, run, log_name) in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
@@ -123,7 +123,7 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
                 if code == LOCKED_ELSEWHERE:
                     elsewhere.append(run)
                 elif code != 0:
-                    status.fail(run, log, f"exit status {code}")
+                    status.fail(run, log_name, f"exit status {code}")
             status.show(len(queue), [r for _, r, _ in running.values()], done - len(status.failures))
             time.sleep(POLL_SECONDS if running else 0)
     except KeyboardInterrupt:
@@ -194,7 +194,7 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, fold
 
     record = folder / "slurm_jobs.json"
     known = json.loads(record.read_text()) if record.exists() else {}
-    watched = (
+    watched: dict[str, submitit.SlurmJob] = (
         {name: submitit.SlurmJob(folder / "slurm", job_id) for name, job_id in known.items()}
         if args.submitit_cluster == "slurm"
         else {}

@@ -43,7 +43,8 @@ def mmsup_overlap(records: dict, scores: dict) -> str:
     """MMSUP's subnetwork overlaps within and across datasets, then the mechanism score's reading
     (``mechanism.reading``: the one decision, from the same numbers wherever it is said)."""
     overlap, changed = records["overlap"], records["changed_during_adaptation"]
-    within, across = [], []
+    within: list[float] = []
+    across: list[float] = []
     for layer in overlap.values():
         for pair, value in layer.items():
             a, b = pair.split("|")

@@ -115,6 +115,5 @@ def write_json(path: str | Path, obj) -> None:
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    with atomic_path(path, sum(a.nbytes for a in arrays.values())) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    with atomic_path(path, sum(a.nbytes for a in arrays.values())) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **arrays as its allow_pickle

@@ -3,6 +3,7 @@ it travels as a file or a pickle), training it under its lock, and submitit's ch
 
 from __future__ import annotations
 
+import io
 import sys
 
 from .params import validate
@@ -41,7 +42,8 @@ def from_spec(spec: dict) -> PlannedRun:
 def train_one(spec: dict, wait: bool, progress: bool = False) -> str:
     """Train (resume, or read back) one planned run: 'done', 'locked elsewhere' or 'stopped' (SIGTERM). Its
     log lines reach the log file as they are written, so a job killed by a requeue or a time limit keeps them."""
-    sys.stdout.reconfigure(line_buffering=True)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # not under a test's capture
+        sys.stdout.reconfigure(line_buffering=True)
     run = from_spec(spec)
     if run.state()[0] not in ("complete", "diverged"):
         (run.folder / FAILURE).unlink(missing_ok=True)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .data import SplitImages, TaskBatch, TaskSampler
+from .learners import MAML
 from .learners import METHODS as REGISTRY
-from .learners import Learner
 from .params import Config
 
 NONFINITE = ("loss", "meta-gradient", "weights")  # what ``update`` checks after every meta-update
@@ -21,7 +21,7 @@ class Member:
     """One learner with its optimiser and task sampler, and the running sums of its training log since the
     last metrics row, kept on the device."""
 
-    learner: Learner
+    learner: MAML
     optimizer: torch.optim.Optimizer
     sampler: TaskSampler
     distributions: list[int]  # indices of the distributions it trains on (and is tested on)
@@ -37,7 +37,7 @@ class Member:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for p in self.learner.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         self.optimizer.step()
         self.learner.after_update()
         weight_norm = torch.nn.utils.get_total_norm([p.detach() for p in params])

@@ -69,11 +69,12 @@ def init_conv4(
 
 def from_l2l_cnn4(model: torch.nn.Module) -> Params:
     """The weights of a learn2learn ``CNN4`` under this module's names (used to compare with learn2learn)."""
+    named = dict(model.named_parameters())  # features.<i>.conv.weight, ..., classifier.weight
     params = {}
-    for i, block in enumerate(model.features, start=1):
-        params[f"conv{i}.weight"], params[f"conv{i}.bias"] = block.conv.weight, block.conv.bias
-        params[f"bn{i}.weight"], params[f"bn{i}.bias"] = block.normalize.weight, block.normalize.bias
-    params["head.weight"], params["head.bias"] = model.classifier.weight, model.classifier.bias
+    for i in range(1, 5):
+        for ours, theirs in ((f"conv{i}", f"features.{i - 1}.conv"), (f"bn{i}", f"features.{i - 1}.normalize")):
+            params[f"{ours}.weight"], params[f"{ours}.bias"] = named[f"{theirs}.weight"], named[f"{theirs}.bias"]
+    params["head.weight"], params["head.bias"] = named["classifier.weight"], named["classifier.bias"]
     return {k: v.detach().clone() for k, v in params.items()}
 
 

@@ -501,7 +501,7 @@ def _type_error(name: str, spec: Param, value: Any) -> str | None:
         ok = isinstance(value, expected)
     if ok:
         return None
-    return f"parameter '{name}' must be of type {expected.__name__}, got {type(value).__name__} {shown(value)}"
+    return f"parameter '{name}' must be of type {_type_name(expected)}, got {type(value).__name__} {shown(value)}"
 
 
 def _check_distribution(i: int, dist: Any) -> None:
@@ -708,13 +708,17 @@ one method's, or none (bookkeeping).
 """
 
 
+def _type_name(kind: type | tuple) -> str:
+    return kind.__name__ if isinstance(kind, type) else " or ".join(t.__name__ for t in kind)
+
+
 def schema_table() -> str:
     """The schema as a Markdown table (name, type, default, shapes runs, meaning)."""
     rows = ["| name | type | default | shapes runs | meaning |", "|---|---|---|---|---|"]
     for name, spec in SCHEMA.items():
-        shapes = {True: "all", False: "no"}.get(spec.affects_run, spec.affects_run)
+        shapes = "all" if spec.affects_run is True else "no" if spec.affects_run is False else spec.affects_run
         meaning = spec.doc.replace("<", "&lt;").replace(">", "&gt;")
-        rows.append(f"| `{name}` | {spec.type.__name__} | `{spec.default!r}` | {shapes} | {meaning} |")
+        rows.append(f"| `{name}` | {_type_name(spec.type)} | `{spec.default!r}` | {shapes} | {meaning} |")
     return "\n".join(rows)
 
 

@@ -174,7 +174,7 @@ def kernel_runtime(log: Path) -> Iterator[type]:
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"gems-kernels-{os.getpid()}-"))
-    started = []
+    started: list[AsyncKernelManager] = []  # each kernel's manager, numbering their connection files
     messages = open(log, "a")  # noqa: SIM115 - open for the whole block, closed in its finally
 
     class IPCKernelManager(AsyncKernelManager):
@@ -235,7 +235,7 @@ class RunWatcher(threading.Thread):
     def __init__(self, params: Config, bar: tqdm, notebook: str, live: bool):
         super().__init__(daemon=True)
         self.runs, self.bar, self.notebook, self.live = plan(params), bar, notebook, live
-        self.since, self.printed = time.time(), {}
+        self.since, self.printed = time.time(), dict[str, float]()  # run label -> when last printed
         self.stopped = threading.Event()
 
     def run(self) -> None:

@@ -123,11 +123,11 @@ class PlannedRun:
             return convergence.trace(self.params, self.seed, dists, self.trace_path)
 
 
-def ablation_grid(params: Config) -> list[tuple[str, float, str, dict]]:
+def ablation_grid(params: Config) -> list[tuple[str, float, str, Config]]:
     """(setting, value, method, run parameters) for every point of the supplement's Table 1 grid that the
     profile asks for: one setting differs from the profile's, and iterations are ``ablation_iterations``."""
     base = params.replace(iterations=params.ablation_iterations)
-    points = []
+    points: list[tuple[str, float, str, Config]] = []
     for method in params.ablation_methods:
         points += [
             ("adaptation_steps", v, method, base.replace(adaptation_steps=v)) for v in params.ablation_adaptation_steps

@@ -125,8 +125,8 @@ def overlap_heatmaps(overlap: dict[str, dict[str, float]]):
 def ablation_curves(summary: pd.DataFrame, setting: str):
     """Accuracy against one ablation setting, a line per (method, test dataset), error bars over seeds."""
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    for (method, dataset), rows in summary.groupby(["method", "test_dataset"]):
-        rows = rows.sort_values("value")
+    for (method, dataset), group in summary.groupby(["method", "test_dataset"]):
+        rows = group.sort_values("value")
         spread = rows["accuracy_std"].where(rows["seeds"] - rows["diverged"] > 1, rows["ci95"])
         line = ax.errorbar(
             rows["value"], rows["accuracy"], yerr=spread, marker="o", capsize=3, label=f"{method} / {dataset}"

@@ -232,7 +232,8 @@ class RunFiles:
             if iterations != p.iterations:
                 raise RunDamaged(path, f"a complete run of {iterations} iterations; this run trains {p.iterations}")
             self._check_tests(path, results.get("test"), "test")
-            tested = results.get("controls") if isinstance(results.get("controls"), dict) else {}
+            controls = results.get("controls")
+            tested = controls if isinstance(controls, dict) else {}
             for control in self.controls:
                 outcome = tested.get(control)
                 self._check_tests(path, outcome.get("test") if isinstance(outcome, dict) else None, f"{control}.test")

@@ -110,8 +110,8 @@ def bmp_layer_choices(run_params: Config, runs: list[dict], form: str, names: li
     """Per BMP run: the meta-test heatmap of its layer choices, how each distribution's training tasks
     adapted each layer, and the finding in words (a diverged run: where it diverged)."""
     for run in runs:
-        if findings.diverged(run):
-            say(findings.diverged(run), title=f"BMP ({form}).")
+        if diverged := findings.diverged(run):
+            say(diverged, title=f"BMP ({form}).")
             continue
         plots.layer_adaptation_heatmap(run["records"], f"BMP ({form}) seed {run['seed']}: meta-test")
         plots.adaptation_over_training(results.metrics(run_params, "bmp", run["seed"]), names, f"BMP ({form})")
@@ -155,8 +155,8 @@ def mmsup_sparsity(params: Config) -> dict[str, pd.DataFrame]:
 def mmsup_overlaps(runs: list[dict]) -> None:
     """Per MMSUP run: the overlap of task subnetworks within and across test datasets, and the finding."""
     for run in runs:
-        if findings.diverged(run):
-            say(findings.diverged(run))
+        if diverged := findings.diverged(run):
+            say(diverged)
             continue
         plots.overlap_heatmaps(run["records"]["overlap"])
         say(findings.mmsup_overlap(run["records"], run.get("mechanism", {})), title=f"MMSUP seed {run['seed']}.")

@@ -103,6 +103,6 @@ def sweep(parameters_file: str, args) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import sweep
+    from .cli import sweep as command
 
-    raise SystemExit(sweep())
+    raise SystemExit(command())

@@ -39,8 +39,8 @@ from .divergence import Diverged, DivergenceWatch
 from .errors import KitError
 from .evaluation import eval_batch_size, evaluate
 from .graphs import MemberSteps, synchronize
+from .learners import MAML, Calibrated
 from .learners import METHODS as REGISTRY
-from .learners import Learner
 from .members import build_members
 from .params import Config, ParameterError
 from .runs import RunFiles, holding, run_folder
@@ -185,11 +185,11 @@ class Run:
         """Before the first iteration: let learners that need it (BMP's standardized embedding) measure
         their input statistics on tasks of their own training distributions."""
         for member in self.members:
-            n = member.learner.calibration_tasks()
-            if n:
-                member.learner.calibrate(member.sampler.sample(n))
+            learner = member.learner
+            if isinstance(learner, Calibrated) and (n := learner.calibration_tasks()):
+                learner.calibrate(member.sampler.sample(n))
 
-    def learner_for(self, distribution: int) -> Learner:
+    def learner_for(self, distribution: int) -> MAML:
         return next(m.learner for m in self.members if distribution in m.distributions)
 
     def fixed_tasks(self, split: str) -> dict[int, FixedTasks]:
@@ -204,7 +204,7 @@ class Run:
             }
         return self._fixed[split]
 
-    def evaluate(self, split: str, distribution: int, probe: bool = False, learner: Learner | None = None) -> dict:
+    def evaluate(self, split: str, distribution: int, probe: bool = False, learner: MAML | None = None) -> dict:
         """Accuracy (and, with ``probe``, the learner's probes) of the learner of ``distribution`` (or
         ``learner``: a frozen-mask control of it) on its fixed ``split`` tasks."""
         return evaluate(
@@ -300,7 +300,7 @@ class Run:
                 outcome["controls"][row] = {"method": row, "used": used, **self._meta_test(row, control)[0]}
         return outcome
 
-    def _meta_test(self, control: str | None = None, learner: Learner | None = None) -> tuple[dict, dict]:
+    def _meta_test(self, control: str | None = None, learner: MAML | None = None) -> tuple[dict, dict]:
         """Accuracy on every distribution's test tasks, with the learner's summary of its probes and the
         mechanism score of its mask (``mechanism.score``); ``learner``: a test-time ``control``'s. Also
         returns the probes per test dataset."""
@@ -372,7 +372,9 @@ class Run:
                 )
         self.write_metrics()  # also after a re-evaluation, whose curve was set aside as damaged
         self.files.write_results(results)
-        return self.files.results()  # as every later reader sees it: checked
+        checked = self.files.results()  # as every later reader sees it: checked
+        assert checked is not None  # just written
+        return checked
 
 
 def device_name(device: torch.device) -> str:

@@ -114,7 +114,7 @@ def jupyter_lab(root: Path, scratch: Path, timeout: float = 90):
             )
         },
     }
-    log = open(scratch / "jupyterlab.log", "w")
+    log = open(scratch / "jupyterlab.log", "w")  # noqa: SIM115 - the server's log, closed when it stops
     server = subprocess.Popen(
         [
             sys.executable,

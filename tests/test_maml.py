@@ -153,6 +153,6 @@ def test_init_conv4_has_learn2learn_cnn4_initialisation_statistics():
         if n > 1000:  # Xavier-uniform: the same bound
             assert float(o.abs().max()) == pytest.approx(float(t.abs().max()), rel=0.02), name
         else:  # BN scale: U(0, 1)
-            assert 0 <= float(o.min()) and float(o.max()) <= 1 and 0 <= float(t.min()) and float(t.max()) <= 1, name
+            assert float(o.min()) >= 0 and float(o.max()) <= 1 and float(t.min()) >= 0 and float(t.max()) <= 1, name
         assert float(o.std()) == pytest.approx(float(t.std()), rel=4 / (2 * n) ** 0.5 + 0.01), name
         assert float(o.mean()) == pytest.approx(float(t.mean()), abs=4 * float(t.std()) / n**0.5), name

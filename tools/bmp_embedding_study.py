@@ -22,7 +22,7 @@ from gems_core.data import SplitImages, TaskSampler, check_against_data, load_di
 from gems_core.learners import BMP
 from gems_core.learners.bmp import CALIBRATION_TASKS, EMBEDDINGS
 from gems_core.models import LAYER_LABELS
-from gems_core.params import load_params
+from gems_core.params import Config, load_params
 
 
 def spread(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -30,7 +30,7 @@ def spread(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a[:, None] - b[None]).abs().mean() / torch.cat([a, b]).abs().mean())
 
 
-def study(params: dict, tasks: int, seed: int) -> list[dict]:
+def study(params: Config, tasks: int, seed: int) -> list[dict]:
     dists = load_distributions(params)[:2]
     check_against_data(params, dists)
     split = SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), params.shots + params.queries)

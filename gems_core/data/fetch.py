@@ -188,8 +188,8 @@ def _place(archive: Path, entry: dict, target: Path) -> None:
         shutil.copyfile(archive, target / entry["name"])
     elif zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as z:
-            for member in z.infolist():
-                _inside(target, member.filename, archive)
+            for info in z.infolist():
+                _inside(target, info.filename, archive)
             z.extractall(target)
     else:
         with tarfile.open(archive) as tar:

@@ -50,7 +50,7 @@ def load_omniglot(path: str | Path, size: int, skip_unreadable: bool = False) ->
     if archives:
         # Omniglot's subsets overlap (images_background_small1 and small2 both hold Greek and Latin):
         # an image present in several zips is counted once.
-        blobs = {}
+        blobs: dict[str, bytes] = {}
         for archive in archives:
             blobs = {**_zip_blobs(archive), **blobs}
         items = [

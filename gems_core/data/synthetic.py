@@ -131,7 +131,8 @@ def draw_shape(cls: int, index: int) -> Image.Image:
     shape = SHAPES[cls % len(SHAPES)]
     hue = HUES[(cls // len(SHAPES)) % len(HUES)]
     texture = TEXTURES[cls // (len(SHAPES) * len(HUES))]
-    rgb = tuple(int(255 * v) for v in colorsys.hsv_to_rgb(hue + rng.uniform(-0.02, 0.02), 0.85, rng.uniform(0.75, 1.0)))
+    red, green, blue = colorsys.hsv_to_rgb(hue + rng.uniform(-0.02, 0.02), 0.85, rng.uniform(0.75, 1.0))
+    rgb = (int(255 * red), int(255 * green), int(255 * blue))
     bg = tuple(int(v) for v in rng.integers(60, 200, size=3))
     image = Image.fromarray(np.clip(np.array(bg) + rng.normal(0, 18, (CANVAS, CANVAS, 3)), 0, 255).astype(np.uint8))
     image = image.filter(ImageFilter.GaussianBlur(1.5))

@@ -13,6 +13,7 @@ query labels likewise with ``queries``.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -75,14 +76,14 @@ class TaskSampler:
         shots: int,
         queries: int,
         seed: int,
-        weights: list[float] | None = None,
+        weights: Sequence[float] | None = None,
         device: torch.device | str = "cpu",
     ):
         self.split, self.ways, self.shots, self.queries = split, ways, shots, queries
         device = torch.device(device)
         self.gen = torch.Generator(device=device).manual_seed(seed)
-        weights = torch.tensor(weights if weights is not None else [1.0] * len(distributions), dtype=torch.float64)
-        self.weights = weights / weights.sum()
+        shares = torch.tensor(weights if weights is not None else [1.0] * len(distributions), dtype=torch.float64)
+        self.weights = shares / shares.sum()
         self._cumulative = self.weights.cumsum(0).float().to(device)
         self._distributions = torch.tensor(distributions, device=device)
         own = torch.isin(split.class_owner, torch.tensor(distributions))  # draws depend on these classes only

@@ -7,12 +7,13 @@ from .fixed_layers import FixedLayers
 from .maml import MAML, Adaptation, accuracy, task_losses
 from .methods import BEATS_MAML, CHOICE_HELPS, FREEZE_EXPLAINS, METHODS, QUESTIONS, ROWS, TESTED_ON, Method
 from .mmsup import MMSUP
-from .protocol import Learner
+from .protocol import Calibrated, Learner
 
 __all__ = [
     "Adaptation",
     "BMP",
     "BEATS_MAML",
+    "Calibrated",
     "CHOICE_HELPS",
     "FREEZE_EXPLAINS",
     "FixedLayers",

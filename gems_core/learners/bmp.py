@@ -57,6 +57,10 @@ class BMP(MAML):
         >>> choices["layer_masks"].shape             # [tasks, inner steps, 5 layers]
     """
 
+    embedding_shift: torch.Tensor  # buffers (saved with the model), typed for readers and type checkers
+    embedding_scale: torch.Tensor
+    calibrated: torch.Tensor
+
     def __init__(self, *args, inp_embedding_init: float = 1.0, embedding: str = "standardized", **kwargs):
         super().__init__(*args, **kwargs)
         if embedding not in EMBEDDINGS:

@@ -13,6 +13,7 @@ trained as a freeze.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..models import LAYER_LABELS, Params
@@ -37,7 +38,7 @@ class FixedLayers(MAML):
     """
 
     def __init__(
-        self, *args, adapt_layers: list[str] = ("head",), adapt_pattern: list[list[float]] | None = None, **kwargs
+        self, *args, adapt_layers: Sequence[str] = ("head",), adapt_pattern: list[list[float]] | None = None, **kwargs
     ):
         super().__init__(*args, **kwargs)
         unknown = sorted(set(adapt_layers) - set(LAYER_LABELS))

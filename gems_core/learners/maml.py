@@ -12,7 +12,7 @@ Subclasses change the inner update (BMP) or the weights the model sees (MMSUP).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Self
 
 import torch
 import torch.nn as nn
@@ -78,7 +78,7 @@ class MAML(nn.Module):
         self.layers = layer_names()
 
     @classmethod
-    def from_params(cls, params: Config, seed: int, **fixed) -> MAML:
+    def from_params(cls, params: Config, seed: int, **fixed) -> Self:
         """The learner a run's resolved parameters describe (``fixed``: a registered method's own options)."""
         return cls(
             params.ways,
@@ -160,10 +160,6 @@ class MAML(nn.Module):
         """The probes of every test dataset's tasks condensed for results.json (``probe`` per batch); nothing
         for MAML."""
         return {}
-
-    def calibration_tasks(self) -> int:
-        """Tasks the learner wants to see once before meta-training (``calibrate``); none for MAML."""
-        return 0
 
     def train_record(self) -> dict[str, float]:
         """Learned quantities worth a column of metrics.csv (MMSUP's sparsity); none for MAML."""

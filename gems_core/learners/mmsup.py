@@ -49,6 +49,9 @@ class MMSUP(MAML):
         >>> mmsup.train_record()                                       # {'sparsity_conv1': ..., ...}
     """
 
+    sparsity: nn.Parameter  # per conv layer; typed here for readers and type checkers, as the buffer below
+    layer_sizes: torch.Tensor
+
     def __init__(
         self,
         *args,

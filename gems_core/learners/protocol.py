@@ -1,9 +1,10 @@
 """What the training loop, the meta-test and the notebooks call on a learner: nothing else.
 
-``MAML`` implements every method with the plain-MAML answer (no calibration, no choices, nothing to
-probe or freeze), so a new method subclasses it and overrides only what it changes; see
-docs/contributing.md. A learner keeps no state between calls: what it chose for a task comes back from
-``meta_loss`` and ``predict`` (``Adaptation.choices``) and is read through ``probe``.
+``MAML`` implements every method with the plain-MAML answer (no choices, nothing to probe or freeze),
+so a new method subclasses it and overrides only what it changes; see docs/contributing.md. A learner
+that must measure its inputs once before meta-training (BMP's standardised embedding) is also
+``Calibrated``; the loop asks only those. A learner keeps no state between calls: what it chose for a
+task comes back from ``meta_loss`` and ``predict`` (``Adaptation.choices``) and is read through ``probe``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from .maml import Adaptation
 
 @runtime_checkable
 class Learner(Protocol):
-    def calibration_tasks(self) -> int: ...  # tasks wanted once before meta-training
-    def calibrate(self, batch: TaskBatch) -> None: ...
     def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]: ...
     def after_update(self) -> None: ...  # after every optimiser step
     def step_sums(self, batch: TaskBatch, choices: dict, distributions: int) -> dict[str, torch.Tensor]: ...
@@ -28,3 +27,9 @@ class Learner(Protocol):
     def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]: ...
     def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]: ...
     def summarize_probes(self, probes: dict[str, list[dict]]) -> dict: ...
+
+
+@runtime_checkable
+class Calibrated(Protocol):
+    def calibration_tasks(self) -> int: ...  # tasks wanted once before meta-training (0: calibrated already)
+    def calibrate(self, batch: TaskBatch) -> None: ...
