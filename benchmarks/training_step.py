@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from maml_iteration import timed
 
 from gems_core.data import load_distributions
+from gems_core.device import resolve_device
 from gems_core.models import embedding_size, from_l2l_cnn4
 from gems_core.params import Config, load_params
-from gems_core.training import Run, resolve_device
+from gems_core.training import Run
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -21,7 +21,7 @@ from .errors import run_cli
 from .jobs import EXIT_STATUS, train_one
 from .params import METHODS, load_params
 from .plan import KINDS
-from .training import stop_on_sigterm
+from .stopping import stop_on_sigterm
 
 
 def train(argv: list[str] | None = None) -> int:

@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from . import io, numerics
 from .data import Distribution, SplitImages
+from .device import device_name, resolve_device
 from .learners.maml import task_losses
 from .members import build_members
 from .models import CONV_LABELS
 from .params import Config
-from .training import device_name, resolve_device
 
 LAYERS = CONV_LABELS
 PROGRESS_EVERY = 25  # iterations between the trace's progress records

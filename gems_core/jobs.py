@@ -9,7 +9,7 @@ import sys
 from .params import validate
 from .plan import PlannedRun
 from .runs import FAILURE
-from .training import Stopped, stop_on_sigterm
+from .stopping import Stopped, stop_on_sigterm
 
 LOCKED_ELSEWHERE = 75  # a worker's exit status when another process holds the run's lock
 STOPPED = 143  # ... and when SIGTERM stopped it (128 + SIGTERM, as shells report it)

@@ -41,11 +41,11 @@ from tqdm.auto import tqdm
 
 from . import io, page
 from .data.sources import require_data
+from .device import resolve_device
 from .errors import KitError
 from .notebook import HEADLESS, PROJECT_ROOT, from_project_root
 from .params import Config, load_params
 from .plan import LOG_SECONDS, plan, progress
-from .training import resolve_device
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 WATCH_SECONDS = 5  # how often the status line reads the run folders while a notebook trains

@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 
 from . import io
 from .data.sources import require_data
+from .device import resolve_device
 from .executors import TODO, Status, run_inline, run_local, run_slurm, wait_for, worker_slots
 from .params import Config, load_params
 from .plan import plan
-from .training import resolve_device
 
 EXECUTORS = ("inline", "local", "slurm")
 

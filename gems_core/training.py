@@ -15,8 +15,6 @@ Command line (one run, e.g. from a cluster job): ``python -m gems_core.training 
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from .data import (
     check_against_data,
     load_distributions,
 )
+from .device import device_name, resolve_device
 from .divergence import Diverged, DivergenceWatch
 from .errors import KitError
 from .evaluation import eval_batch_size, evaluate
@@ -42,36 +41,12 @@ from .graphs import MemberSteps, synchronize
 from .learners import MAML, Calibrated
 from .learners import METHODS as REGISTRY
 from .members import build_members
-from .params import Config, ParameterError
+from .params import Config
 from .runs import RunFiles, holding, run_folder
+from .stopping import STOP, Stopped
 
 EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
-    return torch.device(name)
-
-
-STOP = threading.Event()  # set by SIGTERM in a sweep's job: save at the next iteration and stop
-
-
-class Stopped(Exception):
-    """Training stopped on request (``stop_on_sigterm``) after saving a checkpoint at ``iteration``."""
-
-    def __init__(self, iteration: int):
-        super().__init__(f"stopped at iteration {iteration} on SIGTERM; its checkpoint is saved there")
-        self.iteration = iteration
-
-
-def stop_on_sigterm() -> None:
-    """From now on SIGTERM (Slurm's requeue, ``scancel`` or a dying sweep) makes the training loop save a
-    checkpoint after its current iteration and raise ``Stopped``, so the next attempt loses no iteration."""
-    signal.signal(signal.SIGTERM, lambda *_: STOP.set())
 
 
 @dataclass
@@ -375,11 +350,6 @@ class Run:
         checked = self.files.results()  # as every later reader sees it: checked
         assert checked is not None  # just written
         return checked
-
-
-def device_name(device: torch.device) -> str:
-    """``cpu``, or ``cuda (NVIDIA H100 80GB HBM3)``: where a run was trained, for its results."""
-    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 class Unmatched(KitError):

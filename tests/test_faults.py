@@ -18,9 +18,10 @@ from test_training import run_folders
 
 from gems_core import checkpoints, io, report, results
 from gems_core.data import load_distributions
+from gems_core.device import resolve_device
 from gems_core.errors import DataFileError, DiskFull
 from gems_core.runs import run_folder
-from gems_core.training import Run, resolve_device, run_method
+from gems_core.training import Run, run_method
 
 
 def _image_folder(root, classes=6, per_class=3):

@@ -12,8 +12,8 @@ import yaml
 from conftest import DEVICES, PROJECT_ROOT
 
 from gems_core import pipeline
+from gems_core.device import device_name, resolve_device
 from gems_core.learners import ROWS
-from gems_core.training import device_name, resolve_device
 
 pytestmark = pytest.mark.slow
 

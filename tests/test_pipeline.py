@@ -125,8 +125,9 @@ def test_plain_papermill_runs_a_notebook_from_the_root_or_from_notebooks(tmp_pat
 
 def test_progress_names_the_run_under_way_and_how_far_it_got(tiny_params):
     from gems_core.data import load_distributions
+    from gems_core.device import resolve_device
     from gems_core.plan import plan, progress
-    from gems_core.training import Run, resolve_device
+    from gems_core.training import Run
 
     params = tiny_params(iterations=12, validation_every=3, checkpoint_every=3)
     runs = plan(params, ("main",))

@@ -57,8 +57,9 @@ def test_shipped_parameter_files_keep_their_run_ids(path, monkeypatch):
 
 def test_a_parameter_at_its_neutral_value_stays_out_of_run_ids_and_test_queries_shapes_the_meta_test(tiny_params):
     from gems_core.data import load_distributions
+    from gems_core.device import resolve_device
     from gems_core.params import ParameterError
-    from gems_core.training import Run, resolve_device
+    from gems_core.training import Run
 
     base = tiny_params(queries=2)
     same, fewer = base.replace(test_queries=0), base.replace(test_queries=1)

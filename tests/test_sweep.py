@@ -16,10 +16,11 @@ from conftest import PROJECT_ROOT, smoke_file
 from gems_core import checkpoints
 from gems_core.cli import sweep as sweep_main
 from gems_core.data import load_distributions
+from gems_core.device import resolve_device
 from gems_core.params import load_params
 from gems_core.plan import plan, states
 from gems_core.runs import FAILURE
-from gems_core.training import Run, resolve_device, run_method
+from gems_core.training import Run, run_method
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the local workers' share of this CPU
 

@@ -13,13 +13,14 @@ import pytest
 import torch
 from conftest import DEVICES, PROJECT_ROOT, smoke_file
 
-from gems_core import checkpoints
+from gems_core import checkpoints, stopping
 from gems_core.data import load_distributions
 from gems_core.data.splits import apply_split
+from gems_core.device import resolve_device
 from gems_core.params import load_params
 from gems_core.results import COLUMNS, gather
 from gems_core.runs import run_folder
-from gems_core.training import Run, resolve_device, run_method
+from gems_core.training import Run, run_method
 
 
 def test_run_folder_holds_params_metrics_checkpoint_results(tiny_params):
@@ -277,11 +278,11 @@ def test_a_stop_request_saves_after_the_current_iteration_and_the_run_resumes_th
     dists = load_distributions(params)
     whole = run_method(tiny_params(**settings, output_root=str(tmp_path / "whole")), "bmp", 21, progress=False)
     run = training.open_run(params, "bmp", 21, dists)
-    training.STOP.set()  # as SIGTERM does in a sweep's job
+    stopping.STOP.set()  # as SIGTERM does in a sweep's job
     try:
-        with pytest.raises(training.Stopped, match="stopped at iteration 1"):
+        with pytest.raises(stopping.Stopped, match="stopped at iteration 1"):
             run.run(progress=False)
     finally:
-        training.STOP.clear()
+        stopping.STOP.clear()
     assert checkpoints.load(run.folder)[0]["state"]["iteration"] == 1 and not (run.folder / "results.json").exists()
     assert run_method(params, "bmp", 21, dists, progress=False)["test"] == whole["test"]
