@@ -42,6 +42,15 @@ def train(argv: list[str] | None = None) -> int:
     return run_cli(run)
 
 
+SLURM_FLAGS = {  # the sweep's Slurm flags, checked by the schema as the parameters they override
+    "partition": "slurm_partition",
+    "time_limit": "slurm_time_limit_min",
+    "gpus_per_task": "slurm_gpus_per_task",
+    "array_parallelism": "slurm_array_parallelism",
+    "sbatch": "slurm_sbatch_options",
+}
+
+
 def sweep(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=sweeping.__doc__.splitlines()[0])
     parser.add_argument("parameters", nargs="?", help="parameters file, e.g. parameters/demo.yaml")
@@ -79,7 +88,20 @@ def sweep(argv: list[str] | None = None) -> int:
         parser.error("the parameters file is required")
     if min(args.workers, args.per_gpu) < 1:
         parser.error("--workers and --per-gpu must be at least 1")
-    return run_cli(lambda: sweeping.sweep(args.parameters, args))
+    options = sweeping.SweepOptions(
+        executor=args.executor,
+        workers=args.workers,
+        gpus=tuple(g for g in (args.gpus or "").split(",") if g),
+        per_gpu=args.per_gpu,
+        kinds=tuple(args.kinds),
+        render=not args.no_render,
+        only=tuple(args.only) if args.only else None,
+        wait=args.wait,
+        gpus_per_task=args.gpus_per_task,
+        submitit_cluster=args.submitit_cluster,
+        overrides={name: getattr(args, flag) for flag, name in SLURM_FLAGS.items() if getattr(args, flag) is not None},
+    )
+    return run_cli(lambda: sweeping.sweep(args.parameters, options))
 
 
 def pipeline(argv: list[str] | None = None) -> int:

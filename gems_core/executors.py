@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from filelock import Timeout
 from tqdm.auto import tqdm
@@ -22,7 +24,7 @@ from . import io
 from .errors import KitError
 from .jobs import LOCKED_ELSEWHERE, SlurmRun, job_spec, train_one
 from .params import Config
-from .plan import LOG_SECONDS, PlannedRun
+from .plan import KINDS, LOG_SECONDS, PlannedRun
 from .runs import FAILURE, run_lock
 
 TODO = ("missing", "partial", "failed", "damaged")  # run states a sweep trains (damaged: re-evaluated or retrained)
@@ -135,11 +137,28 @@ def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder:
     return elsewhere
 
 
-def gpus_per_task(params: Config, args) -> int:
+@dataclass(frozen=True)
+class SweepOptions:
+    """How a sweep trains its runs: the sweep command's flags, typed (``cli.sweep`` builds them)."""
+
+    executor: str = "inline"  # inline, local or slurm (``sweep.EXECUTORS``)
+    workers: int = 1  # local: runs at once on the CPU
+    gpus: tuple[str, ...] = ()  # local: the GPUs to use, one process per run on each
+    per_gpu: int = 1  # local: runs at once on each GPU
+    kinds: tuple[str, ...] = KINDS  # which planned runs
+    render: bool = True  # render the notebooks once every run has ended
+    only: tuple[str, ...] | None = None  # render only the notebooks whose names start with these
+    wait: bool = False  # slurm: follow the jobs until they end
+    gpus_per_task: int | None = None  # slurm: GPUs per job (None: from the parameters and the device)
+    submitit_cluster: str = "slurm"  # slurm: submitit's executor (local and debug run jobs on this machine)
+    overrides: dict[str, Any] = field(default_factory=dict)  # slurm_* parameters the flags set
+
+
+def gpus_per_task(params: Config, options: SweepOptions) -> int:
     """GPUs each job asks for: the flag, else none for a CPU profile (a cluster without GPUs refuses any
     GPU request), else ``slurm_gpus_per_task``."""
-    if args.gpus_per_task is not None:
-        return args.gpus_per_task
+    if options.gpus_per_task is not None:
+        return options.gpus_per_task
     return 0 if params.device == "cpu" else params.slurm_gpus_per_task
 
 
@@ -149,23 +168,23 @@ SLURM_MISSING = (
 )
 
 
-def slurm_executor(params: Config, args, folder: Path):
+def slurm_executor(params: Config, options: SweepOptions, folder: Path):
     """A submitit executor for a job array with the resources of the ``slurm_*`` parameters (which the
     sweep's flags override)."""
     import submitit
 
-    commands = ("sbatch", "srun", "squeue", "sacct") if args.submitit_cluster == "slurm" else ()
+    commands = ("sbatch", "srun", "squeue", "sacct") if options.submitit_cluster == "slurm" else ()
     if missing := next((c for c in commands if not shutil.which(c)), None):
         raise KitError(SLURM_MISSING.format(command=missing))
     executor = submitit.AutoExecutor(
-        folder=folder / "slurm", cluster=args.submitit_cluster, slurm_max_num_timeout=params.slurm_max_requeues
+        folder=folder / "slurm", cluster=options.submitit_cluster, slurm_max_num_timeout=params.slurm_max_requeues
     )
     extra = dict(option.split("=", 1) for option in params.slurm_sbatch_options)
     executor.update_parameters(
         name=f"gems-{params.profile}",
         timeout_min=params.slurm_time_limit_min,
         slurm_partition=params.slurm_partition or None,
-        slurm_gpus_per_task=gpus_per_task(params, args) or None,  # None: no GPU request at all
+        slurm_gpus_per_task=gpus_per_task(params, options) or None,  # None: no GPU request at all
         slurm_array_parallelism=params.slurm_array_parallelism,
         slurm_additional_parameters=extra,
     )
@@ -187,7 +206,7 @@ def submit(executor, specs: list[dict]) -> list:
         ) from None
 
 
-def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, folder: Path) -> bool:
+def run_slurm(runs: list[PlannedRun], status: Status, params: Config, options: SweepOptions, folder: Path) -> bool:
     """Submit the runs not already queued as one job array; with ``--wait`` follow all of them. Returns
     whether every job has ended."""
     import submitit
@@ -196,13 +215,13 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, fold
     known = json.loads(record.read_text()) if record.exists() else {}
     watched: dict[str, submitit.SlurmJob] = (
         {name: submitit.SlurmJob(folder / "slurm", job_id) for name, job_id in known.items()}
-        if args.submitit_cluster == "slurm"
+        if options.submitit_cluster == "slurm"
         else {}
     )
     live = {name for name, job in watched.items() if not job.done()}
     new = [r for r in runs if r.name not in live]
     if new:
-        jobs = submit(slurm_executor(params, args, folder), [job_spec(r) for r in new])
+        jobs = submit(slurm_executor(params, options, folder), [job_spec(r) for r in new])
         known.update({r.name: job.job_id for r, job in zip(new, jobs)})
         io.write_json(record, known)
         watched.update({r.name: job for r, job in zip(new, jobs)})
@@ -215,7 +234,7 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: Config, args, fold
         pending = [n for n in by_name if n in watched and not watched[n].done()]
         running = [by_name[n] for n in pending if watched[n].state == "RUNNING"]
         status.show(len(pending) - len(running), running, len(by_name) - len(pending) - len(status.failures))
-        if not pending or not args.wait:
+        if not pending or not options.wait:
             break
         time.sleep(POLL_SECONDS)
     for name, run in by_name.items():

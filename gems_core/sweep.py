@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from . import io
 from .data.sources import require_data
 from .device import resolve_device
-from .executors import TODO, Status, run_inline, run_local, run_slurm, wait_for, worker_slots
+from .executors import TODO, Status, SweepOptions, run_inline, run_local, run_slurm, wait_for, worker_slots
 from .params import Config, load_params
 from .plan import plan
 
@@ -45,27 +45,18 @@ def sweep_dir(params: Config) -> Path:
     return Path(params.output_root) / params.profile / "sweep"
 
 
-# --- the command -------------------------------------------------------------------------------
-SLURM_FLAGS = {  # the sweep's Slurm flags, checked by the schema as the parameters they override
-    "partition": "slurm_partition",
-    "time_limit": "slurm_time_limit_min",
-    "gpus_per_task": "slurm_gpus_per_task",
-    "array_parallelism": "slurm_array_parallelism",
-    "sbatch": "slurm_sbatch_options",
-}
-
-
-def sweep(parameters_file: str, args) -> int:
-    flags = {name: getattr(args, flag) for flag, name in SLURM_FLAGS.items() if getattr(args, flag) is not None}
-    params = load_params(parameters_file, **flags)
+def sweep(parameters_file: str, options: SweepOptions) -> int:
+    """Train the profile's planned runs of ``options.kinds`` with its executor, then render the notebooks;
+    the exit status (0, 1 when runs failed, 130 on Ctrl-C)."""
+    params = load_params(parameters_file, **options.overrides)  # the schema checks the flags' values
     require_data(params)  # a paper dataset neither cached nor fetched: said before any job is made
-    if args.executor != "slurm":
-        resolve_device("cuda" if args.gpus else params.device)
-    runs = plan(params, tuple(args.kinds))
+    if options.executor != "slurm":
+        resolve_device("cuda" if options.gpus else params.device)
+    runs = plan(params, options.kinds)
     todo = list({r.name: r for r in runs if r.state()[0] in TODO}.values())  # a folder shared by two is trained once
     tqdm.write(
         f"{params.profile}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
-        f"{len(todo)} to train ({args.executor})"
+        f"{len(todo)} to train ({options.executor})"
     )
     root = Path(params.output_root)
     io.make_folder(root, root / "runs")  # a file or a link where a folder belongs: one line, before any run
@@ -73,13 +64,13 @@ def sweep(parameters_file: str, args) -> int:
     status = Status(todo, f"sweep {params.profile}")
     ended = True
     try:
-        if args.executor == "inline":
+        if options.executor == "inline":
             elsewhere = run_inline(todo, status)
-        elif args.executor == "local":
-            gpus = [g for g in (args.gpus or "").split(",") if g]
-            elsewhere = run_local(todo, status, worker_slots(gpus, args.per_gpu, args.workers), folder)
+        elif options.executor == "local":
+            slots = worker_slots(list(options.gpus), options.per_gpu, options.workers)
+            elsewhere = run_local(todo, status, slots, folder)
         else:
-            ended, elsewhere = run_slurm(todo, status, params, args, folder), []
+            ended, elsewhere = run_slurm(todo, status, params, options, folder), []
         wait_for(elsewhere, status)
     except KeyboardInterrupt:
         status.close()
@@ -95,10 +86,10 @@ def sweep(parameters_file: str, args) -> int:
     if not ended:
         print("jobs are queued or running; run the same command again to see them and collect the results")
         return 0
-    if not args.no_render:
+    if options.render:
         from .pipeline import run_pipeline
 
-        run_pipeline(parameters_file, args.only)
+        run_pipeline(parameters_file, list(options.only) if options.only else None)
     return 0
 
 

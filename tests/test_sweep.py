@@ -280,11 +280,9 @@ def test_a_failing_run_is_named_with_its_log_and_the_sweep_exits_1(tmp_path):
 
 
 def test_a_cpu_profile_asks_slurm_for_no_gpu_unless_told(tiny_params):
-    from argparse import Namespace
-
-    from gems_core.executors import gpus_per_task
+    from gems_core.executors import SweepOptions, gpus_per_task
 
     cpu, gpu = tiny_params(device="cpu"), tiny_params(device="auto", slurm_gpus_per_task=2)
-    assert gpus_per_task(cpu, Namespace(gpus_per_task=None)) == 0  # a GPU-less cluster refuses any GPU request
-    assert gpus_per_task(gpu, Namespace(gpus_per_task=None)) == 2
-    assert gpus_per_task(cpu, Namespace(gpus_per_task=1)) == 1
+    assert gpus_per_task(cpu, SweepOptions()) == 0  # a GPU-less cluster refuses any GPU request
+    assert gpus_per_task(gpu, SweepOptions()) == 2
+    assert gpus_per_task(cpu, SweepOptions(gpus_per_task=1)) == 1
