@@ -40,7 +40,9 @@ def _import_time_imports(path: Path, modules: set[str]) -> set[str]:
                 found.update(alias.name for alias in node.names)
 
     visit(ast.parse(path.read_text()).body)
-    return {m for m in found if m in modules and m != name}
+    # importing a submodule first runs its package's __init__ (gems_core.learners for gems_core.learners.bmp)
+    found |= {m.rsplit(".", 1)[0] for m in found if m.count(".") > 1}
+    return {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
 
 
 def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
