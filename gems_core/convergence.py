@@ -28,6 +28,9 @@ LAYERS = CONV_LABELS
 PROGRESS_EVERY = 25  # iterations between the trace's progress records
 
 
+METHOD = "mmsup"  # the method whose convergence the supplement's section C.1 analyses
+
+
 def initial_masks(learner) -> dict[str, torch.Tensor]:
     """The supermask [n] of each conv layer of the meta-learned initialisation (no task adaptation)."""
     kept = learner.subnetworks({k: v.unsqueeze(0) for k, v in learner.initial().items()})
@@ -46,11 +49,11 @@ def trace(params: Config, seed: int, distributions: list[Distribution], path: Pa
     path = Path(path)
     if path.exists():
         return pd.read_csv(path)
-    tqdm.write(f"mmsup seed {seed}: training the convergence trace from iteration 0 into {path}")
+    tqdm.write(f"{METHOD} seed {seed}: training the convergence trace from iteration 0 into {path}")
     device, started = resolve_device(params.device), time.perf_counter()
     numerics.configure(device, params.tf32, params.deterministic)
     train = SplitImages([d.splits["train"] for d in distributions], device, params.shots + params.queries)
-    (member,) = build_members(params, "mmsup", seed, train, len(distributions), device)
+    (member,) = build_members(params, METHOD, seed, train, len(distributions), device)
     learner, rows, total = member.learner, [], params.convergence_iterations
 
     def record(iteration: int) -> None:

@@ -24,7 +24,7 @@ from . import io
 from .errors import KitError
 from .jobs import LOCKED_ELSEWHERE, SlurmRun, job_spec, train_one
 from .params import Config
-from .plan import KINDS, LOG_SECONDS, PlannedRun
+from .plan import KINDS, LOG_SECONDS, Planned
 from .runs import FAILURE, run_lock
 
 TODO = ("missing", "partial", "failed", "damaged")  # run states a sweep trains (damaged: re-evaluated or retrained)
@@ -35,7 +35,7 @@ class Status:
     """The sweep's status: on a terminal a live bar; elsewhere (a Slurm log, CI, a file) one line whenever
     the counts change and at most one a minute in between; and the list of failures with their logs."""
 
-    def __init__(self, runs: list[PlannedRun], desc: str):
+    def __init__(self, runs: list[Planned], desc: str):
         self.total, self.desc = len(runs), desc
         self.failures: dict[str, str] = {}
         self.live = sys.stderr.isatty()
@@ -43,7 +43,7 @@ class Status:
         self.counts: tuple | None = None
         self.printed_at = 0.0
 
-    def show(self, queued: int, running: list[PlannedRun], done: int) -> None:
+    def show(self, queued: int, running: list[Planned], done: int) -> None:
         reached = ", ".join(f"{r.label} at {r.state()[1]}" for r in running[:3]) + (" ..." if len(running) > 3 else "")
         line = (
             f"queued {queued}, running {len(running)}{': ' + reached if running else ''}, "
@@ -58,7 +58,7 @@ class Status:
             self.counts, self.printed_at = counts, now
             print(f"{self.desc}: {line}", flush=True)
 
-    def fail(self, run: PlannedRun, log: str, why: str) -> None:
+    def fail(self, run: Planned, log: str, why: str) -> None:
         self.failures[run.label] = log
         io.write_json(run.folder / FAILURE, {"log": log, "why": why})
         tqdm.write(f"failed: {run.label} ({why}); log: {log}")
@@ -68,7 +68,7 @@ class Status:
 
 
 # --- executors ---------------------------------------------------------------------------------
-def run_inline(runs: list[PlannedRun], status: Status) -> list[PlannedRun]:
+def run_inline(runs: list[Planned], status: Status) -> list[Planned]:
     """Train each run here, one after another; returns the runs locked by another process."""
     elsewhere = []
     for i, run in enumerate(runs):
@@ -93,12 +93,12 @@ def worker_slots(gpus: list[str], per_gpu: int, workers: int) -> list[dict]:
     return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * workers
 
 
-def run_local(runs: list[PlannedRun], status: Status, slots: list[dict], folder: Path) -> list[PlannedRun]:
+def run_local(runs: list[Planned], status: Status, slots: list[dict], folder: Path) -> list[Planned]:
     """One process per run, as many at once as there are slots; returns the runs locked elsewhere."""
     (folder / "jobs").mkdir(parents=True, exist_ok=True)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     queue, elsewhere, done = list(runs), [], 0
-    running: dict[int, tuple[subprocess.Popen, PlannedRun, str]] = {}
+    running: dict[int, tuple[subprocess.Popen, Planned, str]] = {}
     try:
         while queue or running:
             for slot in [s for s in range(len(slots)) if s not in running]:
@@ -206,7 +206,7 @@ def submit(executor, specs: list[dict]) -> list:
         ) from None
 
 
-def run_slurm(runs: list[PlannedRun], status: Status, params: Config, options: SweepOptions, folder: Path) -> bool:
+def run_slurm(runs: list[Planned], status: Status, params: Config, options: SweepOptions, folder: Path) -> bool:
     """Submit the runs not already queued as one job array; with ``--wait`` follow all of them. Returns
     whether every job has ended."""
     import submitit
@@ -244,7 +244,7 @@ def run_slurm(runs: list[PlannedRun], status: Status, params: Config, options: S
     return not pending
 
 
-def wait_for(runs: list[PlannedRun], status: Status) -> None:
+def wait_for(runs: list[Planned], status: Status) -> None:
     """Wait until runs another process is training are complete (their lock is free)."""
     for run in runs:
         tqdm.write(f"{run.label} is being trained by another process: waiting for it")

@@ -7,7 +7,7 @@ import io
 import sys
 
 from .params import validate
-from .plan import PlannedRun
+from .plan import Planned, PlannedRun, PlannedTrace
 from .runs import FAILURE
 from .stopping import Stopped, stop_on_sigterm
 
@@ -16,7 +16,7 @@ STOPPED = 143  # ... and when SIGTERM stopped it (128 + SIGTERM, as shells repor
 EXIT_STATUS = {"done": 0, "locked elsewhere": LOCKED_ELSEWHERE, "stopped": STOPPED}
 
 
-def job_spec(run: PlannedRun) -> dict:
+def job_spec(run: Planned) -> dict:
     """What a worker needs to train ``run``: JSON, so it travels as a file or a pickle."""
     return {
         "kind": run.kind,
@@ -28,15 +28,12 @@ def job_spec(run: PlannedRun) -> dict:
     }
 
 
-def from_spec(spec: dict) -> PlannedRun:
-    return PlannedRun(
-        spec["kind"],
-        spec["method"],
-        spec["seed"],
-        validate(spec["params"]),
-        spec["label"],
-        tuple(spec["point"]) if spec["point"] else None,
-    )
+def from_spec(spec: dict) -> Planned:
+    params = validate(spec["params"])
+    if spec["kind"] == PlannedTrace.kind:
+        return PlannedTrace(spec["method"], spec["seed"], params, spec["label"])
+    point = tuple(spec["point"]) if spec["point"] else None
+    return PlannedRun(spec["kind"], spec["method"], spec["seed"], params, spec["label"], point)
 
 
 def train_one(spec: dict, wait: bool, progress: bool = False) -> str:

@@ -34,7 +34,8 @@ KINDS = ("main", "bmp_embedding", "ablation", "convergence")
 
 @dataclass(frozen=True, eq=False)
 class PlannedRun:
-    """One run of a profile: what it is for, its method, seed and resolved parameters."""
+    """One training run of a profile (kind ``main``, ``bmp_embedding`` or ``ablation``): what it is for, its
+    method, seed and resolved parameters; it lives in its run folder (``runs``)."""
 
     kind: str
     method: str
@@ -45,58 +46,56 @@ class PlannedRun:
 
     @property
     def folder(self) -> Path:
-        """The run folder (for the convergence trace: the folder of its CSV)."""
-        if self.kind == "convergence":
-            return self.trace_path.parent
         return run_folder(self.params, self.method, self.seed)
 
     @property
     def files(self) -> RunFiles:
-        """The run's files (not for the convergence trace, which is one CSV)."""
         return RunFiles(self.params, self.method, self.seed)
 
     @property
     def locked(self) -> Path:
-        """What whoever trains this run locks (``runs.run_lock``): its folder, or the trace's file."""
-        return self.trace_path if self.kind == "convergence" else self.folder
-
-    @property
-    def trace_path(self) -> Path:
-        """The convergence trace's CSV, named for what shapes it (the MMSUP run's id and the iterations
-        traced): a trace of other parameters is never read back as this one."""
-        shape = f"{run_id(self.params, 'mmsup', self.seed)}-{self.params.convergence_iterations}"
-        digest = hashlib.sha1(shape.encode()).hexdigest()[:8]
-        folder = Path(self.params.output_root) / self.params.profile / "convergence"
-        return folder / f"trace-seed{self.seed}-{digest}.csv"
+        """What whoever trains this run locks (``runs.run_lock``)."""
+        return self.folder
 
     @property
     def name(self) -> str:
-        """A unique, file-name-safe name: the run folder's, or the trace's."""
-        return f"convergence-{self.params.profile}-seed{self.seed}" if self.kind == "convergence" else self.folder.name
+        """A unique, file-name-safe name: the run folder's."""
+        return self.folder.name
 
     @property
     def iterations(self) -> int:
-        """How many iterations this run trains: the trace's own count, or the run's."""
-        return self.params.convergence_iterations if self.kind == "convergence" else self.params.iterations
+        return self.params.iterations
+
+    def progress_record(self) -> Path | None:
+        """metrics.csv while the run is unfinished (what it last wrote its progress to), else None."""
+        metrics = self.folder / METRICS
+        return metrics if metrics.exists() and not (self.folder / RESULTS).exists() else None
+
+    def reached(self) -> tuple[int, float, str] | None:
+        """The iteration its curve reached, its training seconds so far and its latest validation accuracy
+        (as words), or None before its first row (or with a damaged curve)."""
+        try:
+            curve = self.files.metrics()
+        except RunDamaged:
+            return None
+        if curve.empty:
+            return None
+        last = curve.iloc[-1]
+        return int(last["iteration"]), float(last["train_seconds"]), f", validation accuracy {last['val_accuracy']:.3f}"
 
     def outcome(self) -> dict:
-        """What the finished run recorded (results.json; the trace's JSON beside its CSV), or {}."""
-        if self.kind != "convergence":
-            try:
-                return self.files.results() or {}
-            except RunDamaged:
-                return {}
-        path = self.trace_path.with_suffix(".json")
-        return json.loads(path.read_text()) if path.exists() else {}
+        """What the finished run recorded (results.json), or {}."""
+        try:
+            return self.files.results() or {}
+        except RunDamaged:
+            return {}
 
     def damage(self) -> RunDamaged | None:
         """Why this run's files cannot be trusted (``RunFiles.damage``), or None."""
-        return None if self.kind == "convergence" else self.files.damage()
+        return self.files.damage()
 
     def state(self) -> tuple[str, int]:
         """(complete | diverged | damaged | failed | partial | missing, the iteration reached)."""
-        if self.kind == "convergence":  # its JSON is written while it trains; its CSV only once complete
-            return ("complete", self.iterations) if self.trace_path.exists() else ("missing", 0)
         iteration = self.files.last_logged_iteration()
         if self.damage() is not None:
             return "damaged", iteration
@@ -112,15 +111,82 @@ class PlannedRun:
         ), iteration
 
     def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
-        """Train (or resume, or read back) this run; the convergence trace returns its table. With
-        ``wait=False`` a run another process is training is skipped (None)."""
-        if self.kind != "convergence":
-            return run_method(self.params, self.method, self.seed, distributions, progress=progress, wait=wait)
+        """Train (or resume, or read back) this run. With ``wait=False`` a run another process is training is
+        skipped (None)."""
+        return run_method(self.params, self.method, self.seed, distributions, progress=progress, wait=wait)
+
+
+@dataclass(frozen=True, eq=False)
+class PlannedTrace:
+    """The profile's convergence trace (kind ``convergence``, notebook 05): MMSUP traced for
+    ``convergence_iterations`` from one seed, kept as one CSV, with its progress in a JSON beside it."""
+
+    method: str
+    seed: int
+    params: Config
+    label: str
+    kind: str = "convergence"
+    point: None = None
+
+    @property
+    def trace_path(self) -> Path:
+        """The trace's CSV, named for what shapes it (the MMSUP run's id and the iterations traced): a
+        trace of other parameters is never read back as this one."""
+        shape = f"{run_id(self.params, self.method, self.seed)}-{self.params.convergence_iterations}"
+        digest = hashlib.sha1(shape.encode()).hexdigest()[:8]
+        folder = Path(self.params.output_root) / self.params.profile / "convergence"
+        return folder / f"trace-seed{self.seed}-{digest}.csv"
+
+    @property
+    def folder(self) -> Path:
+        """The folder of its CSV."""
+        return self.trace_path.parent
+
+    @property
+    def locked(self) -> Path:
+        return self.trace_path
+
+    @property
+    def name(self) -> str:
+        return f"convergence-{self.params.profile}-seed{self.seed}"
+
+    @property
+    def iterations(self) -> int:
+        return self.params.convergence_iterations
+
+    def progress_record(self) -> Path | None:
+        """The JSON it writes while it traces (the CSV comes only once complete), else None."""
+        record = self.trace_path.with_suffix(".json")
+        return record if record.exists() and not self.trace_path.exists() else None
+
+    def reached(self) -> tuple[int, float, str] | None:
+        """The iteration it reached and its seconds so far (it validates nothing), from its JSON."""
+        last = self.outcome()
+        return (last["iteration"], last["train_seconds"], "") if last else None
+
+    def outcome(self) -> dict:
+        """What the trace recorded (its JSON), or {}."""
+        path = self.trace_path.with_suffix(".json")
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def damage(self) -> RunDamaged | None:
+        return None  # one CSV, written atomically once complete
+
+    def state(self) -> tuple[str, int]:
+        """(complete | missing, the iteration reached)."""
+        return ("complete", self.iterations) if self.trace_path.exists() else ("missing", 0)
+
+    def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
+        """Trace (or read back) the convergence table; None with ``wait=False`` while another process traces."""
         with holding(self.locked, self.params.output_root, wait) as held:
             if not held:
                 return None
             dists = distributions if distributions is not None else load_distributions(self.params)
             return convergence.trace(self.params, self.seed, dists, self.trace_path)
+
+
+Planned = PlannedRun | PlannedTrace
+"""Everything a profile plans: training runs and the convergence trace."""
 
 
 def ablation_grid(params: Config) -> list[tuple[str, float, str, Config]]:
@@ -140,9 +206,9 @@ def ablation_grid(params: Config) -> list[tuple[str, float, str, Config]]:
     return points
 
 
-def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
+def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[Planned]:
     """Every run the profile's notebooks need, of the given kinds, in the order the notebooks use them."""
-    runs = []
+    runs: list[Planned] = []
     if "main" in kinds:
         matched_last = sorted(params.methods, key=lambda m: REGISTRY[m].matched_to is not None)  # after their match
         runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in matched_last for s in params.seeds]
@@ -161,7 +227,7 @@ def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[PlannedRun]:
         ]
     if "convergence" in kinds:
         seed = params.seeds[0]
-        runs.append(PlannedRun("convergence", "mmsup", seed, params, f"convergence trace seed {seed}"))
+        runs.append(PlannedTrace(convergence.METHOD, seed, params, f"convergence trace seed {seed}"))
     return runs
 
 
@@ -173,7 +239,7 @@ def train(params: Config, kind: str, distributions: list[Distribution], methods:
     return [_train_one(run, distributions) for run in tqdm(runs, desc=f"{kind} runs", unit="run")]
 
 
-def _train_one(run: PlannedRun, distributions: list[Distribution]):
+def _train_one(run: Planned, distributions: list[Distribution]):
     """The run's outcome; None, said in a line, for a matched control whose match did not complete (its
     comparisons name why: the match diverged or is damaged), so the other runs still train."""
     try:
@@ -183,41 +249,23 @@ def _train_one(run: PlannedRun, distributions: list[Distribution]):
         return None
 
 
-def _progress_record(run: PlannedRun) -> Path | None:
-    """The file an unfinished run last wrote its progress to (metrics.csv; the trace's JSON), or None."""
-    if run.kind == "convergence":
-        record = run.trace_path.with_suffix(".json")
-        return record if record.exists() and not run.trace_path.exists() else None
-    metrics = run.folder / METRICS
-    return metrics if metrics.exists() and not (run.folder / RESULTS).exists() else None
-
-
-def progress(runs: list[PlannedRun], since: float = 0.0) -> str | None:
+def progress(runs: list[Planned], since: float = 0.0) -> str | None:
     """The run being trained (the unfinished one that wrote its progress last, at or after the time
     ``since``) and how far it got: iteration, latest validation accuracy and time left at its pace so far;
     None if none is under way."""
-    under_way = [(record, run) for run in runs if (record := _progress_record(run)) and record.stat().st_mtime >= since]
+    under_way = [(record, run) for run in runs if (record := run.progress_record()) and record.stat().st_mtime >= since]
     if not under_way:
         return None
-    record, run = max(under_way, key=lambda pair: pair[0].stat().st_mtime)
-    if run.kind == "convergence":  # the trace validates nothing
-        last = json.loads(record.read_text())
-        done, seconds, accuracy = last["iteration"], last["train_seconds"], ""
-    else:
-        try:
-            curve = run.files.metrics()
-        except RunDamaged:
-            return None
-        if curve.empty:
-            return None
-        last = curve.iloc[-1]
-        done, seconds = int(last["iteration"]), last["train_seconds"]
-        accuracy = f", validation accuracy {last['val_accuracy']:.3f}"
+    _, run = max(under_way, key=lambda pair: pair[0].stat().st_mtime)
+    reached = run.reached()
+    if reached is None:
+        return None
+    done, seconds, accuracy = reached
     left = (run.iterations - done) * seconds / max(done, 1)
     return f"{run.label}: iteration {done}/{run.iterations}{accuracy}, about {duration(left)} left"
 
 
-def states(runs: list[PlannedRun]) -> list[dict]:
+def states(runs: list[Planned]) -> list[dict]:
     """A row per planned run: its label, kind, folder name, state and iteration (for tables and pages)."""
     rows = []
     for run in runs:
