@@ -190,8 +190,8 @@ def _tasks(table: pd.DataFrame, dataset: str) -> pd.Series:
 
 
 def mechanism_scores(params: Config) -> pd.DataFrame:
-    """Per complete run that scores a mask (``mechanism.score``), and per test-time control of it: the
-    score, its interval or chance level, and what it says."""
+    """Per complete run that scores its per-task choice (``Scored.mechanism_score``), and per test-time
+    control of it: the score, its interval or chance level, and what it says."""
     rows = []
     for method in params.methods:
         for seed in params.seeds:

@@ -71,3 +71,12 @@ def sparsity_surrogate(
     slope = torch.sigmoid(z) * torch.sigmoid(-z)  # sigma'(z)
     dmask = -scores.shape[1] * slope / slope.sum(1, keepdim=True).clamp_min(1e-12)
     return (grad * dmask).sum()
+
+
+OVERLAP_TASKS = 50  # tasks per test dataset whose kept sets are compared (MMSUP's overlaps and its score)
+
+
+def jaccard_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """|a_i & b_j| / |a_i | b_j| for every pair of kept sets (rows of 0/1 [tasks, positions])."""
+    inter = a @ b.T
+    return inter / (a.sum(1, keepdim=True) + b.sum(1) - inter).clamp_min(1)

@@ -35,8 +35,8 @@ import math
 import numpy as np
 import torch
 
-from .learners.mmsup import OVERLAP_TASKS, jaccard_matrix
-from .models import CONV_LABELS, LAYER_LABELS
+from .masks import jaccard_matrix
+from .models import LAYER_LABELS
 from .statistics import ALPHA, binary_entropy, t_interval
 
 PERMUTATIONS = 999  # label shuffles behind every permutation p-value: p = (1 + as extreme) / (1 + 999)
@@ -47,23 +47,10 @@ CONSTANT, UNRELATED, DEPENDS = "constant", "varies, not with the distribution", 
 READINGS = (CONSTANT, UNRELATED, DEPENDS)
 
 
-def score(probes: dict[str, list[dict]]) -> dict:
-    """The mechanism score of a meta-test from its learner's probes per test dataset (a list of per-batch
-    probes each, ``learner.probe``): ``mask`` (BMP's layer masks) or ``subnetwork`` (MMSUP's kept
-    weights), nothing for learners without a mask."""
-    if not probes:
-        return {}
-    first = next(iter(probes.values()))[0]
-
-    def stacked(key: str, limit: int | None = None) -> dict[str, torch.Tensor]:
-        return {d: torch.cat([p[key] for p in batches])[:limit] for d, batches in probes.items()}
-
-    if "layer_masks" in first:
-        return {"mask": layer_mask_scores(stacked("layer_masks"))}
-    if "masks_conv1" in first:
-        kept = {layer: stacked(f"masks_{layer}", OVERLAP_TASKS) for layer in CONV_LABELS}
-        return {"subnetwork": subnetwork_scores(kept)}
-    return {}
+def stacked(probes: dict[str, list[dict]], key: str, limit: int | None = None) -> dict[str, torch.Tensor]:
+    """Per test dataset, one probe's tensor over all its tasks (the first ``limit``): what a learner's
+    ``mechanism_score`` hands to ``layer_mask_scores`` or ``subnetwork_scores``."""
+    return {d: torch.cat([p[key] for p in batches])[:limit] for d, batches in probes.items()}
 
 
 def _permuted(labels: np.ndarray, data: np.ndarray) -> np.ndarray:
@@ -243,7 +230,7 @@ def subnetwork_scores(kept: dict[str, dict[str, torch.Tensor]]) -> dict | None:
 
 
 def reading(scores: dict) -> str:
-    """What a run's mechanism score (``score``'s result) says, in words, with the numbers it rests on."""
+    """What a run's mechanism score (a learner's ``mechanism_score``) says, in words, with the numbers it rests on."""
     if mask := scores.get("mask"):
         if mask["max_bits"] == 0:
             return "one test dataset: no distribution to tell apart"

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoints, mechanism, numerics, runs
+from . import checkpoints, numerics, runs
 from .cpu_share import CpuShare
 from .data import (
     SPLITS,
@@ -38,7 +38,7 @@ from .divergence import Diverged, DivergenceWatch
 from .errors import KitError
 from .evaluation import eval_batch_size, evaluate
 from .graphs import MemberSteps, synchronize
-from .learners import MAML, Calibrated
+from .learners import MAML, Calibrated, Scored
 from .learners import METHODS as REGISTRY
 from .members import build_members
 from .params import Config
@@ -277,7 +277,7 @@ class Run:
 
     def _meta_test(self, control: str | None = None, learner: MAML | None = None) -> tuple[dict, dict]:
         """Accuracy on every distribution's test tasks, with the learner's summary of its probes and the
-        mechanism score of its mask (``mechanism.score``); ``learner``: a test-time ``control``'s. Also
+        mechanism score of its choice (``Scored.mechanism_score``); ``learner``: a test-time ``control``'s. Also
         returns the probes per test dataset."""
         results, probes, per_task = {}, {}, []
         for i, dist in enumerate(self.distributions):
@@ -295,7 +295,7 @@ class Run:
         summary = {
             "test": results,
             "records": summarizer.summarize_probes(probes) if probes else {},
-            "mechanism": mechanism.score(probes),
+            "mechanism": summarizer.mechanism_score(probes) if isinstance(summarizer, Scored) and probes else {},
         }
         return summary, probes
 

@@ -270,3 +270,48 @@ def test_a_matched_control_whose_match_diverged_is_left_untrained_with_the_reaso
     assert [r.state()[0] for r in plan(params, ("main",))] == ["diverged", "missing"]
     row = claims.comparisons(params).set_index("against").loc["fixed_layers_matched"].iloc[0]
     assert row["verdict"] == "not comparable" and "bmp seed 21 diverged" in row["unit"]
+
+
+def test_a_new_learner_with_a_per_task_choice_of_its_own_is_scored_through_its_protocol(tiny_params, monkeypatch):
+    """A throwaway method, one learner class and one registry entry: its run keeps the mechanism score its
+    own ``mechanism_score`` gives (the kit sniffs no probe keys), and the claims table reads it."""
+    from gems_core import claims, mechanism
+    from gems_core.learners import Method, Scored
+    from gems_core.models import LAYER_LABELS
+    from gems_core.training import run_method
+
+    class Brightness(MAML):
+        """Adapts the head in a step only for tasks whose support images are brighter than average."""
+
+        def inner_update(self, step, params, grads):
+            bright = (self.support_brightness > self.support_brightness.mean()).to(grads["head.weight"])
+            mask = torch.ones(len(bright), len(LAYER_LABELS), device=bright.device)
+            mask[:, -1] = bright
+            new = {k: p - self.fast_lr * grads[k] * (bright.view(-1, *[1] * (p.dim() - 1)) if "head" in k else 1)
+                   for k, p in params.items()}  # fmt: skip
+            return new, {"choice": mask}
+
+        def adapt(self, support_x, support_y, create_graph, track=True):
+            self.support_brightness = support_x.flatten(1).mean(1)
+            return super().adapt(support_x, support_y, create_graph, track)
+
+        def probe(self, adaptation):
+            return {"choice": adaptation.choices["choice"]}
+
+        def mechanism_score(self, probes):
+            return {"mask": mechanism.layer_mask_scores(mechanism.stacked(probes, "choice"))}
+
+    from gems_core import params as parameters
+
+    assert isinstance(Brightness(WAYS, SIZE, HIDDEN), Scored)
+    monkeypatch.setitem(METHODS, "brightness", Method(Brightness))  # the one registry line
+    monkeypatch.setattr(parameters, "METHODS", (*parameters.METHODS, "brightness"))  # as computed at import
+    params = tiny_params(iterations=3, methods=["brightness"])
+    result = run_method(params, "brightness", 21, progress=False)
+    score = result["mechanism"]["mask"]
+    assert score["reading"] in mechanism.READINGS and score["tasks"] == 2 * params.test_tasks
+    assert max(map(max, score["entropy_bits"])) > 0  # the head's bit varies from task to task
+    (row,) = claims.mechanism_scores(params).itertuples()
+    assert (row.method, row.reading) == ("brightness", score["reading"]) and row.says == mechanism.reading(
+        result["mechanism"]
+    )

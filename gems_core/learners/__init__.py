@@ -7,7 +7,7 @@ from .fixed_layers import FixedLayers
 from .maml import MAML, Adaptation, accuracy, task_losses
 from .methods import BEATS_MAML, CHOICE_HELPS, FREEZE_EXPLAINS, METHODS, QUESTIONS, ROWS, TESTED_ON, Method
 from .mmsup import MMSUP
-from .protocol import Calibrated, Learner
+from .protocol import Calibrated, Learner, Scored
 
 __all__ = [
     "Adaptation",
@@ -24,6 +24,7 @@ __all__ = [
     "QUESTIONS",
     "Method",
     "ROWS",
+    "Scored",
     "TESTED_ON",
     "accuracy",
     "task_losses",

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
+from .. import mechanism
 from ..data.tasks import TaskBatch
 from ..masks import BinaryMask
 from ..models import LAYER_LABELS, Params
@@ -234,6 +235,10 @@ class BMP(MAML):
             for i, layer in enumerate(LAYER_LABELS)
             if sums["tasks"][d] > 0
         }
+
+    def mechanism_score(self, probes: dict[str, list[dict]]) -> dict:
+        """Whether the layer mask varies, and with the distribution (``mechanism.layer_mask_scores``)."""
+        return {"mask": mechanism.layer_mask_scores(mechanism.stacked(probes, "layer_masks"))}
 
     def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
         """Per test dataset: how often each layer adapted, over tasks and inner steps, and per step."""

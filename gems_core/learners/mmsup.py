@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from ..masks import MAX_SPARSITY, ComputeMask, kept_counts
+from .. import mechanism
+from ..masks import MAX_SPARSITY, OVERLAP_TASKS, ComputeMask, jaccard_matrix, kept_counts
 from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
 from .maml import MAML, Adaptation
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:  # the parameters module imports the learners
     from ..params import Config
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
-OVERLAP_TASKS = 50  # tasks per dataset used for the overlap estimate
 
 
 class MMSUP(MAML):
@@ -150,6 +150,12 @@ class MMSUP(MAML):
     def train_record(self) -> dict:
         return {f"sparsity_{CONV_LABELS[i]}": float(s) for i, s in enumerate(self.sparsity.detach())}
 
+    def mechanism_score(self, probes: dict[str, list[dict]]) -> dict:
+        """Whether the task subnetworks vary, and with the distribution (``mechanism.subnetwork_scores`` of
+        the first OVERLAP_TASKS test tasks' kept weights per dataset and conv layer)."""
+        kept = {layer: mechanism.stacked(probes, f"masks_{layer}", OVERLAP_TASKS) for layer in CONV_LABELS}
+        return {"subnetwork": mechanism.subnetwork_scores(kept)}
+
     def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
         """Per layer: the mean Jaccard overlap of task subnetworks within and between test datasets, and
         per dataset the share of weights whose mask changed during adaptation."""
@@ -169,12 +175,6 @@ class MMSUP(MAML):
                 for d, batches in probes.items()
             }
         return {"overlap": overlap, "changed_during_adaptation": changed, "sparsity": self.train_record()}
-
-
-def jaccard_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """|a_i & b_j| / |a_i | b_j| for every pair of kept sets (rows of 0/1 [tasks, positions])."""
-    inter = a @ b.T
-    return inter / (a.sum(1, keepdim=True) + b.sum(1) - inter).clamp_min(1)
 
 
 def jaccard(a: torch.Tensor, b: torch.Tensor, same: bool) -> float:
