@@ -28,7 +28,7 @@ from .learners.bmp import EMBEDDINGS as BMP_EMBEDDINGS
 from .models import LAYER_LABELS
 
 METHODS = tuple(REGISTRY)  # every method's name: the supplement's Table 2 methods in its order, then controls
-TABLE2_METHODS = tuple(name for name, method in REGISTRY.items() if not method.control)
+TABLE2_METHODS = tuple(name for name, method in REGISTRY.items() if method.paper)  # the default methods
 CONTROLS = tuple(  # trained on their own when ``methods`` names them (notebook 01)
     name for name, method in REGISTRY.items() if method.control and method.matched_to is None
 )

@@ -37,6 +37,7 @@ def test_fixed_layers_adapt_only_the_named_layers_and_meta_learn_all(layers):
 
 def test_fixed_layers_is_a_registered_control_run_only_when_asked(tiny_params):
     assert METHODS["fixed_layers"].control and "fixed_layers" not in TABLE2_METHODS
+    assert TABLE2_METHODS == ("maml", "multi_maml", "bmp", "mmsup")  # the paper's, and only they, by default
     assert tiny_params().methods == list(TABLE2_METHODS) and tiny_params().adapt_layers == ["head"]
     for bad in ([], ["conv5"], ["head", "head"]):
         with pytest.raises(ParameterError, match="parameter 'adapt_layers'"):
@@ -303,7 +304,7 @@ def test_a_new_learner_with_a_per_task_choice_of_its_own_is_scored_through_its_p
 
     from gems_core import params as parameters
 
-    assert isinstance(Brightness(WAYS, SIZE, HIDDEN), Scored)
+    assert isinstance(Brightness(WAYS, SIZE, HIDDEN), Scored) and not Method(Brightness).paper  # not a default
     monkeypatch.setitem(METHODS, "brightness", Method(Brightness))  # the one registry line
     monkeypatch.setattr(parameters, "METHODS", (*parameters.METHODS, "brightness"))  # as computed at import
     params = tiny_params(iterations=3, methods=["brightness"])

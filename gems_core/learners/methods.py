@@ -55,14 +55,16 @@ def bmp_favourite_pattern(result: dict) -> dict:
 
 @dataclass(frozen=True)
 class Method:
-    """A method: its learner class, whether a run trains one learner per distribution, whether it is a
-    control (run where a profile asks for it, not by default), fixed learner options (a trained control's
+    """A method: its learner class, whether a run trains one learner per distribution, whether it is one
+    of the paper's (run by default and shown in Table 2; any other method runs only where a profile's
+    ``methods`` names it), whether it is a control, fixed learner options (a trained control's
     switch), the method whose run of the same seed it is matched to, the test-time controls evaluated on
     its weights (row name -> learner method building the control) and the rows it is compared with, each
     under its question (MAML, under ``BEATS_MAML``, is added for every row by ``claims``)."""
 
     learner: type[MAML]
     per_distribution: bool = False
+    paper: bool = False  # one of the supplement's Table 2 methods: run by default, a column of Table 2
     control: bool = False
     options: tuple[tuple[str, object], ...] = ()
     matched_to: Matching | None = None
@@ -82,10 +84,11 @@ class Method:
 
 
 METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order, then the controls
-    "maml": Method(MAML),
-    "multi_maml": Method(MAML, per_distribution=True),
+    "maml": Method(MAML, paper=True),
+    "multi_maml": Method(MAML, per_distribution=True, paper=True),
     "bmp": Method(
         BMP,
+        paper=True,
         test_controls=(
             ("bmp_frozen_mask", BMP.frozen),  # the pattern most validation tasks chose, for every task
             ("bmp_shuffled_masks", BMP.shuffled),  # the test tasks' own masks, dealt to other tasks
@@ -101,6 +104,7 @@ METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order,
     ),
     "mmsup": Method(
         MMSUP,
+        paper=True,
         test_controls=(
             ("mmsup_frozen_mask", MMSUP.frozen),  # the initial weights' mask, for every task
             ("mmsup_random_mask", MMSUP.random_mask),  # a random mask at each layer's learned sparsity
