@@ -40,6 +40,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import KitError, run_cli
+from ..io import write_json
 from .manifest import MANIFEST, RECORD, folder, manifest, recorded
 
 CHUNK = 1 << 20
@@ -70,9 +71,7 @@ def fetch(
     """Fetch, verify and lay out each named dataset under ``data_root``; returns what was done per dataset
     ('already present', 'fetched'). FetchFailed when a file cannot be had; KitError for an unknown name."""
     specs = specs if specs is not None else manifest()
-    unknown = [n for n in names if n not in specs]
-    if unknown:
-        raise KitError(f"unknown dataset(s) {unknown}; valid: {', '.join(specs)}")
+    _known(names, specs)
     done = {}
     for name in names:
         spec = specs[name]
@@ -82,8 +81,9 @@ def fetch(
             continue
         md5 = {}
         for entry in spec["files"]:
-            archive = _obtain(name, spec, entry, Path(data_root) / "downloads", source_dir, progress)
-            md5[entry["name"]] = md5_of(archive)
+            archive, md5[entry["name"]] = _obtain(
+                name, spec, entry, Path(data_root) / "downloads", source_dir, progress
+            )
             _place(archive, entry, target)
         LAYOUTS.get(spec.get("layout"), lambda _: None)(target)
         _write_record(target, md5)
@@ -91,43 +91,47 @@ def fetch(
     return done
 
 
-def _obtain(name: str, spec: dict, entry: dict, downloads: Path, source_dir: Path | None, progress: bool) -> Path:
-    """The verified file of ``entry`` in ``downloads``: kept from before, copied from ``source_dir``, or
-    downloaded from the first source that gives a file with the right checksum."""
+def _known(names: list[str], specs: dict) -> None:
+    """KitError naming the datasets the manifest does not list, and those it does."""
+    if unknown := [n for n in names if n not in specs]:
+        raise KitError(f"unknown dataset(s) {unknown}; valid: {', '.join(specs)}")
+
+
+def _obtain(
+    name: str, spec: dict, entry: dict, downloads: Path, source_dir: Path | None, progress: bool
+) -> tuple[Path, str]:
+    """The verified file of ``entry`` in ``downloads`` and its MD5 (read once): kept from before, copied from
+    ``source_dir``, or downloaded from the first source that gives a file with the right checksum."""
     downloads.mkdir(parents=True, exist_ok=True)
     final = downloads / entry["name"]
-    if final.exists() and _checks(final, entry) is None:
-        return final
+    if final.exists() and _mismatch(got := md5_of(final), entry) is None:
+        return final, got
     final.unlink(missing_ok=True)
     if source_dir is not None:
         given = Path(source_dir) / entry["name"]
         if not given.is_file():
             raise FetchFailed(f"{spec['title']}: {entry['name']} is not in '{source_dir}'")
-        if (why := _checks(given, entry)) is not None:
+        if (why := _mismatch(got := md5_of(given), entry)) is not None:
             raise FetchFailed(f"{spec['title']}: '{given}' {why}")
         shutil.copyfile(given, final)
-        return final
+        return final, got
     tried = []
     for url in entry["urls"]:
         part = final.with_name(final.name + ".part")
         answer = _download(url, part, entry, progress)
-        if answer is None and (why := _checks(part, entry)) is not None:
-            part.unlink()
-            answer = why
-        if answer is None:
+        if answer is None and (answer := _mismatch(got := md5_of(part), entry)) is None:
             part.rename(final)
-            return final
-        part.unlink(missing_ok=True)  # never resume one source's bytes from another
+            return final, got
+        part.unlink(missing_ok=True)  # a wrong file is deleted; never resume one source's bytes from another
         tried.append(f"{url} ({answer})")
     raise FetchFailed(_by_hand(name, spec, entry, tried, downloads))
 
 
-def _checks(path: Path, entry: dict) -> str | None:
-    """Why ``path`` is not the manifest's file (its MD5 differs), or None (also when none is published)."""
-    if entry["md5"] is None:
+def _mismatch(got: str, entry: dict) -> str | None:
+    """Why a file of MD5 ``got`` is not the manifest's, or None (also when none is published)."""
+    if entry["md5"] is None or got == entry["md5"]:
         return None
-    got = md5_of(path)
-    return None if got == entry["md5"] else f"has MD5 {got}, not the published {entry['md5']}"
+    return f"has MD5 {got}, not the published {entry['md5']}"
 
 
 def _download(url: str, part: Path, entry: dict, progress: bool) -> str | None:
@@ -226,8 +230,6 @@ LAYOUTS: dict[str, Callable[[Path], None]] = {"aircraft_labels": _aircraft_label
 
 
 def _write_record(target: Path, md5: dict[str, str]) -> None:
-    from ..io import write_json
-
     write_json(target / RECORD, {"md5": md5})
 
 
@@ -247,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = manifest(args.manifest)
         asked = [n for arg in args.datasets for n in arg.split(",") if n]
         names = [n for n, s in specs.items() if "gone" not in s] if asked == ["all"] else asked
-        if unknown := [n for n in names if n not in specs]:
-            raise KitError(f"unknown dataset(s) {unknown}; valid: {', '.join(specs)}")
+        _known(names, specs)  # all of them, before anything is fetched
         failed = []
         for name in names:  # each on its own: one that fails does not keep the others from being fetched
             try:

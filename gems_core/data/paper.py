@@ -133,7 +133,8 @@ def load_paper_dataset(
     if spec.image_folder:
         images = Path(data_root) / spec.folder / spec.image_folder
         if not images.is_dir():
-            raise unavailable(source, data_root, "is absent" if not images.parent.parent.is_dir() else "is incomplete")
+            fetched = (Path(data_root) / spec.folder).is_dir()
+            raise unavailable(source, data_root, "is incomplete" if fetched else "is absent")
         return load_folder(images, size, skip_unreadable=skip_unreadable)
     dataset = open_l2l_dataset(source, data_root, crop)
     names = PAPER_DATASETS[source].class_names()
