@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import mechanism, results, runs
-from .learners import BEATS_MAML, METHODS, QUESTIONS, TESTED_ON
+from .learners import BASELINE, BEATS_MAML, METHODS, QUESTIONS, TESTED_ON
 from .params import Config
 from .statistics import ALPHA, crossed_test, holm, mean_test
 
@@ -83,9 +83,6 @@ def paired(ours: dict[int, pd.Series], theirs: dict[int, pd.Series]) -> dict:
     else:
         test, unit, n = mean_test(differences[0]), "tasks of one seed", len(tasks)
     return {k: test[k] for k in ("difference", "low", "high", "p")} | {"unit": unit, "n": n}
-
-
-BASELINE = "maml"
 
 
 def compared_pairs(params: Config) -> list[tuple[str, str, str]]:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from . import io, numerics
 from .data import Distribution, SplitImages
 from .device import device_name, resolve_device
+from .learners import SUBNETWORK_MASKER
 from .learners.maml import task_losses
 from .members import build_members
 from .models import CONV_LABELS
@@ -28,7 +29,7 @@ LAYERS = CONV_LABELS
 PROGRESS_EVERY = 25  # iterations between the trace's progress records
 
 
-METHOD = "mmsup"  # the method whose convergence the supplement's section C.1 analyses
+METHOD = SUBNETWORK_MASKER  # the method whose convergence the supplement's section C.1 analyses
 
 
 def initial_masks(learner) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import claims, io, plots, report, results
+from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER
 from .notebook import from_project_root
 from .params import Config
 from .plan import plan, states
@@ -87,8 +88,8 @@ def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
         parts.append(_figure(plots.accuracy_bars(results.summary(complete), params.ways), folder, "accuracy"))
     main = plan(params, ("main",))
     for method, key, draw in (
-        ("bmp", None, plots.layer_adaptation_heatmap),
-        ("mmsup", "overlap", plots.overlap_heatmaps),
+        (LAYER_CHOOSER, None, plots.layer_adaptation_heatmap),
+        (SUBNETWORK_MASKER, "overlap", plots.overlap_heatmaps),
     ):
         run = next((r for r in main if r.method == method and r.state()[0] == "complete"), None)
         if run is not None:

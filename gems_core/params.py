@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import KitError
+from .learners import ABLATED, BMP, MAML, MMSUP, FixedLayers
 from .learners import METHODS as REGISTRY
 from .learners.bmp import EMBEDDINGS as BMP_EMBEDDINGS
 from .models import LAYER_LABELS
@@ -58,6 +59,9 @@ class ParameterError(KitError, ValueError):
     """A parameter (or parameters file) is invalid; the message says which and what is valid."""
 
 
+LearnerClass = type[MAML]  # what a parameter of one learner's names (Param.type shadows the builtin there)
+
+
 @dataclass(frozen=True)
 class Param:
     """One parameter: its type, default, a one-line meaning, an optional extra check, and whether it shapes
@@ -65,26 +69,26 @@ class Param:
     (``runs.run_id``). Every parameter must say so: there is no default.
 
     ``affects_run`` is True (every method's runs), False (bookkeeping: where things live, devices and
-    numerics that change rounding only, validation, which runs to make, cluster resources), or a method's
-    name (only that method's runs, e.g. BMP's embedding)."""
+    numerics that change rounding only, validation, which runs to make, cluster resources), or a learner
+    class (only the runs of methods with that learner, e.g. BMP's embedding)."""
 
     type: type | tuple
     default: Any
     doc: str
     check: Callable[[Any], str | None] | None = None  # returns an error text, or None if valid
-    affects_run: bool | str = field(kw_only=True)
+    affects_run: bool | LearnerClass = field(kw_only=True)
     neutral: Any = field(default=None, kw_only=True)  # a value at which runs are as before the parameter
     # existed: there it stays out of run ids, so adding it re-keys no run (None: no such value)
 
     def shapes(self, method: str) -> bool:
         """Whether this parameter changes the outcome of ``method``'s runs: all runs, or those of the methods
-        with the learner of the method it names (``mmsup_*`` shapes the trained control ``mmsup_static``); a
+        with the learner it names (``mmsup_*`` shapes the trained control ``mmsup_static``, an MMSUP too); a
         control matched to another method's run is shaped by what shapes that run."""
         if isinstance(self.affects_run, bool):
             return self.affects_run
         if (matching := REGISTRY[method].matched_to) is not None:  # what shapes the matched run, and nothing else
             return self.shapes(matching[0])
-        return REGISTRY[method].learner is REGISTRY[self.affects_run].learner
+        return REGISTRY[method].learner is self.affects_run
 
 
 def _between(lo, hi):
@@ -312,7 +316,7 @@ SCHEMA: dict[str, Param] = {
     ),
     # BMP
     "bmp_inp_embedding_init": Param(
-        float, 1.0, "initial value of every entry of BMP's learned inp_embedding", affects_run="bmp"
+        float, 1.0, "initial value of every entry of BMP's learned inp_embedding", affects_run=BMP
     ),
     "bmp_embedding": Param(
         str,
@@ -320,7 +324,7 @@ SCHEMA: dict[str, Param] = {
         "how BMP's task embedding is formed: paper (the supplement's per-layer means), log_rms, or standardized "
         "(log_rms standardised by statistics fixed before training)",
         _one_of(*BMP_EMBEDDINGS),
-        affects_run="bmp",
+        affects_run=BMP,
     ),
     "bmp_compare_embeddings": Param(
         list,
@@ -336,7 +340,7 @@ SCHEMA: dict[str, Param] = {
         "layers the fixed_layers control adapts in every task's inner loop ([head] is ANIL), of "
         + ", ".join(LAYER_LABELS),
         _layer_labels,
-        affects_run="fixed_layers",
+        affects_run=FixedLayers,
     ),
     # MMSUP
     "mmsup_sparsity_init": Param(
@@ -344,17 +348,17 @@ SCHEMA: dict[str, Param] = {
         0.5,
         "initial fraction of each conv layer's weights that is masked",
         _between(0.0, 0.99),
-        affects_run="mmsup",
+        affects_run=MMSUP,
     ),
     "mmsup_learn_sparsity": Param(
-        bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)", affects_run="mmsup"
+        bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)", affects_run=MMSUP
     ),
     "mmsup_temperature": Param(
         float,
         0.1,
         "temperature of the soft-mask surrogate, in units of the layer's mean |weight|",
         _between(1e-6, 100.0),
-        affects_run="mmsup",
+        affects_run=MMSUP,
     ),
     # Slurm (python -m gems_core.sweep --executor slurm; flags override these)
     "slurm_partition": Param(
@@ -386,7 +390,7 @@ SCHEMA: dict[str, Param] = {
     # ablations (supplement Table 1) and convergence analysis (supplement C.1)
     "ablation_methods": Param(
         list,
-        ["bmp", "mmsup"],
+        list(ABLATED),
         "methods run over the adaptation-steps and fast-lr grids (may be empty)",
         _method_names,
         affects_run=False,
@@ -716,7 +720,10 @@ def schema_table() -> str:
     """The schema as a Markdown table (name, type, default, shapes runs, meaning)."""
     rows = ["| name | type | default | shapes runs | meaning |", "|---|---|---|---|---|"]
     for name, spec in SCHEMA.items():
-        shapes = "all" if spec.affects_run is True else "no" if spec.affects_run is False else spec.affects_run
+        if isinstance(spec.affects_run, bool):
+            shapes = "all" if spec.affects_run else "no"
+        else:  # the methods it shapes
+            shapes = ", ".join(m for m in METHODS if spec.shapes(m))
         meaning = spec.doc.replace("<", "&lt;").replace(">", "&gt;")
         rows.append(f"| `{name}` | {_type_name(spec.type)} | `{spec.default!r}` | {shapes} | {meaning} |")
     return "\n".join(rows)

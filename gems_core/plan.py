@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoints, convergence
 from .data import Distribution, load_distributions
+from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER
 from .learners import METHODS as REGISTRY
 from .params import Config
 from .results import duration
@@ -200,7 +201,7 @@ def ablation_grid(params: Config) -> list[tuple[str, float, str, Config]]:
         ]
         points += [("fast_lr", v, method, base.replace(fast_lr=float(v))) for v in params.ablation_fast_lr]
     points += [
-        ("sparsity", v, "mmsup", base.replace(mmsup_sparsity_init=float(v), mmsup_learn_sparsity=False))
+        ("sparsity", v, SUBNETWORK_MASKER, base.replace(mmsup_sparsity_init=float(v), mmsup_learn_sparsity=False))
         for v in params.ablation_sparsity
     ]
     return points
@@ -212,11 +213,12 @@ def plan(params: Config, kinds: tuple[str, ...] = KINDS) -> list[Planned]:
     if "main" in kinds:
         matched_last = sorted(params.methods, key=lambda m: REGISTRY[m].matched_to is not None)  # after their match
         runs += [PlannedRun("main", m, s, params, f"{m} seed {s}") for m in matched_last for s in params.seeds]
-    if "bmp_embedding" in kinds and "bmp" in params.methods:
+    if "bmp_embedding" in kinds and LAYER_CHOOSER in params.methods:
         for form in dict.fromkeys(params.bmp_compare_embeddings):
             if form != params.bmp_embedding:
                 variant = params.replace(bmp_embedding=form)
-                runs += [PlannedRun("bmp_embedding", "bmp", s, variant, f"bmp ({form}) seed {s}") for s in params.seeds]
+                label = f"{LAYER_CHOOSER} ({form}) seed"
+                runs += [PlannedRun("bmp_embedding", LAYER_CHOOSER, s, variant, f"{label} {s}") for s in params.seeds]
     if "ablation" in kinds:
         runs += [
             PlannedRun(

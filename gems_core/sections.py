@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import ablations, claims, findings, io, plots, report, results
 from .data import Distribution
-from .learners import TESTED_ON
+from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER, TESTED_ON
 from .notebook import say
 from .params import Config
 from .plan import plan
@@ -114,7 +114,7 @@ def bmp_layer_choices(run_params: Config, runs: list[dict], form: str, names: li
             say(diverged, title=f"BMP ({form}).")
             continue
         plots.layer_adaptation_heatmap(run["records"], f"BMP ({form}) seed {run['seed']}: meta-test")
-        plots.adaptation_over_training(results.metrics(run_params, "bmp", run["seed"]), names, f"BMP ({form})")
+        plots.adaptation_over_training(results.metrics(run_params, LAYER_CHOOSER, run["seed"]), names, f"BMP ({form})")
         say(
             findings.bmp_layer_choices(run["records"], run.get("mechanism", {})),
             title=f"BMP ({form}), seed {run['seed']}.",
@@ -147,7 +147,8 @@ def bmp_embedding_forms(params: Config, runs: list[dict], distributions: list[Di
 # --- 03 MMSUP ----------------------------------------------------------------------------------
 def mmsup_sparsity(params: Config) -> dict[str, pd.DataFrame]:
     """The learned sparsity of each conv layer over training, per seed."""
-    curves = {f"seed {s}": results.metrics(params, "mmsup", s) for s in params.seeds if "mmsup" in params.methods}
+    ran = SUBNETWORK_MASKER in params.methods
+    curves = {f"seed {s}": results.metrics(params, SUBNETWORK_MASKER, s) for s in params.seeds if ran}
     plots.sparsity_trajectories(curves)
     return curves
 

@@ -5,11 +5,28 @@ protocol the kit calls them through (``Learner``); and the registry of the kit's
 from .bmp import BMP
 from .fixed_layers import FixedLayers
 from .maml import MAML, Adaptation, accuracy, task_losses
-from .methods import BEATS_MAML, CHOICE_HELPS, FREEZE_EXPLAINS, METHODS, QUESTIONS, ROWS, TESTED_ON, Method
+from .methods import (
+    ABLATED,
+    BASELINE,
+    BEATS_MAML,
+    CHOICE_HELPS,
+    FREEZE_EXPLAINS,
+    LAYER_CHOOSER,
+    METHODS,
+    QUESTIONS,
+    ROWS,
+    SUBNETWORK_MASKER,
+    TESTED_ON,
+    Method,
+)
 from .mmsup import MMSUP
 from .protocol import Calibrated, Learner, Scored
 
 __all__ = [
+    "ABLATED",
+    "BASELINE",
+    "LAYER_CHOOSER",
+    "SUBNETWORK_MASKER",
     "Adaptation",
     "BMP",
     "BEATS_MAML",

@@ -123,6 +123,17 @@ METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order,
     "mmsup_static": Method(MMSUP, control=True, options=(("static_mask", True),)),  # MMSUP's: one mask, trained
 }
 
+BASELINE = "maml"
+"""The method every other is set against (``claims``: does it beat MAML?)."""
+LAYER_CHOOSER = "bmp"
+"""The method whose per-task layer choice notebook 02 analyses: its embedding forms (the plan's
+``bmp_embedding`` runs), its layers over training and its figure on the page."""
+SUBNETWORK_MASKER = "mmsup"
+"""The method whose per-task subnetworks notebook 03 analyses: its sparsity over training and over the
+ablation grid, the convergence trace (supplement C.1) and its figure on the page."""
+ABLATED = (LAYER_CHOOSER, SUBNETWORK_MASKER)
+"""The methods swept over the supplement's Table 1 grids by default (parameter ``ablation_methods``)."""
+
 TESTED_ON: dict[str, str] = {row: name for name, m in METHODS.items() for row, _ in m.test_controls}
 """Each test-time control's row name -> the method whose runs it evaluates."""
 
