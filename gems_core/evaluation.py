@@ -6,14 +6,28 @@ import math
 
 import torch
 
-from .data import FixedTasks
-from .learners import Learner, accuracy
+from .data import FixedTasks, SplitImages
+from .learners import Learner, Probed, accuracy
 from .params import Config
 
 CPU_EVAL_BUDGET = 2**26  # bytes of activations an evaluation batch may use on the CPU: batches that stay
 # near its caches evaluate faster there than large ones (docs/performance.md)
 GPU_EVAL_SHARE = 8  # ... and on a GPU: 1/GPU_EVAL_SHARE of its memory
 ACTIVATION_COPIES = 3  # live copies of the largest activation in a no-grad forward (conv, norm, relu)
+
+
+EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
+
+
+def fixed_task_sets(params: Config, images: SplitImages, split: str, distributions: int) -> dict[int, FixedTasks]:
+    """The fixed validation or test tasks of each of the first ``distributions`` of ``images`` (one
+    split's), seeded by EVAL_SEED and the distribution alone: every method, seed and viewer meets the same ones."""
+    n_tasks = params.validation_tasks if split == "validation" else params.test_tasks
+    queries = params.test_queries or params.queries if split == "test" else params.queries
+    return {
+        i: FixedTasks(images, i, n_tasks, params.ways, params.shots, queries, EVAL_SEED + i)
+        for i in range(distributions)
+    }
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
@@ -46,7 +60,7 @@ def evaluate(learner: Learner, tasks: FixedTasks, batch_size: int, probe: bool =
     for batch in tasks.batches(batch_size):
         logits, adaptation = learner.predict(batch)
         accuracies.append(accuracy(logits, batch.query_y))
-        seen = learner.probe(adaptation) if probe else {}
+        seen = learner.probe(adaptation) if probe and isinstance(learner, Probed) else {}
         if seen:
             probes.append({k: v.cpu() for k, v in seen.items()})
     acc = torch.cat(accuracies)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .data import SplitImages, TaskBatch, TaskSampler
-from .learners import MAML
+from .learners import MAML, Logged, Projected
 from .learners import METHODS as REGISTRY
 from .params import Config
 
@@ -39,8 +39,12 @@ class Member:
         params = [p for p in self.learner.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
         self.optimizer.step()
-        self.learner.after_update()
+        if isinstance(self.learner, Projected):
+            self.learner.after_update()
         weight_norm = torch.nn.utils.get_total_norm([p.detach() for p in params])
+        logged = {}
+        if isinstance(self.learner, Logged):  # its choices' running sums (BMP's adaptation rates)
+            logged = self.learner.step_sums(batch, choices, self.n_distributions)
         nonfinite = ~torch.isfinite(torch.stack([loss.detach(), grad_norm, weight_norm]))  # see NONFINITE
         earlier = self.sums.get("nonfinite_steps", torch.zeros((), device=loss.device))
         self.accumulate(
@@ -49,7 +53,7 @@ class Member:
                 "accuracy": acc.mean(),
                 "nonfinite_first": nonfinite.float() * (earlier == 0),  # what broke first, latched
                 "nonfinite_steps": nonfinite.any().float(),
-                **self.learner.step_sums(batch, choices, self.n_distributions),
+                **logged,
             }
         )
         return loss, acc, batch

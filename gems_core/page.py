@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import claims, io, plots, report, results
-from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER
+from .learners import METHODS, Pictured
 from .notebook import from_project_root
 from .params import Config
 from .plan import plan, states
@@ -81,20 +81,22 @@ def _runs_table(params: Config) -> str:
 
 
 def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
-    """The figures a reader looks at first: test accuracy, and what BMP and MMSUP chose (first seed)."""
+    """The figures a reader looks at first: test accuracy, then, for each method that pictures its choice
+    (``learners.Pictured``; controls aside), its first complete seed's summary with the finding in words."""
     parts = []
     complete = table[table["status"] == "complete"]
     if not complete.empty:
         parts.append(_figure(plots.accuracy_bars(results.summary(complete), params.ways), folder, "accuracy"))
     main = plan(params, ("main",))
-    for method, key, draw in (
-        (LAYER_CHOOSER, None, plots.layer_adaptation_heatmap),
-        (SUBNETWORK_MASKER, "overlap", plots.overlap_heatmaps),
-    ):
-        run = next((r for r in main if r.method == method and r.state()[0] == "complete"), None)
+    for name, method in METHODS.items():
+        if method.control or not issubclass(method.learner, Pictured):
+            continue
+        run = next((r for r in main if r.method == name and r.state()[0] == "complete"), None)
         if run is not None:
-            records = run.outcome()["records"]
-            parts.append(_figure(draw(records[key] if key else records), folder, f"{method}-seed{run.seed}"))
+            outcome = run.outcome()
+            finding = method.learner.records_finding(outcome["records"], outcome.get("mechanism", {}))
+            figure = method.learner.records_figure(outcome["records"])
+            parts.append(_figure(figure, folder, f"{name}-seed{run.seed}") + f"<p>{html.escape(finding)}</p>")
     return "".join(parts) or "<p>No complete run yet.</p>"
 
 

@@ -24,8 +24,8 @@ from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER
 from .learners import METHODS as REGISTRY
 from .params import Config
 from .results import duration
-from .runs import FAILURE, METRICS, RESULTS, RunDamaged, RunFiles, holding, run_folder, run_id
-from .training import Unmatched, run_method
+from .runs import FAILURE, METRICS, RESULTS, RunDamaged, RunFiles, Unmatched, holding, run_folder, run_id
+from .training import run_method
 
 LOG_SECONDS = 60  # when the output is not a terminal (a Slurm log, CI, a file): at most one progress or status
 # line a minute per run or sweep while nothing changes; the pipeline and the sweep both follow it

@@ -113,6 +113,17 @@ def _finite_between(value, low: float, high: float) -> bool:
     )
 
 
+def read_json_object(path: Path) -> dict:
+    """The JSON object in a run file; RunDamaged, naming the file, if it is not one."""
+    try:
+        recorded = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDamaged(path, f"cannot be read as JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not isinstance(recorded, dict):
+        raise RunDamaged(path, "does not hold a JSON object")
+    return recorded
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """The files of one run (``method``, ``seed`` at ``params``): written with the run's identity, read back
@@ -197,15 +208,16 @@ class RunFiles:
         if recorded.get("params_hash") != self.params_hash:
             raise RunDamaged(path, "its parameter hash is not this run's parameters' hash; left out")
 
+    def foreign_checkpoint(self, ckpt: dict) -> str | None:
+        """Why a checkpoint is not this run's (another run's id or parameters), or None."""
+        if ckpt.get("run_id") != self.run_id or ckpt.get("params_hash") != self.params_hash:
+            return f"it belongs to run {str(ckpt.get('run_id'))[:80]}, not to this run ({self.run_id})"
+        return None
+
     def _json(self, name: str) -> dict | None:
         if (path := self._file(name)) is None:
             return None
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RunDamaged(path, f"cannot be read as JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
-        if not isinstance(recorded, dict):
-            raise RunDamaged(path, "does not hold a JSON object")
+        recorded = read_json_object(path)
         self._foreign(path, recorded)
         return recorded
 
@@ -360,6 +372,26 @@ def row_task_accuracies(params: Config, row: str, seed: int) -> pd.DataFrame | N
     if row in TESTED_ON:
         return RunFiles(params, TESTED_ON[row], seed).task_accuracies(control=row)
     return RunFiles(params, row, seed).task_accuracies()
+
+
+class Unmatched(KitError):
+    """A control matched to another method's run cannot be built: that run is not complete."""
+
+
+def matched_options(params: Config, method: str, seed: int) -> dict | None:
+    """A matched control's learner options, from the complete run of the same seed it is matched to
+    (``Method.matched_to``); None for any other method. Unmatched if that run is not complete."""
+    if (matching := METHODS[method].matched_to) is None:
+        return None
+    source, options = matching
+    result = RunFiles(params, source, seed).intact_results()
+    if result is None or result["status"] != "complete":
+        state = "not trained yet" if result is None else result["status"]
+        raise Unmatched(
+            f"{method} seed {seed} trains with what {source} seed {seed} chose, and that run is {state}: "
+            f"train {source} first (a profile trains it first when its methods name both)"
+        )
+    return options(result)
 
 
 def run_lock(locked: Path, root: str | Path) -> FileLock:

@@ -35,17 +35,15 @@ from .data import (
 )
 from .device import device_name, resolve_device
 from .divergence import Diverged, DivergenceWatch
-from .errors import KitError
-from .evaluation import eval_batch_size, evaluate
+from .evaluation import eval_batch_size, evaluate, fixed_task_sets
 from .graphs import MemberSteps, synchronize
-from .learners import MAML, Calibrated, Scored
+from .learners import MAML, Calibrated, Logged, Probed, Recorded, Scored
 from .learners import METHODS as REGISTRY
 from .members import build_members
 from .params import Config
-from .runs import RunFiles, holding, run_folder
+from .runs import RunFiles, holding, matched_options, run_folder
 from .stopping import STOP, Stopped
 
-EVAL_SEED = 10_000  # fixed validation/test task sets: the same for every method and seed of a profile
 DIVERGENCE_CHECK_EVERY = 25  # iterations between reads of the non-finite flags (one device sync each)
 
 
@@ -110,17 +108,12 @@ class Run:
         if self.state.rows:  # a checkpoint before the first validation has no metrics row to write
             self.files.write_metrics(self.state.rows)
 
-    def _fits(self, ckpt: dict) -> str | None:
-        """Why a checkpoint is not this run's (another run's id or parameters), or None."""
-        if ckpt.get("run_id") != self.files.run_id or ckpt.get("params_hash") != self.files.params_hash:
-            return f"it belongs to run {str(ckpt.get('run_id'))[:80]}, not to this run ({self.files.run_id})"
-        return None
-
     def load_checkpoint(self, set_aside: bool = True) -> bool:
         """Restore the newest checkpoint that is intact and this run's (the previous one if the newest is
         not). Each one refused is named in a line and, with ``set_aside``, moved to the run's ``set-aside/``
         (never kept as the previous one); without, CheckpointUnreadable if none is usable."""
-        ckpt, refused = checkpoints.load(self.folder, self._fits)  # on the CPU: random states stay CPU tensors
+        # on the CPU: random states stay CPU tensors
+        ckpt, refused = checkpoints.load(self.folder, self.files.foreign_checkpoint)
         if set_aside and refused:
             aside = self.files.set_aside([path.name for path, _ in refused])
             for path, why in refused:
@@ -170,13 +163,7 @@ class Run:
     def fixed_tasks(self, split: str) -> dict[int, FixedTasks]:
         """The fixed validation or test tasks of every distribution (drawn once per run object)."""
         if split not in self._fixed:
-            p = self.params
-            n_tasks = p.validation_tasks if split == "validation" else p.test_tasks
-            queries = p.test_queries or p.queries if split == "test" else p.queries
-            self._fixed[split] = {
-                i: FixedTasks(self.splits[split], i, n_tasks, p.ways, p.shots, queries, EVAL_SEED + i)
-                for i in range(len(self.distributions))
-            }
+            self._fixed[split] = fixed_task_sets(self.params, self.splits[split], split, len(self.distributions))
         return self._fixed[split]
 
     def evaluate(self, split: str, distribution: int, probe: bool = False, learner: MAML | None = None) -> dict:
@@ -203,8 +190,10 @@ class Run:
             row[f"val_accuracy_{name}"] = self.evaluate("validation", i)["accuracy"]
         row["val_accuracy"] = sum(row[f"val_accuracy_{n}"] for n in names) / len(names)
         for member, member_sums in zip(self.members, sums):
-            row.update(member.learner.train_record())
-            row.update(member.learner.interval_row(member_sums, names))
+            if isinstance(member.learner, Recorded):
+                row.update(member.learner.train_record())
+            if isinstance(member.learner, Logged):
+                row.update(member.learner.interval_row(member_sums, names))
         row["train_seconds"] = self.state.train_seconds
         self.state.rows.append(row)
         self.state.interval_steps = 0
@@ -294,7 +283,7 @@ class Run:
         summarizer = learner or self.members[0].learner
         summary = {
             "test": results,
-            "records": summarizer.summarize_probes(probes) if probes else {},
+            "records": summarizer.summarize_probes(probes) if isinstance(summarizer, Probed) and probes else {},
             "mechanism": summarizer.mechanism_score(probes) if isinstance(summarizer, Scored) and probes else {},
         }
         return summary, probes
@@ -350,26 +339,6 @@ class Run:
         checked = self.files.results()  # as every later reader sees it: checked
         assert checked is not None  # just written
         return checked
-
-
-class Unmatched(KitError):
-    """A control matched to another method's run cannot be built: that run is not complete."""
-
-
-def matched_options(params: Config, method: str, seed: int) -> dict | None:
-    """A matched control's learner options, from the complete run of the same seed it is matched to
-    (``Method.matched_to``); None for any other method. Unmatched if that run is not complete."""
-    if (matching := REGISTRY[method].matched_to) is None:
-        return None
-    source, options = matching
-    result = RunFiles(params, source, seed).intact_results()
-    if result is None or result["status"] != "complete":
-        state = "not trained yet" if result is None else result["status"]
-        raise Unmatched(
-            f"{method} seed {seed} trains with what {source} seed {seed} chose, and that run is {state}: "
-            f"train {source} first (a profile trains it first when its methods name both)"
-        )
-    return options(result)
 
 
 def open_run(params: Config, method: str, seed: int, distributions: list[Distribution]) -> Run:

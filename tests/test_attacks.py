@@ -56,7 +56,7 @@ def test_a_crafted_checkpoint_never_runs_is_named_in_one_line_and_set_aside(tiny
     planted = tmp_path / "the-payload-ran"
     folder = run_folder(params, "maml", 21)
     _crafted_checkpoint(folder, planted)
-    runs, problems = explore.explorable_runs(params, load_distributions(params), ["maml"])  # a viewer moves nothing
+    runs, problems = explore.explorable_runs(params, ["maml"])  # a viewer moves nothing
     assert runs == {} and problems[0].startswith("maml: no usable checkpoint") and "would run code" in problems[0]
     assert (folder / checkpoints.NEWEST).exists() and not planted.exists()
     capsys.readouterr()
@@ -68,7 +68,7 @@ def test_a_crafted_checkpoint_never_runs_is_named_in_one_line_and_set_aside(tiny
     (aside,) = {p.parent for p in (folder / "set-aside").rglob("checkpoint*.pt")}
     assert sorted(p.name for p in aside.iterdir()) == sorted([checkpoints.NEWEST, checkpoints.PREVIOUS])
     assert checkpoints.read(folder / checkpoints.PREVIOUS)["run_id"] == folder.name  # not the crafted one
-    runs, problems = explore.explorable_runs(params, load_distributions(params), ["maml"])
+    runs, problems = explore.explorable_runs(params, ["maml"])
     assert list(runs) == ["maml"] and not problems
 
 
@@ -95,7 +95,7 @@ def test_a_checkpoint_of_another_run_is_never_resumed_from(tiny_params, written_
     folder.mkdir(parents=True)
     for name in (checkpoints.NEWEST, checkpoints.PREVIOUS):
         shutil.copy(run_folder(source, written_by, 21) / checkpoints.NEWEST, folder / name)
-    runs, problems = explore.explorable_runs(target, load_distributions(target), [opened_as])
+    runs, problems = explore.explorable_runs(target, [opened_as])
     assert runs == {} and problems[0].startswith(f"{opened_as}: no usable checkpoint")
     capsys.readouterr()
     result = run_method(target, opened_as, 21, progress=False)

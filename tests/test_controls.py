@@ -5,6 +5,7 @@ import torch
 from test_gems_learners import HIDDEN, SIZE, TASKS, WAYS, _batch, _meta_grads
 
 from gems_core import mechanism
+from gems_core.data import load_distributions
 from gems_core.learners import MAML, METHODS, FixedLayers
 from gems_core.models import CONV_LABELS, LAYER_LABELS, init_conv4
 from gems_core.params import TABLE2_METHODS, ParameterError
@@ -62,6 +63,12 @@ def test_fixed_layers_learns_at_the_smoke_settings(tiny_params):
         assert outcome["accuracy"] - outcome["ci95"] > 1 / 3, (dataset, outcome)
 
 
+def _same_initialisation(control, trained) -> bool:
+    """The control starts from the trained learner's initialisation, in tensors of its own."""
+    mine, theirs = control.initial(), trained.initial()
+    return all(torch.equal(mine[k], theirs[k]) and mine[k].data_ptr() != theirs[k].data_ptr() for k in theirs)
+
+
 def test_bmp_frozen_mask_uses_the_pattern_most_validation_tasks_chose():
     from test_gems_learners import _bmp
 
@@ -72,7 +79,7 @@ def test_bmp_frozen_mask_uses_the_pattern_most_validation_tasks_chose():
     assert frozen == {"layer_masks": common, "share_of_validation_tasks": pytest.approx(2 / 3)}
     adapted, choices = control.adapt(_batch().support_x, _batch().support_y, create_graph=False)
     assert choices["layer_masks"].tolist() == [common] * TASKS
-    assert bmp.frozen_pattern is None and control.inp_embedding is bmp.inp_embedding  # a copy sharing the weights
+    assert _same_initialisation(control, bmp)  # the trained weights, copied: the control never trains them
     for name in bmp.layers[0]:  # adapted in step 1 only, conv2 in step 2 only; both moved
         assert not torch.equal(adapted[name], init[name].expand_as(adapted[name])), name
     _, choices = bmp.adapt(_batch().support_x, _batch().support_y, create_graph=False)
@@ -106,7 +113,7 @@ def test_mmsup_frozen_mask_keeps_the_initial_weights_mask_for_every_task():
     for c in CONV_LABELS:
         initial, final = seen[f"initial_{c}"], seen[f"masks_{c}"]
         assert torch.equal(initial, final) and torch.equal(final[0], final[1]), c
-    assert not mmsup.static_mask and control.sparsity is mmsup.sparsity  # a copy sharing the weights
+    assert torch.equal(control.sparsity, mmsup.sparsity) and _same_initialisation(control, mmsup)
     seen = probe(mmsup)
     assert any(not torch.equal(seen[f"initial_{c}"], seen[f"masks_{c}"]) for c in CONV_LABELS)
 
@@ -126,7 +133,7 @@ def test_bmp_shuffled_masks_deal_the_test_tasks_own_masks_to_other_tasks_in_orde
     order = torch.randperm(len(pooled), generator=torch.Generator().manual_seed(21))
     seen = torch.cat([control.predict(_batch())[1].choices["layer_masks"] for _ in test])
     assert torch.equal(seen, pooled[order]) and not torch.equal(seen, pooled) and used == {"permutation_seed": 21}
-    assert bmp.given_masks is None  # the method itself still chooses
+    assert bmp.adapt(_batch().support_x, _batch().support_y, False).choices["layer_masks"].eq(1).all()  # still its own
     with pytest.raises(RuntimeError, match="given masks"):
         control.predict(_batch())  # each task's mask is used once
 
@@ -140,7 +147,7 @@ def test_bmp_random_masks_keep_the_per_layer_per_step_frequencies():
     rng = np.random.default_rng(1)
     pooled = torch.tensor(rng.random((4000, 2, 5)) < frequency.numpy(), dtype=torch.float64)
     control, used = bmp.at_random([], [{"layer_masks": pooled}], seed=5)
-    drawn = control.given_masks
+    drawn = control.per_task
     assert drawn.shape == pooled.shape and not torch.equal(drawn, pooled)
     assert torch.allclose(drawn.mean(0), pooled.mean(0), atol=0.03)
     assert torch.allclose(torch.tensor(used["layer_adapt_frequency_by_step"], dtype=torch.float64), pooled.mean(0))
@@ -273,46 +280,39 @@ def test_a_matched_control_whose_match_diverged_is_left_untrained_with_the_reaso
     assert row["verdict"] == "not comparable" and "bmp seed 21 diverged" in row["unit"]
 
 
-def test_a_new_learner_with_a_per_task_choice_of_its_own_is_scored_through_its_protocol(tiny_params, monkeypatch):
-    """A throwaway method, one learner class and one registry entry: its run keeps the mechanism score its
-    own ``mechanism_score`` gives (the kit sniffs no probe keys), and the claims table reads it."""
-    from gems_core import claims, mechanism
-    from gems_core.learners import Method, Scored
-    from gems_core.models import LAYER_LABELS
+def test_a_method_in_one_file_plus_one_registry_line_is_trained_scored_tabled_paged_and_explored(
+    tiny_params, monkeypatch, tmp_path
+):
+    """The throwaway method of tests/brightness_method.py, registered by its one line and edited nowhere
+    else: its run keeps the score its own ``mechanism_score`` gives, the results table and the claims read
+    it, the page shows its figure and finding, and the explorer draws its choice for one task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from brightness_method import PANEL_TITLE, REGISTRY_LINE
+
+    from gems_core import claims, explore, page, results
+    from gems_core.learners import Pictured, Scored
     from gems_core.training import run_method
 
-    class Brightness(MAML):
-        """Adapts the head in a step only for tasks whose support images are brighter than average."""
-
-        def inner_update(self, step, params, grads):
-            bright = (self.support_brightness > self.support_brightness.mean()).to(grads["head.weight"])
-            mask = torch.ones(len(bright), len(LAYER_LABELS), device=bright.device)
-            mask[:, -1] = bright
-            new = {k: p - self.fast_lr * grads[k] * (bright.view(-1, *[1] * (p.dim() - 1)) if "head" in k else 1)
-                   for k, p in params.items()}  # fmt: skip
-            return new, {"choice": mask}
-
-        def adapt(self, support_x, support_y, create_graph, track=True):
-            self.support_brightness = support_x.flatten(1).mean(1)
-            return super().adapt(support_x, support_y, create_graph, track)
-
-        def probe(self, adaptation):
-            return {"choice": adaptation.choices["choice"]}
-
-        def mechanism_score(self, probes):
-            return {"mask": mechanism.layer_mask_scores(mechanism.stacked(probes, "choice"))}
-
-    from gems_core import params as parameters
-
-    assert isinstance(Brightness(WAYS, SIZE, HIDDEN), Scored) and not Method(Brightness).paper  # not a default
-    monkeypatch.setitem(METHODS, "brightness", Method(Brightness))  # the one registry line
-    monkeypatch.setattr(parameters, "METHODS", (*parameters.METHODS, "brightness"))  # as computed at import
-    params = tiny_params(iterations=3, methods=["brightness"])
-    result = run_method(params, "brightness", 21, progress=False)
-    score = result["mechanism"]["mask"]
+    name, method = REGISTRY_LINE
+    assert issubclass(method.learner, Scored) and issubclass(method.learner, Pictured) and not method.paper
+    monkeypatch.setitem(METHODS, name, method)  # the one registry line
+    params = tiny_params(iterations=3, methods=["maml", name])
+    for m in params.methods:
+        result = run_method(params, m, 21, progress=False)
+    score = result["mechanism"]["mask"]  # scored
     assert score["reading"] in mechanism.READINGS and score["tasks"] == 2 * params.test_tasks
     assert max(map(max, score["entropy_bits"])) > 0  # the head's bit varies from task to task
     (row,) = claims.mechanism_scores(params).itertuples()
-    assert (row.method, row.reading) == ("brightness", score["reading"]) and row.says == mechanism.reading(
-        result["mechanism"]
-    )
+    assert (row.method, row.says) == (name, mechanism.reading(result["mechanism"]))
+    table = results.gather(tmp_path / "profile", params)  # tabled
+    assert set(table[table["method"] == name]["status"]) == {"complete"}
+    assert name in set(claims.comparisons(params)["method"])  # set against MAML
+    html = page.write(params, tmp_path / "profile", "parameters/throwaway.yaml").read_text()  # paged
+    assert f"figures/{name}-seed21.png" in html and "Share of test tasks whose head adapted" in html
+    loaded, problems = explore.explorable_runs(params)  # explored
+    assert list(loaded) == ["maml", name] and not problems
+    seen = explore.inspect_task(loaded[name], load_distributions(params), 1, 0)
+    titles = [ax.get_title() for ax in explore.task_figure(seen).axes]
+    assert f"{name}: {PANEL_TITLE}" in titles and seen["choices"]["choice"].shape == (1, 2, len(LAYER_LABELS))

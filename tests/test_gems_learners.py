@@ -29,7 +29,7 @@ def _bmp(final_bias, **kwargs):
     kwargs.setdefault("embedding", "log_rms")  # needs no calibration; the masks are set by final_bias here
     bmp = BMP(WAYS, SIZE, HIDDEN, fast_lr=0.3, steps=2, init=init, **kwargs).double()
     with torch.no_grad():
-        bmp.regularizer[-1].bias.copy_(torch.as_tensor(final_bias, dtype=torch.float64))
+        bmp.mask_mlp[-1].bias.copy_(torch.as_tensor(final_bias, dtype=torch.float64))
     return bmp, init
 
 
@@ -62,7 +62,7 @@ def test_bmp_mlp_and_inp_embedding_receive_gradient():
     loss, _, _ = bmp.meta_loss(_batch())
     loss.backward()
     assert bmp.inp_embedding.grad.abs().sum() > 0
-    assert all(p.grad.abs().sum() > 0 for p in bmp.regularizer.parameters())
+    assert all(p.grad.abs().sum() > 0 for p in bmp.mask_mlp.parameters())
 
 
 def _mmsup(sparsity=0.5, learn=True, seed=3):

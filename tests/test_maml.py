@@ -128,7 +128,7 @@ def test_bmp_adapting_every_layer_and_mmsup_at_sparsity_0_equal_learn2learn(meth
     if method == "bmp":
         learner = BMP(WAYS, SIZE, HIDDEN, embedding="paper", **common).double()
         with torch.no_grad():
-            learner.regularizer[-1].bias.fill_(100.0)
+            learner.mask_mlp[-1].bias.fill_(100.0)
     else:
         learner = MMSUP(WAYS, SIZE, HIDDEN, sparsity_init=0.0, **common).double()
     learner = learner.to(device)

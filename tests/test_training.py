@@ -142,16 +142,17 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(tmp_path, method, de
 
 def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
     from gems_core import explore
+    from gems_core.trained import load_learner
 
     params = tiny_params()
     dists = load_distributions(params)
     for method, choice in (("bmp", "layer_masks"), ("mmsup", "masks_conv1")):
         run_method(params, method, 21, dists, progress=False)
-        run = explore.load_run(params, method, 21, dists)
-        seen = explore.inspect_task(run, 1, 2)
+        trained = load_learner(run_folder(params, method, 21))
+        seen = explore.inspect_task(trained, dists, 1, 2)
         assert seen["support"].shape == (3, 3, 16, 16) and seen["prediction"].shape == (6,)
         assert choice in seen["choices"]
-        assert explore.task_figure(run, 1, 2).axes
+        assert explore.task_figure(seen).axes
         line = explore.predictions_line(seen)
         right = int((seen["prediction"] == seen["query_y"]).sum())
         true, predicted = (line.split("; true ")[1]).split("; predicted ")
@@ -160,7 +161,7 @@ def test_explorer_shows_a_tasks_choices_and_predictions(tiny_params):
         assert predicted.split() == [str(p) for p in seen["prediction"].tolist()]
     for name in (checkpoints.NEWEST, checkpoints.PREVIOUS):  # MMSUP's checkpoints damaged (or from an older kit)
         (run_folder(params, "mmsup", 21) / name).write_bytes(b"not a checkpoint")
-    runs, problems = explore.explorable_runs(params, dists, ["bmp", "mmsup", "maml"])
+    runs, problems = explore.explorable_runs(params, ["bmp", "mmsup", "maml"])
     assert list(runs) == ["bmp"] and len(problems) == 1 and problems[0].startswith("mmsup: ")
 
 
@@ -248,8 +249,8 @@ def test_bmp_logs_how_often_each_distributions_tasks_adapted_each_layer(tiny_par
     params = tiny_params(iterations=3, validation_every=3)
     run = Run(params, "bmp", 21, load_distributions(params), tmp_path / "b", resolve_device("cpu"))
     with torch.no_grad():  # force the mask: conv2 and the head never adapt, the others always
-        run.members[0].learner.regularizer[-1].weight.zero_()
-        run.members[0].learner.regularizer[-1].bias.copy_(torch.tensor([9.0, -9.0, 9.0, 9.0, -9.0]))
+        run.members[0].learner.mask_mlp[-1].weight.zero_()
+        run.members[0].learner.mask_mlp[-1].bias.copy_(torch.tensor([9.0, -9.0, 9.0, 9.0, -9.0]))
     run.train(progress=False)
     row = run.state.rows[-1]
     for dist in ("glyphs", "shapes"):

@@ -1,6 +1,7 @@
 """Meta-learners (MAML, BMP, MMSUP and the control FixedLayers), functional and batched over tasks; the
-protocol the kit calls them through (``Learner``); and the registry of the kit's methods built from them
-(``METHODS``; ``ROWS``: every name a results row carries, the test-time controls included)."""
+protocols the kit calls them through (``Learner``, and those a learner opts into); and the registry of
+the kit's methods built from them (``METHODS``; ``ROWS``: every name a results row carries, the
+test-time controls included)."""
 
 from .bmp import BMP
 from .fixed_layers import FixedLayers
@@ -20,7 +21,7 @@ from .methods import (
     Method,
 )
 from .mmsup import MMSUP
-from .protocol import Calibrated, Learner, Scored
+from .protocol import Calibrated, Learner, Logged, Pictured, Probed, Probes, Projected, Recorded, Scored, registered
 
 __all__ = [
     "ABLATED",
@@ -35,6 +36,13 @@ __all__ = [
     "FREEZE_EXPLAINS",
     "FixedLayers",
     "Learner",
+    "Logged",
+    "Pictured",
+    "Probed",
+    "Probes",
+    "Projected",
+    "Recorded",
+    "registered",
     "MAML",
     "METHODS",
     "MMSUP",

@@ -22,20 +22,22 @@ How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), 
 
 from __future__ import annotations
 
-import copy
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
-from .. import mechanism
+from .. import findings, mechanism
 from ..data.tasks import TaskBatch
 from ..masks import BinaryMask
 from ..models import LAYER_LABELS, Params
 from .maml import MAML, Adaptation, task_losses
 
 if TYPE_CHECKING:  # the parameters module imports the learners
+    from matplotlib.axes import Axes
+
     from ..params import Config
+    from .protocol import Probes
 
 EMBEDDINGS = ("paper", "log_rms", "standardized")
 CALIBRATION_TASKS = 32  # tasks whose embeddings (over every inner step) fix the standardisation
@@ -43,7 +45,65 @@ MIN_SCALE = 0.1  # floor of a standardised entry's spread, in log units (a 10 % 
 # the same for every task (the shared initial weights) are centred, not magnified
 
 
-class BMP(MAML):
+class LayerMaskChoices:
+    """What a learner choosing a layer mask per task and inner step (``layer_masks`` [T, steps, N]) is read
+    as: BMP and its test-time controls (``Probed``, ``Scored``, ``Pictured``)."""
+
+    def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]:
+        """The layer mask of every inner step, per task: [T, steps, N]."""
+        return {"layer_masks": adaptation.choices["layer_masks"]}
+
+    def summarize_probes(self, probes: Probes) -> dict:
+        """Per test dataset: how often each layer adapted, over tasks and inner steps, and per step."""
+        summary = {}
+        for dataset, batches in probes.items():
+            masks = torch.cat([p["layer_masks"] for p in batches]).float()  # [tasks, steps, N]
+            summary[dataset] = {
+                "layer_adapt_frequency": masks.mean((0, 1)).tolist(),
+                "layer_adapt_frequency_by_step": masks.mean(0).tolist(),
+            }
+        return summary
+
+    def mechanism_score(self, probes: Probes) -> dict:
+        """Whether the layer mask varies, and with the distribution (``mechanism.layer_mask_scores``)."""
+        return {"mask": mechanism.layer_mask_scores(mechanism.stacked(probes, "layer_masks"))}
+
+    def draw_choice(self, ax: Axes, choices: dict[str, torch.Tensor]) -> None:
+        """One task's layers adapted (green) in each inner step."""
+        masks = choices["layer_masks"][0].numpy()
+        ax.imshow(masks, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+        ax.set(
+            yticks=range(len(masks)),
+            yticklabels=[f"step {i + 1}" for i in range(len(masks))],
+            xticks=range(len(LAYER_LABELS)),
+            xticklabels=LAYER_LABELS,
+            title="layers adapted (green) in each inner step",
+        )
+
+    @staticmethod
+    def records_figure(records: dict):
+        """Test datasets x layers: how often each layer adapted."""
+        from .. import plots  # matplotlib only where a figure is drawn, not in every training process
+
+        return plots.layer_adaptation_heatmap(records)
+
+    @staticmethod
+    def records_finding(records: dict, scores: dict) -> str:
+        """Whether the layers adapted differ between distributions, and which each adapted."""
+        return findings.bmp_layer_choices(records, scores)
+
+
+def masked_update(layers: list[list[str]], fast_lr: float, params: Params, grads: Params, mask: torch.Tensor) -> Params:
+    """One inner step in which each layer takes its gradient step where the task's mask [T, N] is 1."""
+    new = {}
+    for layer, names in enumerate(layers):
+        m = mask[:, layer]
+        for k in names:
+            new[k] = params[k] - fast_lr * m.view(-1, *[1] * (params[k].dim() - 1)) * grads[k]
+    return new
+
+
+class BMP(LayerMaskChoices, MAML):
     """MAML whose inner update adapts only the layers an MLP on the task embedding selects.
 
     Args:
@@ -69,7 +129,7 @@ class BMP(MAML):
         n = len(self.layers)
         self.embedding = embedding
         self.inp_embedding = nn.Parameter(torch.full((2 * n,), float(inp_embedding_init)))
-        self.regularizer = nn.Sequential(
+        self.mask_mlp = nn.Sequential(
             nn.Linear(2 * n, 2 * n), nn.ReLU(), nn.Linear(2 * n, 2 * n), nn.ReLU(), nn.Linear(2 * n, n)
         )
         self.register_buffer("embedding_shift", torch.zeros(2 * n))
@@ -79,10 +139,12 @@ class BMP(MAML):
         self.register_load_state_dict_post_hook(
             lambda module, _: setattr(module, "_calibrated", bool(module.calibrated))
         )
-        self.frozen_pattern: torch.Tensor | None = None  # [steps, N]: every task's layer mask (``frozen``)
-        self.given_masks: torch.Tensor | None = None  # [tasks, steps, N]: each next task's (``_given``)
-        self.given_next = 0
-        self.batch_masks: torch.Tensor | None = None  # [T, steps, N]: the current batch's given masks
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before the mask MLP had its name call it ``regularizer``: read them as theirs."""
+        for key in [k for k in state_dict if k.startswith(f"{prefix}regularizer.")]:
+            state_dict[f"{prefix}mask_mlp.{key[len(prefix) + len('regularizer.') :]}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def options(params: Config) -> dict:
@@ -129,7 +191,7 @@ class BMP(MAML):
         """[T, N] the MLP's outputs in the first inner step (before ``BinaryMask``): how strongly each
         task's embedding pushes each layer towards adapting (> 0) or staying shared (< 0)."""
         with torch.no_grad():
-            return self.regularizer(self.standardize(self.first_step_embedding(batch)) * self.inp_embedding)
+            return self.mask_mlp(self.standardize(self.first_step_embedding(batch)) * self.inp_embedding)
 
     def standardize(self, raw: torch.Tensor) -> torch.Tensor:
         """The embedding the MLP sees (before ``inp_embedding``): raw, or shifted and scaled. A
@@ -145,77 +207,45 @@ class BMP(MAML):
     def layer_mask(self, params: Params, grads: Params) -> torch.Tensor:
         """[T, N] binary mask: 1 = the layer adapts in this step."""
         embedding = self.standardize(self.raw_embedding(params, grads))
-        return BinaryMask.apply(self.regularizer(embedding * self.inp_embedding))
+        return BinaryMask.apply(self.mask_mlp(embedding * self.inp_embedding))
 
-    def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[BMP, dict]:
-        """The frozen-mask control: a copy sharing these weights in which every task adapts with one layer
-        mask per inner step, the pattern most ``validation`` tasks chose (never test tasks); and that
-        pattern with the share of those tasks that chose it."""
+    def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenLayerMasks, dict]:
+        """The frozen-mask control: these weights, every task adapting with one layer mask per inner step,
+        the pattern most ``validation`` tasks chose (never test tasks); and that pattern with the share of
+        those tasks that chose it."""
         patterns, counts = torch.unique(
             torch.cat([p["layer_masks"] for p in validation]).flatten(1), dim=0, return_counts=True
         )
         top = int(counts.argmax())
         pattern = patterns[top].view(self.steps, len(self.layers))
-        control = copy.copy(self)  # shares the parameters and buffers; only the pattern is its own
-        control.frozen_pattern = pattern.to(self.inp_embedding)
-        return control, {
+        return GivenLayerMasks(self, pattern=pattern), {
             "layer_masks": pattern.tolist(),
             "share_of_validation_tasks": float(counts[top] / counts.sum()),
         }
 
-    def shuffled(self, validation: list[dict], test: list[dict], seed: int) -> tuple[BMP, dict]:
+    def shuffled(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenLayerMasks, dict]:
         """The shuffled-masks control: each test task adapts with the masks another test task chose (one
         seeded permutation over every test dataset's tasks): the same masks at the same frequencies, the
         link between a task and its mask broken. ``test``: the probes of the meta-test, in its order."""
         masks = torch.cat([p["layer_masks"] for p in test])
         order = torch.randperm(len(masks), generator=torch.Generator().manual_seed(seed))
-        return self._given(masks[order]), {"permutation_seed": seed}
+        return GivenLayerMasks(self, per_task=masks[order]), {"permutation_seed": seed}
 
-    def at_random(self, validation: list[dict], test: list[dict], seed: int) -> tuple[BMP, dict]:
+    def at_random(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenLayerMasks, dict]:
         """The random-masks control: each test task adapts with masks drawn independently per layer and
         inner step at the frequencies BMP chose them on the test tasks: BMP's amount of adaptation, no
         choice."""
         masks = torch.cat([p["layer_masks"] for p in test])
         frequency = masks.double().mean(0)  # [steps, N]
         drawn = torch.rand(masks.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        return self._given((drawn < frequency).to(masks)), {"layer_adapt_frequency_by_step": frequency.tolist()}
-
-    def _given(self, masks: torch.Tensor) -> BMP:
-        """A copy sharing these weights whose next tasks, in ``predict``'s order, adapt with ``masks``
-        [tasks, steps, N] (one row per task, used once)."""
-        control = copy.copy(self)
-        control.given_masks, control.given_next = masks.to(self.inp_embedding), 0
-        return control
-
-    def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]:
-        """As MAML's; a control with given masks takes the next ``len(batch)`` of them for this batch."""
-        if self.given_masks is not None:
-            start, self.given_next = self.given_next, self.given_next + len(batch)
-            if self.given_next > len(self.given_masks):
-                raise RuntimeError(
-                    f"BMP control: {len(self.given_masks)} given masks, asked for task {self.given_next}"
-                )
-            self.batch_masks = self.given_masks[start : self.given_next]
-        return super().predict(batch)
+        return GivenLayerMasks(self, per_task=(drawn < frequency).to(masks)), {
+            "layer_adapt_frequency_by_step": frequency.tolist()
+        }
 
     def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict[str, torch.Tensor]]:
         """Each layer takes the gradient step where the task's mask for this step is 1; returns the mask."""
-        if self.batch_masks is not None:
-            mask = self.batch_masks[:, step]
-        elif self.frozen_pattern is not None:
-            mask = self.frozen_pattern[step].expand(len(grads["head.weight"]), -1)
-        else:
-            mask = self.layer_mask(params, grads)
-        new = {}
-        for layer, names in enumerate(self.layers):
-            m = mask[:, layer]
-            for k in names:
-                new[k] = params[k] - self.fast_lr * m.view(-1, *[1] * (params[k].dim() - 1)) * grads[k]
-        return new, {"layer_masks": mask.detach()}
-
-    def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]:
-        """The layer mask of every inner step, per task: [T, steps, N]."""
-        return {"layer_masks": adaptation.choices["layer_masks"]}
+        mask = self.layer_mask(params, grads)
+        return masked_update(self.layers, self.fast_lr, params, grads, mask), {"layer_masks": mask.detach()}
 
     def step_sums(
         self, batch: TaskBatch, choices: dict[str, torch.Tensor], distributions: int
@@ -236,17 +266,38 @@ class BMP(MAML):
             if sums["tasks"][d] > 0
         }
 
-    def mechanism_score(self, probes: dict[str, list[dict]]) -> dict:
-        """Whether the layer mask varies, and with the distribution (``mechanism.layer_mask_scores``)."""
-        return {"mask": mechanism.layer_mask_scores(mechanism.stacked(probes, "layer_masks"))}
 
-    def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
-        """Per test dataset: how often each layer adapted, over tasks and inner steps, and per step."""
-        summary = {}
-        for dataset, batches in probes.items():
-            masks = torch.cat([p["layer_masks"] for p in batches]).float()  # [tasks, steps, N]
-            summary[dataset] = {
-                "layer_adapt_frequency": masks.mean((0, 1)).tolist(),
-                "layer_adapt_frequency_by_step": masks.mean(0).tolist(),
-            }
-        return summary
+class GivenLayerMasks(LayerMaskChoices, MAML):
+    """BMP's test-time controls: a copy of a trained BMP's initialisation in which each task adapts the
+    layers of a mask it is given instead of the one BMP's MLP would choose: one ``pattern`` [steps, N] for
+    every task (frozen), or one row of ``per_task`` [tasks, steps, N] per task in ``predict``'s order, each
+    used once (shuffled, random). Read as BMP is (``LayerMaskChoices``); it is never trained."""
+
+    def __init__(self, trained: BMP, pattern: torch.Tensor | None = None, per_task: torch.Tensor | None = None):
+        if (pattern is None) == (per_task is None):
+            raise ValueError("GivenLayerMasks needs one of pattern (every task's) or per_task (each task's)")
+        super().__init__(**trained.architecture(), init=trained.initial_copy())
+        like = trained.inp_embedding
+        self.pattern = pattern.to(like) if pattern is not None else None
+        self.per_task = per_task.to(like) if per_task is not None else None
+        self.next_task = 0
+        self.batch_masks: torch.Tensor | None = None  # [T, steps, N]: the batch being adapted
+
+    def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]:
+        """As MAML's, each task adapting with its given masks (the next ``len(batch)`` rows of ``per_task``)."""
+        if self.per_task is not None:
+            start, self.next_task = self.next_task, self.next_task + len(batch)
+            if self.next_task > len(self.per_task):
+                raise RuntimeError(f"BMP control: {len(self.per_task)} given masks, asked for task {self.next_task}")
+            self.batch_masks = self.per_task[start : self.next_task]
+        return super().predict(batch)
+
+    def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict[str, torch.Tensor]]:
+        """The given masks' gradient step; returns the mask used."""
+        if self.pattern is not None:
+            mask = self.pattern[step].expand(len(grads["head.weight"]), -1)
+        elif self.batch_masks is not None:
+            mask = self.batch_masks[:, step]
+        else:
+            raise RuntimeError("BMP control: per-task masks are dealt by predict (a control is tested, never trained)")
+        return masked_update(self.layers, self.fast_lr, params, grads, mask), {"layer_masks": mask}

@@ -54,9 +54,9 @@ class MAML(nn.Module):
         >>> maml = MAML(ways=5, image_size=84)
         >>> optimizer = torch.optim.Adam(maml.parameters(), lr=1e-4)
         >>> loss, accuracy, choices = maml.meta_loss(sampler.sample(5))   # a TaskBatch of 5 tasks
-        >>> loss.backward(); optimizer.step(); maml.after_update()
+        >>> loss.backward(); optimizer.step()
         >>> maml.evaluate(test_batch)                                       # per-task query accuracy
-        >>> logits, adaptation = maml.predict(test_batch); maml.probe(adaptation)   # {} for MAML
+        >>> logits, adaptation = maml.predict(test_batch)                   # adaptation.choices: {} for MAML
     """
 
     def __init__(
@@ -74,8 +74,24 @@ class MAML(nn.Module):
         init = init if init is not None else init_conv4(ways, image_size, hidden, seed=seed)
         self.names = list(init)
         self.backbone = nn.ParameterDict({_key(k): nn.Parameter(v.clone()) for k, v in init.items()})
+        self.ways, self.image_size, self.hidden = ways, image_size, hidden
         self.fast_lr, self.steps, self.first_order = fast_lr, steps, first_order
         self.layers = layer_names()
+
+    def architecture(self) -> dict:
+        """MAML's own constructor arguments but the weights: a test-time control builds itself from them."""
+        return {
+            "ways": self.ways,
+            "image_size": self.image_size,
+            "hidden": self.hidden,
+            "fast_lr": self.fast_lr,
+            "steps": self.steps,
+            "first_order": self.first_order,
+        }
+
+    def initial_copy(self) -> Params:
+        """A detached copy of the initialisation: a control's weights, the trained ones left untouched."""
+        return {k: v.detach().clone() for k, v in self.initial().items()}
 
     @classmethod
     def from_params(cls, params: Config, seed: int, **fixed) -> Self:
@@ -150,35 +166,6 @@ class MAML(nn.Module):
     def evaluate(self, batch: TaskBatch) -> torch.Tensor:
         """Per-task query accuracy after adaptation."""
         return accuracy(self.predict(batch)[0], batch.query_y)
-
-    def probe(self, adaptation: Adaptation) -> dict[str, torch.Tensor]:
-        """What summaries, mechanism scores and notebooks read of one adaptation, per task (BMP: its layer
-        masks; MMSUP: its subnetworks); nothing for MAML."""
-        return {}
-
-    def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
-        """The probes of every test dataset's tasks condensed for results.json (``probe`` per batch); nothing
-        for MAML."""
-        return {}
-
-    def train_record(self) -> dict[str, float]:
-        """Learned quantities worth a column of metrics.csv (MMSUP's sparsity); none for MAML."""
-        return {}
-
-    def after_update(self) -> None:
-        """Called after every optimiser step (MMSUP projects its sparsity); nothing for MAML."""
-
-    def step_sums(
-        self, batch: TaskBatch, choices: dict[str, torch.Tensor], distributions: int
-    ) -> dict[str, torch.Tensor]:
-        """What this meta-iteration (its batch and the ``choices`` of ``meta_loss``) adds to the training log's
-        running sums (device tensors of fixed shape, read at logging time); BMP adds how often each
-        distribution's tasks adapted each layer."""
-        return {}
-
-    def interval_row(self, sums: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
-        """The metrics.csv entries of the running sums since the last log row (see ``step_sums``)."""
-        return {}
 
 
 def task_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

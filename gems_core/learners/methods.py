@@ -33,6 +33,7 @@ from .bmp import BMP
 from .fixed_layers import FixedLayers
 from .maml import MAML
 from .mmsup import MMSUP
+from .protocol import registered
 
 BEATS_MAML = "Does it beat MAML?"
 CHOICE_HELPS = "Does choosing per task help?"
@@ -70,6 +71,9 @@ class Method:
     matched_to: Matching | None = None
     test_controls: tuple[tuple[str, TestControl], ...] = ()
     compared_with: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self):
+        registered(self.learner)
 
     def member_groups(self, n_distributions: int) -> list[list[int]]:
         """The distributions each member of a run trains on (and is tested on)."""

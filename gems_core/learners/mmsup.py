@@ -12,7 +12,6 @@ and it moves back from a bound as soon as its gradient points inwards.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from functools import partial
 from typing import TYPE_CHECKING
@@ -20,13 +19,16 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from .. import mechanism
+from .. import findings, mechanism
 from ..masks import MAX_SPARSITY, OVERLAP_TASKS, ComputeMask, jaccard_matrix, kept_counts
 from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
 from .maml import MAML, Adaptation
 
 if TYPE_CHECKING:  # the parameters module imports the learners
+    from matplotlib.axes import Axes
+
     from ..params import Config
+    from .protocol import Probes
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
 
@@ -40,7 +42,7 @@ class MMSUP(MAML):
         learn_sparsity: meta-learn the per-layer sparsity (False: fixed, the sparsity ablation).
         temperature: of the soft-mask surrogate gradient, in units of the layer's mean |weight|.
         static_mask: every task uses the initial weights' mask, kept through adaptation (the trained control
-            ``mmsup_static``, and the frozen-mask control of a trained MMSUP).
+            ``mmsup_static``; ``GivenSupermask`` is the test-time one).
 
     Example:
         >>> mmsup = MMSUP(ways=5, image_size=84, sparsity_init=0.5)
@@ -71,7 +73,6 @@ class MMSUP(MAML):
             picked = torch.randperm(n, generator=gen)[:RECORDED_POSITIONS].sort().values
             self.register_buffer(f"positions_{layer}", picked, persistent=False)
         self.static_mask = static_mask
-        self.random_scores: dict[str, torch.Tensor] | None = None  # per conv layer (``random_mask``)
 
     @staticmethod
     def options(params: Config) -> dict:
@@ -90,12 +91,13 @@ class MMSUP(MAML):
         """[T, n] the top-``kept`` mask of |weight| [T, ...] (of the initial weights in the frozen-mask control),
         with the surrogate gradient for the sparsity."""
         i = layer_index(layer)
-        if self.random_scores is not None:
-            scored = self.random_scores[layer].unsqueeze(0)
-        else:
-            scored = self.backbone[f"{layer}__weight"].unsqueeze(0) if self.static_mask else weight
-        scores = scored.detach().abs().flatten(1)
+        scores = self.mask_scores(layer, weight).detach().abs().flatten(1)
         return ComputeMask.apply(scores, self.sparsity[i], kept[i], self.temperature * scores.mean(1))
+
+    def mask_scores(self, layer: str, weight: torch.Tensor) -> torch.Tensor:
+        """[T or 1, ...] what the layer's mask keeps the largest magnitudes of: the task's weights, or the
+        initial weights (``static_mask``)."""
+        return self.backbone[f"{layer}__weight"].unsqueeze(0) if self.static_mask else weight
 
     def kept(self) -> torch.Tensor:
         """How many weights each conv layer keeps at the current sparsity (a long tensor, on the device)."""
@@ -106,24 +108,26 @@ class MMSUP(MAML):
         mask = self.layer_mask(name.split(".")[0], weight, self.kept() if kept is None else kept)
         return weight * mask.view(-1, *weight.shape[1:])
 
-    def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[MMSUP, dict]:
-        """The frozen-mask control: a copy sharing these weights in which every task's subnetwork is the
-        top-(1 - sparsity) mask of the meta-learned initial weights, kept through adaptation (no re-masking
-        per task); chosen by no task."""
-        control = copy.copy(self)  # shares the parameters and buffers
-        control.static_mask = True
-        return control, {"mask": "the meta-learned initial weights' supermask, the same for every task"}
+    def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenSupermask, dict]:
+        """The frozen-mask control: these weights, every task's subnetwork the top-(1 - sparsity) mask of
+        the meta-learned initial weights, kept through adaptation (no re-masking per task); chosen by no
+        task."""
+        initial = {c: self.backbone[f"{c}__weight"].detach() for c in CONV_LABELS}
+        return GivenSupermask(self, initial), {
+            "mask": "the meta-learned initial weights' supermask, the same for every task"
+        }
 
-    def random_mask(self, validation: list[dict], test: list[dict], seed: int) -> tuple[MMSUP, dict]:
-        """The random-mask control: a copy sharing these weights in which every task uses one random mask per
-        conv layer at that layer's learned sparsity (seeded): MMSUP's pruning, no chosen weights."""
-        control = copy.copy(self)
+    def random_mask(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenSupermask, dict]:
+        """The random-mask control: these weights, every task using one random mask per conv layer at that
+        layer's learned sparsity (seeded): MMSUP's pruning, no chosen weights."""
         generator = torch.Generator().manual_seed(seed)
-        control.random_scores = {
+        scores = {
             c: torch.rand(self.backbone[f"{c}__weight"].shape, generator=generator).to(self.sparsity)
             for c in CONV_LABELS
         }
-        return control, {"mask": "a random mask per conv layer at its learned sparsity, the same for every task"}
+        return GivenSupermask(self, scores), {
+            "mask": "a random mask per conv layer at its learned sparsity, the same for every task"
+        }
 
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         return conv4_forward(params, x, partial(self.supermask, kept=self.kept()))  # counts once per forward
@@ -150,13 +154,13 @@ class MMSUP(MAML):
     def train_record(self) -> dict:
         return {f"sparsity_{CONV_LABELS[i]}": float(s) for i, s in enumerate(self.sparsity.detach())}
 
-    def mechanism_score(self, probes: dict[str, list[dict]]) -> dict:
+    def mechanism_score(self, probes: Probes) -> dict:
         """Whether the task subnetworks vary, and with the distribution (``mechanism.subnetwork_scores`` of
         the first OVERLAP_TASKS test tasks' kept weights per dataset and conv layer)."""
         kept = {layer: mechanism.stacked(probes, f"masks_{layer}", OVERLAP_TASKS) for layer in CONV_LABELS}
         return {"subnetwork": mechanism.subnetwork_scores(kept)}
 
-    def summarize_probes(self, probes: dict[str, list[dict]]) -> dict:
+    def summarize_probes(self, probes: Probes) -> dict:
         """Per layer: the mean Jaccard overlap of task subnetworks within and between test datasets, and
         per dataset the share of weights whose mask changed during adaptation."""
 
@@ -175,6 +179,54 @@ class MMSUP(MAML):
                 for d, batches in probes.items()
             }
         return {"overlap": overlap, "changed_during_adaptation": changed, "sparsity": self.train_record()}
+
+    def draw_choice(self, ax: Axes, choices: dict[str, torch.Tensor]) -> None:
+        """One task's subnetwork: the share of each conv layer's weights it keeps, and the share adaptation
+        changed (on the sampled positions)."""
+        final = [choices[f"masks_{c}"][0].float() for c in CONV_LABELS]
+        initial = [choices[f"initial_{c}"][0].float() for c in CONV_LABELS]
+        x = range(len(CONV_LABELS))
+        ax.bar([i - 0.2 for i in x], [float(m.mean()) for m in final], width=0.4, label="kept")
+        changed = [float((m != i).float().mean()) for m, i in zip(final, initial)]
+        ax.bar([i + 0.2 for i in x], changed, width=0.4, label="changed by adaptation")
+        ax.set(
+            xticks=list(x),
+            xticklabels=CONV_LABELS,
+            ylim=(0, 1),
+            title="share of each conv layer's weights in this task's subnetwork (sampled positions)",
+        )
+        ax.legend(fontsize=7)
+
+    @staticmethod
+    def records_figure(records: dict):
+        """Per conv layer: how much the test datasets' task subnetworks overlap, within and between them."""
+        from .. import plots  # matplotlib only where a figure is drawn, not in every training process
+
+        return plots.overlap_heatmaps(records["overlap"])
+
+    @staticmethod
+    def records_finding(records: dict, scores: dict) -> str:
+        """How much subnetworks overlap within and across distributions, and the mechanism's reading."""
+        return findings.mmsup_overlap(records, scores)
+
+
+class GivenSupermask(MMSUP):
+    """MMSUP's test-time controls: a copy of a trained MMSUP (initialisation and learned sparsity) in which
+    every task's subnetwork is the top-(1 - sparsity) of given ``scores`` per conv layer, the same for every
+    task and kept through adaptation: the initial weights (frozen) or random numbers (random). Read as MMSUP
+    is; it is never trained."""
+
+    def __init__(self, trained: MMSUP, scores: dict[str, torch.Tensor]):
+        super().__init__(
+            **trained.architecture(), init=trained.initial_copy(), learn_sparsity=False, temperature=trained.temperature
+        )
+        self.to(trained.sparsity)  # its buffers where and as the trained learner's
+        with torch.no_grad():
+            self.sparsity.copy_(trained.sparsity)
+        self.scores = {c: s.detach().to(trained.sparsity) for c, s in scores.items()}
+
+    def mask_scores(self, layer: str, weight: torch.Tensor) -> torch.Tensor:
+        return self.scores[layer].unsqueeze(0)
 
 
 def jaccard(a: torch.Tensor, b: torch.Tensor, same: bool) -> float:
