@@ -250,7 +250,9 @@ def sensitivity(params: Config, compared: pd.DataFrame) -> str:
     return head + f"{len(changed)} of {len(merged)} verdicts change: {cells}."
 
 
-def evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame | None = None) -> tuple[list[str], list[str]]:
+def evidence(
+    params: Config, table: pd.DataFrame, compared: pd.DataFrame, scores: pd.DataFrame
+) -> tuple[list[str], list[str]]:
     """ "What the evidence says", generated from the results: the answers (``answers``: one line per
     question and method), then the detail: per test dataset the methods' ordering, how far the verdicts
     speak, diverged and damaged runs.
@@ -258,7 +260,9 @@ def evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame | None 
     Arguments:
         params: the profile's parameters.
         table: its results (``results.gather``).
-        compared: its ``comparisons``, if the caller has them already (each reads every run's files).
+        compared: its ``comparisons``.
+        scores: its ``mechanism_scores``.
+    (``gathered.gather`` reads all three once.)
     """
     broken = results.damaged(params)
     left_out = (
@@ -273,8 +277,6 @@ def evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame | None 
     complete = table[table["status"] == "complete"]
     if complete.empty:
         return [], ["No complete run yet: nothing to say.", *left_out]
-    compared = comparisons(params) if compared is None else compared
-    scores = mechanism_scores(params)
     pair = " + ".join(d["name"] for d in params.distributions)
     paragraphs = []
     for dataset, rows in complete.groupby("test_dataset", sort=False):

@@ -17,11 +17,11 @@ import matplotlib
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from . import claims, io, plots, report, results
+from . import io, plots, report, results
+from .gathered import Gathered, gather
 from .learners import METHODS, Pictured
 from .notebook import from_project_root
 from .params import Config
-from .plan import plan, states
 
 BRIEF = (
     "image_size",
@@ -59,11 +59,10 @@ def _figure(fig, folder: Path, name: str) -> str:
     return f'<p><img src="figures/{quote(name)}.png" alt="{html.escape(name)}"></p>'
 
 
-def _runs_table(params: Config) -> str:
+def _runs_table(gathered: Gathered) -> str:
     """Every planned run: its state, how far it got, its training time and device, and its folder."""
-    runs = plan(params)
     rows = []
-    for run, row in zip(runs, states(runs)):
+    for run, row in zip(gathered.planned, gathered.states):
         done = run.outcome()
         state = html.escape(str(row["state"]), quote=True)
         cells = [
@@ -80,18 +79,18 @@ def _runs_table(params: Config) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _figures(params: Config, table: pd.DataFrame, folder: Path) -> str:
+def _figures(gathered: Gathered, folder: Path) -> str:
     """The figures a reader looks at first: test accuracy, then, for each method that pictures its choice
     (``learners.Pictured``; controls aside), its first complete seed's summary with the finding in words."""
     parts = []
-    complete = table[table["status"] == "complete"]
-    if not complete.empty:
-        parts.append(_figure(plots.accuracy_bars(results.summary(complete), params.ways), folder, "accuracy"))
-    main = plan(params, ("main",))
+    if not gathered.complete.empty:
+        summary = results.summary(gathered.complete)
+        parts.append(_figure(plots.accuracy_bars(summary, gathered.params.ways), folder, "accuracy"))
+    complete = [r for r, s in zip(gathered.planned, gathered.states) if r.kind == "main" and s["state"] == "complete"]
     for name, method in METHODS.items():
         if method.control or not issubclass(method.learner, Pictured):
             continue
-        run = next((r for r in main if r.method == name and r.state()[0] == "complete"), None)
+        run = next((r for r in complete if r.method == name), None)
         if run is not None:
             outcome = run.outcome()
             finding = method.learner.records_finding(outcome["records"], outcome.get("mechanism", {}))
@@ -110,10 +109,10 @@ def _protocol(params: Config) -> str:
     )
 
 
-def _comparisons(params: Config, folder: Path, table: pd.DataFrame) -> str:
+def _comparisons(gathered: Gathered, folder: Path) -> str:
     """Each method against MAML and against its controls on the same test tasks
     (``claims.comparisons``), then the mechanism scores; also as comparisons.csv and mechanism.csv."""
-    scores = claims.mechanism_scores(params)
+    params, table, scores = gathered.params, gathered.compared, gathered.scores
     io.write_text(folder / "comparisons.csv", table.to_csv(index=False))
     io.write_text(folder / "mechanism.csv", scores.to_csv(index=False))
     if table.empty:
@@ -144,11 +143,13 @@ def _comparisons(params: Config, folder: Path, table: pd.DataFrame) -> str:
     return note + _table(table) + mechanism
 
 
-def _evidence(params: Config, table: pd.DataFrame, compared: pd.DataFrame, folder: Path) -> str:
+def _evidence(gathered: Gathered, folder: Path) -> str:
     """The generated "what the evidence says" (``claims.evidence``): one line per question first, then the
     forest plot of every paired difference with the equivalence band, then the detail."""
-    answers, detail = claims.evidence(params, table, compared)
-    forest = _figure(plots.forest(compared, params.equivalence_margin), folder, "forest") if len(compared) else ""
+    answers, detail = gathered.evidence()
+    compared = gathered.compared
+    margin = gathered.params.equivalence_margin
+    forest = _figure(plots.forest(compared, margin), folder, "forest") if len(compared) else ""
     lines = "".join(f"<li>{html.escape(line)}</li>" for line in answers)
     return (f"<ul>{lines}</ul>" if lines else "") + forest + "".join(f"<p>{html.escape(p)}</p>" for p in detail)
 
@@ -157,8 +158,8 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
     """Write (or refresh) the profile's page in ``folder`` (``outputs/<profile>``) and return its path."""
     matplotlib.use("Agg")
     folder = Path(folder)
-    table = results.gather(folder, params)
-    compared_pairs = claims.comparisons(params)  # read once: each reading checks every run's files
+    gathered = gather(params, folder)  # read once: each reading checks every run's files
+    table = gathered.table
     brief = pd.DataFrame(
         [
             {"parameter": k, "value": ", ".join(map(str, v)) if isinstance(v, list) else v}
@@ -175,14 +176,14 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
         f"<p>Parameters file <code>{html.escape(str(from_project_root(parameters_file)))}</code>; data: "
         f"{html.escape(data)}. {html.escape(report.data_note(params))}</p>",
         "<h2>What the evidence says</h2>",
-        _evidence(params, table, compared_pairs, folder),
+        _evidence(gathered, folder),
         "<h2>Notebooks</h2><ul>"
         + "".join(f'<li><a href="{quote(n)}">{html.escape(n[:-5])}</a></li>' for n in notebooks)
         + "</ul>",
         "<h2>Table 2, reproduced</h2>",
         _table(report.table2(table), index=True) if not table.empty else "<p>No complete run yet.</p>",
         "<h2>Paired comparisons and mechanism scores</h2>",
-        _comparisons(params, folder, compared_pairs),
+        _comparisons(gathered, folder),
         "<h2>Beside the paper</h2>",
         _table(compared)
         if not compared.empty
@@ -191,9 +192,9 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
         else "<p>This profile's data are not one of the supplement's pairs: nothing to set beside the paper.</p>",
         _protocol(params),
         "<h2>Figures</h2>",
-        _figures(params, table, folder),
+        _figures(gathered, folder),
         "<h2>Runs</h2>",
-        _runs_table(params),
+        _runs_table(gathered),
         "<h2>Parameters in brief</h2>",
         _table(brief),
     ]

@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import ablations, claims, findings, io, plots, report, results
 from .data import Distribution
+from .gathered import Gathered
 from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER, TESTED_ON
 from .notebook import say
 from .params import Config
@@ -183,15 +184,14 @@ def ablation_figures(summary: pd.DataFrame) -> None:
 
 
 # --- 06 report ---------------------------------------------------------------------------------
-def evidence(params: Config, table: pd.DataFrame) -> list[str]:
+def evidence(gathered: Gathered) -> list[str]:
     """Say what the evidence says (``claims.evidence``): the answers first, then the forest plot of every
     paired difference, then the detail, a paragraph at a time; return the paragraphs."""
-    compared = claims.comparisons(params)
-    answers, detail = claims.evidence(params, table, compared)
+    answers, detail = gathered.evidence()
     for line in answers:
         say(line)
-    if not compared.empty:
-        plots.forest(compared, params.equivalence_margin)
+    if not gathered.compared.empty:
+        plots.forest(gathered.compared, gathered.params.equivalence_margin)
     for paragraph in detail:
         say(paragraph)
     return answers + detail

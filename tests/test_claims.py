@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from gems_core import claims
+from gems_core.gathered import gather
 from gems_core.learners import BEATS_MAML, CHOICE_HELPS, FREEZE_EXPLAINS
 
 
@@ -111,6 +112,6 @@ def test_a_diverged_run_is_left_out_and_its_sensitivity_counts_it_as_chance(tiny
     line = claims.sensitivity(params, left_out)
     assert line.startswith("Counting each diverged run as a failure instead (chance accuracy, 1/3, on every test task)")
     assert "2 of 6 verdicts change: mmsup vs maml: not comparable, then " in line  # not vs its test-time controls
-    _, detail = claims.evidence(params, results.gather(Path(params.output_root) / params.profile, params), left_out)
+    _, detail = gather(params, Path(params.output_root) / params.profile).evidence()
     said = "Diverged, so left out of every comparison and counted as failures: mmsup seed 21 (1 of 2 runs). Counting"
     assert any(paragraph.startswith(said) for paragraph in detail)

@@ -24,6 +24,7 @@ from gems_core import claims, cli, io, page, pipeline, report, results, runs
 from gems_core.data import load_distributions
 from gems_core.data.images import from_items
 from gems_core.errors import DataFileError
+from gems_core.gathered import gather
 from gems_core.params import MAX_NODES, ParameterError, load_params
 from gems_core.plan import plan, progress
 from gems_core.runs import RunDamaged, RunFiles, run_folder
@@ -194,11 +195,11 @@ def test_a_damaged_run_file_marks_the_run_damaged_and_everything_else_renders(tr
     assert states == {"maml": "complete", "bmp": "damaged"}
     (line,) = results.damaged(params)
     assert DAMAGE[case] in line and str(folder) in line
-    table = results.gather(Path(params.output_root) / "t", params)
+    gathered = gather(params, Path(params.output_root) / "t")
+    table, compared = gathered.table, gathered.compared
     assert set(table["method"]) == {"maml"} and "diverged" not in set(table["status"])
     assert not report.table2(table).astype(str).apply(lambda c: c.str.contains("nan|diverged")).any().any()
-    compared = claims.comparisons(params)
-    said = " ".join(sum(claims.evidence(params, table), []))
+    said = " ".join(sum(gathered.evidence(), []))
     assert (compared["verdict"] == claims.NOT_COMPARABLE).all() and "nan" not in said.lower().replace("nan ", "")
     text = _page_text(params)
     assert "+nan" not in text and "Left out as damaged" in text and 'class="damaged"' in text
@@ -212,8 +213,7 @@ def test_a_damaged_run_file_marks_the_run_damaged_and_everything_else_renders(tr
 def test_a_mismatched_pair_of_runs_is_left_out_not_a_failure_of_the_page(trained):
     params, _ = trained
     _damage(run_folder(params, "maml", 21), "tasks cut from 6 to 3")
-    table = results.gather(Path(params.output_root) / "t", params)
-    assert claims.evidence(params, table)[1][-1].startswith("Left out as damaged (1 runs")
+    assert gather(params, Path(params.output_root) / "t").evidence()[1][-1].startswith("Left out as damaged (1 runs")
     compared = claims.comparisons(params)
     against_maml = compared["against"] == "maml"
     assert (compared.loc[against_maml, "verdict"] == claims.NOT_COMPARABLE).all()
