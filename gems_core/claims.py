@@ -118,7 +118,7 @@ def comparisons(params: Config, diverged_at_chance: bool = False) -> pd.DataFram
             if found[ours_name][i].table is not None and found[theirs_name][i].table is not None
         ]
         reasons = list(dict.fromkeys(side.why for name in found for side in found[name] if side.why))
-        datasets = [d["name"] for d in params.distributions]
+        datasets = [d.name for d in params.distributions]
         for dataset in datasets:
             row = {"question": question, "method": ours_name, "against": theirs_name, "test_dataset": dataset}
             if not common:
@@ -277,7 +277,7 @@ def evidence(
     complete = table[table["status"] == "complete"]
     if complete.empty:
         return [], ["No complete run yet: nothing to say.", *left_out]
-    pair = " + ".join(d["name"] for d in params.distributions)
+    pair = " + ".join(d.name for d in params.distributions)
     paragraphs = []
     for dataset, rows in complete.groupby("test_dataset", sort=False):
         means = rows.groupby("method")["accuracy"].mean().sort_values(ascending=False)

@@ -167,7 +167,7 @@ def write(params: Config, folder: Path, parameters_file: str | Path) -> Path:
             if k in BRIEF
         ]
     )
-    data = ", ".join(f"{d['name']} ({d['source']})" for d in params.distributions)
+    data = ", ".join(f"{d.name} ({d.source})" for d in params.distributions)
     compared = report.beside_paper(table, params)
     published = report.beside_published(table, params)
     notebooks = sorted(p.name for p in folder.glob("[0-9][0-9]_*.html"))

@@ -1,11 +1,15 @@
 """Parameter schema of the kit: every run is described by one validated, frozen ``Config`` of these names.
 
-A parameters file (YAML) names a subset; the rest take the defaults below, which are the paper's
-settings (supplement Table 1) or the choices documented in docs/methods.md. ``load_params`` rejects
+A parameters file (YAML, read by ``parameters_file``) names a subset; the rest take the defaults: the
+paper's settings (supplement Table 1) or the choices documented in docs/methods.md. The parameters
+every run reads are declared here; a learner's own are declared beside it (``BMPSettings`` in
+learners/bmp.py), the sweep's Slurm settings in ``cluster``, and ``SCHEMA`` collects them all
+(``schema.params_of``); ``Config`` inherits their dataclasses. ``load_params`` rejects
 unknown names, wrong types and out-of-range values with a message naming the parameter and what is
 valid, before anything is trained or written. Below this module parameters are read as attributes
-(``config.ways``); a variant is ``config.replace(ways=3)``, validated again; ``config.as_dict()`` is the
-plain form for JSON, YAML and run ids.
+(``config.ways``, ``config.distributions[0].source``: lists are tuples, distributions
+``DistributionSpec``); a variant is ``config.replace(ways=3)``, validated again; ``config.as_dict()`` is
+the plain form for JSON, YAML and run ids.
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ import difflib
 import math
 import os
 import tempfile
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import KitError
-from .learners import ABLATED, BMP, MAML, MMSUP, FixedLayers
+from .cluster import SlurmSettings
+from .learners import ABLATED, BMP, MMSUP, FixedLayers
 from .learners import METHODS as REGISTRY
-from .learners.bmp import EMBEDDINGS as BMP_EMBEDDINGS
-from .models import LAYER_LABELS
+from .learners.bmp import BMPSettings
+from .learners.fixed_layers import FixedLayersSettings
+from .learners.mmsup import MMSUPSettings
+from .parameters_file import read_yaml
+from .schema import Param, ParameterError, between, one_of, params_of, shown
 
 METHODS = tuple(REGISTRY)  # every method's name: the supplement's Table 2 methods in its order, then controls
 TABLE2_METHODS = tuple(name for name, method in REGISTRY.items() if method.paper)  # the default methods
@@ -55,65 +59,21 @@ LOCAL_SOURCES = ("folder", "omniglot")
 CROPPABLE = ("cub", "aircraft")  # sources with annotated bounding boxes (a distribution's crop: bounding_box)
 
 
-class ParameterError(KitError, ValueError):
-    """A parameter (or parameters file) is invalid; the message says which and what is valid."""
-
-
-LearnerClass = type[MAML]  # what a parameter of one learner's names (Param.type shadows the builtin there)
-
-
-@dataclass(frozen=True)
-class Param:
-    """One parameter: its type, default, a one-line meaning, an optional extra check, and whether it shapes
-    a run's outcome (its weights or test results), which decides whether it is in the run's id
-    (``runs.run_id``). Every parameter must say so: there is no default.
-
-    ``affects_run`` is True (every method's runs), False (bookkeeping: where things live, devices and
-    numerics that change rounding only, validation, which runs to make, cluster resources), or a learner
-    class (only the runs of methods with that learner, e.g. BMP's embedding)."""
-
-    type: type | tuple
-    default: Any
-    doc: str
-    check: Callable[[Any], str | None] | None = None  # returns an error text, or None if valid
-    affects_run: bool | LearnerClass = field(kw_only=True)
-    neutral: Any = field(default=None, kw_only=True)  # a value at which runs are as before the parameter
-    # existed: there it stays out of run ids, so adding it re-keys no run (None: no such value)
-
-    def shapes(self, method: str) -> bool:
-        """Whether this parameter changes the outcome of ``method``'s runs: all runs, or those of the methods
-        with the learner it names (``mmsup_*`` shapes the trained control ``mmsup_static``, an MMSUP too); a
-        control matched to another method's run is shaped by what shapes that run."""
-        if isinstance(self.affects_run, bool):
-            return self.affects_run
-        if (matching := REGISTRY[method].matched_to) is not None:  # what shapes the matched run, and nothing else
-            return self.shapes(matching[0])
-        return REGISTRY[method].learner is self.affects_run
-
-
-def _between(lo, hi):
-    def check(v):
-        return None if lo <= v <= hi else f"must be between {lo} and {hi}"
-
-    return check
-
-
-def _one_of(*choices):
-    def check(v):
-        return None if v in choices else f"must be one of {list(choices)}"
-
-    return check
+def shapes(spec: Param, method: str) -> bool:
+    """Whether a parameter changes the outcome of ``method``'s runs: all runs, or those of the methods with
+    the learner it names (``mmsup_*`` shapes the trained control ``mmsup_static``, an MMSUP too); a control
+    matched to another method's run is shaped by what shapes that run."""
+    if isinstance(spec.affects_run, bool):
+        return spec.affects_run
+    if (matching := REGISTRY[method].matched_to) is not None:  # what shapes the matched run, and nothing else
+        return shapes(spec, matching[0])
+    return REGISTRY[method].learner is spec.affects_run
 
 
 def _fractions(v):
     if len(v) != 3 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in v):
         return "must be three positive numbers [train, validation, test]"
     return None if abs(sum(v) - 1.0) < 1e-6 else "must sum to 1"
-
-
-def _layer_labels(v):
-    ok = v and all(label in LAYER_LABELS for label in v) and len(set(v)) == len(v)
-    return None if ok else f"must name distinct layers of {LAYER_LABELS}, at least one"
 
 
 def _method_names(v):
@@ -125,7 +85,7 @@ def _methods(v):
     return _method_names(v) or (None if v else f"must name at least one of {list(METHODS)}")
 
 
-def _ints_between(lo, hi):
+def _intsbetween(lo, hi):
     def check(v):
         ok = all(isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi for x in v)
         return None if ok else f"must be a list of integers between {lo} and {hi}"
@@ -133,7 +93,7 @@ def _ints_between(lo, hi):
     return check
 
 
-def _numbers_between(lo, hi):
+def _numbersbetween(lo, hi):
     def check(v):
         ok = all(isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in v)  # NaN fails
         return None if ok else f"must be a list of numbers between {lo} and {hi} (write floats as 1.0e-3)"
@@ -164,7 +124,7 @@ def _path_text(v):
     return None if v and v.isprintable() else "must be a non-empty path without control characters"
 
 
-SCHEMA: dict[str, Param] = {
+_RUNS: dict[str, Param] = {
     # where things live
     "profile": Param(
         str, "demo", "name of the output folder outputs/<profile>/ (a plain folder name)", _file_name, affects_run=False
@@ -181,7 +141,7 @@ SCHEMA: dict[str, Param] = {
         str,
         "auto",
         "torch device: auto (cuda if available), cpu or cuda",
-        _one_of("auto", "cpu", "cuda"),
+        one_of("auto", "cpu", "cuda"),
         affects_run=False,
     ),
     # speed and numerics (docs/performance.md: GPU numerics)
@@ -204,7 +164,7 @@ SCHEMA: dict[str, Param] = {
         int,
         0,
         "tasks adapted at once in validation and meta-test; 0: as many as fit in 1/8 of the GPU's memory (CPU: 64 MiB)",
-        _between(0, 100_000),
+        between(0, 100_000),
         affects_run=False,
     ),
     # data
@@ -212,7 +172,7 @@ SCHEMA: dict[str, Param] = {
         list, None, "the image distributions (datasets); see the table of sources in docs/data.md", affects_run=True
     ),
     "image_size": Param(
-        int, 84, "images are resized once to image_size x image_size", _between(8, 512), affects_run=True
+        int, 84, "images are resized once to image_size x image_size", between(8, 512), affects_run=True
     ),
     "split_fractions": Param(
         list,
@@ -225,12 +185,12 @@ SCHEMA: dict[str, Param] = {
         int,
         0,
         "seed of the class split of folder, omniglot and synthetic sources",
-        _between(0, MAX_SEED),
+        between(0, MAX_SEED),
         affects_run=True,
     ),
-    "synthetic_classes": Param(int, 96, "classes per synthetic distribution", _between(15, 400), affects_run=True),
+    "synthetic_classes": Param(int, 96, "classes per synthetic distribution", between(15, 400), affects_run=True),
     "synthetic_images_per_class": Param(
-        int, 20, "images per class of a synthetic distribution", _between(2, 200), affects_run=True
+        int, 20, "images per class of a synthetic distribution", between(2, 200), affects_run=True
     ),
     "skip_unreadable_images": Param(
         bool,
@@ -244,149 +204,76 @@ SCHEMA: dict[str, Param] = {
         0.25,
         "largest share of a split's classes that may be dropped (absent from the data, or with fewer than "
         "shots + queries images) before the kit stops with an error",
-        _between(0.0, 1.0),
+        between(0.0, 1.0),
         affects_run=False,
     ),
     "task_sampling": Param(
         str,
         "uniform",
         "how a training task picks its distribution: uniform or proportional (to train classes)",
-        _one_of("uniform", "proportional"),
+        one_of("uniform", "proportional"),
         affects_run=True,
     ),
     # few-shot episode
-    "ways": Param(int, 5, "classes per task (N-way)", _between(2, 100), affects_run=True),
-    "shots": Param(int, 1, "support images per class (K-shot)", _between(1, 100), affects_run=True),
-    "queries": Param(int, 15, "query images per class", _between(1, 100), affects_run=True),
+    "ways": Param(int, 5, "classes per task (N-way)", between(2, 100), affects_run=True),
+    "shots": Param(int, 1, "support images per class (K-shot)", between(1, 100), affects_run=True),
+    "queries": Param(int, 15, "query images per class", between(1, 100), affects_run=True),
     "test_queries": Param(
         int,
         0,
         "query images per class in each meta-test task; 0: as many as queries (ARML tests with as many as shots)",
-        _between(0, 100),
+        between(0, 100),
         affects_run=True,
         neutral=0,
     ),
     # meta-learning
-    "meta_batch_size": Param(int, 5, "tasks per meta-iteration", _between(1, 256), affects_run=True),
+    "meta_batch_size": Param(int, 5, "tasks per meta-iteration", between(1, 256), affects_run=True),
     "adaptation_steps": Param(
-        int, 5, "inner-loop steps, in meta-training and meta-test", _between(1, 50), affects_run=True
+        int, 5, "inner-loop steps, in meta-training and meta-test", between(1, 50), affects_run=True
     ),
-    "fast_lr": Param(float, 0.01, "inner-loop (fast) learning rate", _between(0.0, 10.0), affects_run=True),
-    "meta_lr": Param(float, 1.0e-4, "outer-loop Adam learning rate", _between(0.0, 1.0), affects_run=True),
+    "fast_lr": Param(float, 0.01, "inner-loop (fast) learning rate", between(0.0, 10.0), affects_run=True),
+    "meta_lr": Param(float, 1.0e-4, "outer-loop Adam learning rate", between(0.0, 1.0), affects_run=True),
     "first_order": Param(
         bool, False, "first-order MAML (no second derivatives) instead of second order", affects_run=True
     ),
-    "iterations": Param(int, 30000, "meta-training iterations per run", _between(1, 10_000_000), affects_run=True),
+    "iterations": Param(int, 30000, "meta-training iterations per run", between(1, 10_000_000), affects_run=True),
     "seeds": Param(list, [21, 42, 56], "one run per seed", _seeds, affects_run=False),
     "methods": Param(list, list(TABLE2_METHODS), f"methods to run, of {list(METHODS)}", _methods, affects_run=False),
-    "hidden_size": Param(int, 64, "filters per Conv4 block", _between(1, 1024), affects_run=True),
+    "hidden_size": Param(int, 64, "filters per Conv4 block", between(1, 1024), affects_run=True),
     # evaluation and bookkeeping
-    "test_tasks": Param(
-        int, 600, "fixed meta-test tasks per test distribution", _between(1, 100_000), affects_run=True
-    ),
+    "test_tasks": Param(int, 600, "fixed meta-test tasks per test distribution", between(1, 100_000), affects_run=True),
     "validation_tasks": Param(
         int,
         100,
         "fixed validation tasks per distribution (they pick BMP's frozen mask, so they shape a run)",
-        _between(1, 100_000),
+        between(1, 100_000),
         affects_run=True,
     ),
     "validation_every": Param(
         int,
         500,
         "iterations between validations (and the learning curve's resolution)",
-        _between(1, 10_000_000),
+        between(1, 10_000_000),
         affects_run=False,
     ),
-    "checkpoint_every": Param(int, 500, "iterations between checkpoints", _between(1, 10_000_000), affects_run=False),
+    "checkpoint_every": Param(int, 500, "iterations between checkpoints", between(1, 10_000_000), affects_run=False),
     "loss_explosion_factor": Param(
         float,
         100.0,
         "a run whose mean training loss over 25 iterations exceeds this many times ln(ways), the loss of a "
         "chance-level guess, stops as diverged (0: never; non-finite values always do)",
-        _between(0.0, 1e12),
+        between(0.0, 1e12),
         affects_run=False,
     ),
     "equivalence_margin": Param(
         float,
         0.01,
         "paired comparisons: a difference whose 95 % interval lies within +-this accuracy is called equivalent",
-        _between(0.0, 1.0),
+        between(0.0, 1.0),
         affects_run=False,
     ),
-    # BMP
-    "bmp_inp_embedding_init": Param(
-        float, 1.0, "initial value of every entry of BMP's learned inp_embedding", affects_run=BMP
-    ),
-    "bmp_embedding": Param(
-        str,
-        "standardized",
-        "how BMP's task embedding is formed: paper (the supplement's per-layer means), log_rms, or standardized "
-        "(log_rms standardised by statistics fixed before training)",
-        _one_of(*BMP_EMBEDDINGS),
-        affects_run=BMP,
-    ),
-    "bmp_compare_embeddings": Param(
-        list,
-        ["paper"],
-        "other bmp_embedding forms notebook 02 also trains BMP with, to compare with bmp_embedding (may be empty)",
-        lambda v: None if all(f in BMP_EMBEDDINGS for f in v) else f"must list forms of {list(BMP_EMBEDDINGS)}",
-        affects_run=False,
-    ),
-    # the fixed_layers control
-    "adapt_layers": Param(
-        list,
-        ["head"],
-        "layers the fixed_layers control adapts in every task's inner loop ([head] is ANIL), of "
-        + ", ".join(LAYER_LABELS),
-        _layer_labels,
-        affects_run=FixedLayers,
-    ),
-    # MMSUP
-    "mmsup_sparsity_init": Param(
-        float,
-        0.5,
-        "initial fraction of each conv layer's weights that is masked",
-        _between(0.0, 0.99),
-        affects_run=MMSUP,
-    ),
-    "mmsup_learn_sparsity": Param(
-        bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)", affects_run=MMSUP
-    ),
-    "mmsup_temperature": Param(
-        float,
-        0.1,
-        "temperature of the soft-mask surrogate, in units of the layer's mean |weight|",
-        _between(1e-6, 100.0),
-        affects_run=MMSUP,
-    ),
-    # Slurm (python -m gems_core.sweep --executor slurm; flags override these)
-    "slurm_partition": Param(
-        str, "", "partition the sweep's job array is submitted to (empty: the cluster's default)", affects_run=False
-    ),
-    "slurm_time_limit_min": Param(
-        int,
-        240,
-        "time limit of each job, in minutes; a job that reaches it requeues itself and resumes",
-        _between(1, 100_000),
-        affects_run=False,
-    ),
-    "slurm_gpus_per_task": Param(
-        int, 1, "GPUs per job (one run); 0, or device: cpu, asks for none", _between(0, 16), affects_run=False
-    ),
-    "slurm_array_parallelism": Param(
-        int, 16, "jobs of the array running at once", _between(1, 10_000), affects_run=False
-    ),
-    "slurm_max_requeues": Param(
-        int, 10, "times a job may reach its time limit and requeue itself", _between(0, 1000), affects_run=False
-    ),
-    "slurm_sbatch_options": Param(
-        list,
-        [],
-        "extra sbatch options as KEY=VALUE strings, e.g. ['qos=high', 'account=lab']",
-        lambda v: None if all(isinstance(o, str) and "=" in o for o in v) else "must be KEY=VALUE strings",
-        affects_run=False,
-    ),
+}
+_ANALYSES: dict[str, Param] = {
     # ablations (supplement Table 1) and convergence analysis (supplement C.1)
     "ablation_methods": Param(
         list,
@@ -396,31 +283,65 @@ SCHEMA: dict[str, Param] = {
         affects_run=False,
     ),
     "ablation_adaptation_steps": Param(
-        list, [1, 2, 3, 4, 5], "adaptation-steps grid", _ints_between(1, 50), affects_run=False
+        list, [1, 2, 3, 4, 5], "adaptation-steps grid", _intsbetween(1, 50), affects_run=False
     ),
     "ablation_fast_lr": Param(
-        list, [0.1, 0.5, 0.05, 0.01, 0.001, 0.005], "fast-lr grid", _numbers_between(0.0, 10.0), affects_run=False
+        list, [0.1, 0.5, 0.05, 0.01, 0.001, 0.005], "fast-lr grid", _numbersbetween(0.0, 10.0), affects_run=False
     ),
     "ablation_sparsity": Param(
         list,
         [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
         "fixed MMSUP sparsity grid",
-        _numbers_between(0.0, 0.99),
+        _numbersbetween(0.0, 0.99),
         affects_run=False,
     ),
     "ablation_iterations": Param(
-        int, 30000, "meta-training iterations of each ablation run", _between(1, 10_000_000), affects_run=False
+        int, 30000, "meta-training iterations of each ablation run", between(1, 10_000_000), affects_run=False
     ),
     "convergence_iterations": Param(
-        int, 1000, "MMSUP iterations traced by the convergence analysis", _between(2, 10_000_000), affects_run=False
+        int, 1000, "MMSUP iterations traced by the convergence analysis", between(2, 10_000_000), affects_run=False
     ),
 }
 
+SCHEMA: dict[str, Param] = {
+    **_RUNS,
+    **params_of(BMPSettings, BMP),  # each learner's settings, declared beside it
+    **params_of(FixedLayersSettings, FixedLayers),
+    **params_of(MMSUPSettings, MMSUP),
+    **params_of(SlurmSettings),  # the sweep's cluster resources (cluster.py)
+    **_ANALYSES,
+}
+"""Every parameter, in the order docs/parameters.md lists them."""
+
 
 @dataclass(frozen=True)
-class Config:
-    """Validated parameters, frozen, one typed field per ``SCHEMA`` entry in its order (a test keeps the two
-    in step): made by ``validate`` and ``load_params``, read as attributes, varied with ``replace``."""
+class DistributionSpec:
+    """One image distribution as a parameters file names it (``distributions``): its name in tables, its
+    source (``SOURCES``), the folder of a local source, and the paper's crop of a croppable one."""
+
+    name: str
+    source: str
+    path: str | None = None  # sources folder and omniglot only
+    crop: str | None = None  # "bounding_box", sources with annotated boxes only (``CROPPABLE``)
+
+    @property
+    def folder(self) -> Path:
+        """The folder of a local source (``validate`` requires one for ``LOCAL_SOURCES``)."""
+        if self.path is None:
+            raise ParameterError(f"distribution '{self.name}' (source {self.source}) names no path to its images")
+        return Path(self.path)
+
+    def as_dict(self) -> dict[str, str]:
+        """As a parameters file writes it: the keys it gives, no others (so run ids stay as they were)."""
+        return {k: v for k, v in (("name", self.name), ("source", self.source), ("path", self.path),
+                                  ("crop", self.crop)) if v is not None}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(BMPSettings, FixedLayersSettings, MMSUPSettings, SlurmSettings):
+    """Validated parameters, frozen: one typed field per ``SCHEMA`` entry (a test keeps the two in step), a
+    list as a tuple; the learners' and Slurm's settings are inherited from the dataclasses beside them.
+    Made by ``validate`` and ``load_params``, read as attributes, varied with ``replace``."""
 
     profile: str
     output_root: str
@@ -430,9 +351,9 @@ class Config:
     tf32: bool
     deterministic: bool
     eval_batch_size: int
-    distributions: list[dict[str, str]]
+    distributions: tuple[DistributionSpec, ...]
     image_size: int
-    split_fractions: list[float]
+    split_fractions: tuple[float, ...]
     split_seed: int
     synthetic_classes: int
     synthetic_images_per_class: int
@@ -449,8 +370,8 @@ class Config:
     meta_lr: float
     first_order: bool
     iterations: int
-    seeds: list[int]
-    methods: list[str]
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
     hidden_size: int
     test_tasks: int
     validation_tasks: int
@@ -458,36 +379,41 @@ class Config:
     checkpoint_every: int
     loss_explosion_factor: float
     equivalence_margin: float
-    bmp_inp_embedding_init: float
-    bmp_embedding: str
-    bmp_compare_embeddings: list[str]
-    adapt_layers: list[str]
-    mmsup_sparsity_init: float
-    mmsup_learn_sparsity: bool
-    mmsup_temperature: float
-    slurm_partition: str
-    slurm_time_limit_min: int
-    slurm_gpus_per_task: int
-    slurm_array_parallelism: int
-    slurm_max_requeues: int
-    slurm_sbatch_options: list[str]
-    ablation_methods: list[str]
-    ablation_adaptation_steps: list[int]
-    ablation_fast_lr: list[float]
-    ablation_sparsity: list[float]
+    ablation_methods: tuple[str, ...]
+    ablation_adaptation_steps: tuple[int, ...]
+    ablation_fast_lr: tuple[float, ...]
+    ablation_sparsity: tuple[float, ...]
     ablation_iterations: int
     convergence_iterations: int
 
     def as_dict(self) -> dict:
-        """The parameters as a plain dict (a copy): for JSON, YAML, run ids and ``validate`` again."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        """The parameters as plain values, lists and dicts, in ``SCHEMA``'s order: for JSON, YAML, run ids and
+        ``validate`` again."""
+        return {name: _plain(getattr(self, name)) for name in SCHEMA}
 
     def replace(self, **changes) -> Config:
         """These parameters with ``changes``, validated like a parameters file."""
         return validate({**self.as_dict(), **changes})
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value.as_dict() if isinstance(value, DistributionSpec) else value
+
+
+def _frozen(name: str, value: Any) -> Any:
+    """A validated value as ``Config`` holds it: a list as a tuple, a distribution as a DistributionSpec."""
+    if name == "distributions":
+        return tuple(DistributionSpec(**d) for d in value)
+    return tuple(value) if isinstance(value, list) else value
+
+
 Config.__module__ = __name__
+
+
+def type_name(kind: type | tuple) -> str:
+    return kind.__name__ if isinstance(kind, type) else " or ".join(t.__name__ for t in kind)
 
 
 def _type_error(name: str, spec: Param, value: Any) -> str | None:
@@ -501,11 +427,13 @@ def _type_error(name: str, spec: Param, value: Any) -> str | None:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif expected is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is list:  # a tuple too: a Config's own value, given back to replace
+        ok = isinstance(value, list | tuple)
     else:
         ok = isinstance(value, expected)
     if ok:
         return None
-    return f"parameter '{name}' must be of type {_type_name(expected)}, got {type(value).__name__} {shown(value)}"
+    return f"parameter '{name}' must be of type {type_name(expected)}, got {type(value).__name__} {shown(value)}"
 
 
 def _check_distribution(i: int, dist: Any) -> None:
@@ -553,7 +481,7 @@ def validate(params: dict) -> Config:
         raise ParameterError(f"unknown parameter '{name}'{hint}; valid parameters: {', '.join(SCHEMA)}")
     resolved = {}
     for name, spec in SCHEMA.items():
-        value = copy.deepcopy(params.get(name, spec.default))
+        value = _plain(copy.deepcopy(params.get(name, spec.default)))
         if value is None:
             raise ParameterError(f"parameter '{name}' is required: {spec.doc}")
         error = _type_error(name, spec, value)
@@ -578,7 +506,7 @@ def validate(params: dict) -> Config:
     names = [d["name"] for d in resolved["distributions"]]
     if len(set(names)) != len(names):
         raise ParameterError(f"distribution names must be unique, got {names}")
-    return Config(**resolved)
+    return Config(**{name: _frozen(name, value) for name, value in resolved.items()})
 
 
 def check_roots(params: Config) -> None:
@@ -608,81 +536,6 @@ def _read_only(path: Path) -> bool:
     return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
 
 
-MAX_FILE_BYTES = 1 << 20  # a parameters file is a few KB; anything near this is not one
-MAX_NODES = 100_000  # YAML nodes after expanding aliases: a real file has hundreds, an alias bomb billions
-SHOWN_CHARACTERS = 80  # of a bad value in a message
-
-
-def shown(value: Any) -> str:
-    """A value as an error message quotes it: its repr, cut to ``SHOWN_CHARACTERS`` (a value may be huge)."""
-    text = (
-        repr(value)
-        if not isinstance(value, list | dict) or len(value) < 1000
-        else f"<{type(value).__name__} of {len(value)}>"
-    )
-    return text if len(text) <= SHOWN_CHARACTERS else text[: SHOWN_CHARACTERS - 3] + "..."
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing a key given twice in one mapping and a document whose aliases expand
-    to more than ``MAX_NODES`` nodes (or refer to themselves), before anything walks the value."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
-                raise ParameterError(
-                    f"parameter {shown(key)} is given twice (line {key_node.start_mark.line + 1}); "
-                    "give each parameter once"
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-    def get_single_node(self):
-        node = super().get_single_node()
-        if node is not None:
-            _expanded_size(node, {}, set())
-        return node
-
-
-def _expanded_size(node, sizes: dict[int, int], open_nodes: set[int]) -> int:
-    """How many nodes ``node`` is once every alias is expanded (shared nodes are counted once per use)."""
-    if id(node) in sizes:
-        return sizes[id(node)]
-    if id(node) in open_nodes:
-        raise ParameterError("the parameters file has an alias that refers to itself; valid YAML parameters are finite")
-    open_nodes.add(id(node))
-    children = node.value if isinstance(node.value, list) else []
-    size = 1
-    for child in children:
-        for part in child if isinstance(child, tuple) else (child,):
-            size += _expanded_size(part, sizes, open_nodes)
-            if size > MAX_NODES:
-                raise ParameterError(
-                    f"the parameters file expands to more than {MAX_NODES} values through its aliases (&, *); "
-                    "a parameters file needs far fewer: write the values out"
-                )
-    open_nodes.discard(id(node))
-    sizes[id(node)] = size
-    return size
-
-
-def read_yaml(path: Path) -> Any:
-    """A parameters file's YAML, bounded in size and alias expansion, with no key given twice."""
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise ParameterError(
-            f"parameters file '{path}' is {path.stat().st_size} bytes; a parameters file may be at most "
-            f"{MAX_FILE_BYTES}"
-        )
-    try:
-        return yaml.load(path.read_text(), Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader with bounds
-    except yaml.YAMLError as exc:
-        raise ParameterError(f"parameters file '{path}' is not valid YAML: {str(exc)[:300]}") from None
-    except UnicodeDecodeError:
-        raise ParameterError(f"parameters file '{path}' is not UTF-8 text") from None
-
-
 def load_params(path: str | Path, **overrides) -> Config:
     """Read a YAML parameters file, apply keyword overrides, validate, and return the resolved ``Config``.
 
@@ -699,39 +552,6 @@ def load_params(path: str | Path, **overrides) -> Config:
     params = validate(raw)
     check_roots(params)
     return params
-
-
-REFERENCE_INTRO = """# Parameters
-
-Generated from the schema in `gems_core/params.py` by `python tools/parameter_reference.py`; a test fails
-when this file and the schema differ. Unknown names, wrong types and out-of-range values stop the run
-before anything is trained or written, with a message naming the parameter and what is valid. Write
-floats as `1.0e-3` (YAML reads `1e-3` as a string; the error says so). "Shapes runs" says which runs'
-outcome a parameter changes, and so which run ids it is part of (`gems_core/runs.py`): every method's,
-one method's, or none (bookkeeping).
-"""
-
-
-def _type_name(kind: type | tuple) -> str:
-    return kind.__name__ if isinstance(kind, type) else " or ".join(t.__name__ for t in kind)
-
-
-def schema_table() -> str:
-    """The schema as a Markdown table (name, type, default, shapes runs, meaning)."""
-    rows = ["| name | type | default | shapes runs | meaning |", "|---|---|---|---|---|"]
-    for name, spec in SCHEMA.items():
-        if isinstance(spec.affects_run, bool):
-            shapes = "all" if spec.affects_run else "no"
-        else:  # the methods it shapes
-            shapes = ", ".join(m for m in METHODS if spec.shapes(m))
-        meaning = spec.doc.replace("<", "&lt;").replace(">", "&gt;")
-        rows.append(f"| `{name}` | {_type_name(spec.type)} | `{spec.default!r}` | {shapes} | {meaning} |")
-    return "\n".join(rows)
-
-
-def parameter_reference() -> str:
-    """docs/parameters.md: what every parameter means, its default and whether it shapes runs."""
-    return REFERENCE_INTRO + "\n" + schema_table() + "\n"
 
 
 def schema_frame():

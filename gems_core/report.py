@@ -28,7 +28,7 @@ def reference_wide() -> pd.DataFrame:
 
 def with_sources(results: pd.DataFrame, params: Config) -> pd.DataFrame:
     """results.csv rows with the distributions' sources (cub, aircraft, ...) beside their names."""
-    source = {d["name"]: d["source"] for d in params.distributions}
+    source = {d.name: d.source for d in params.distributions}
     out = results.copy()
     out["train_sources"] = out["train_datasets"].map(lambda s: "+".join(source.get(n, n) for n in s.split("+")))
     out["test_source"] = out["test_dataset"].map(lambda n: source.get(n, n))
@@ -98,7 +98,7 @@ def published_table() -> pd.DataFrame:
 
 def train_sources(params: Config) -> str:
     """The profile's sources joined as the reference tables name a pair: ``cub+aircraft``."""
-    return "+".join(d["source"] for d in params.distributions)
+    return "+".join(d.source for d in params.distributions)
 
 
 def beside_published(results: pd.DataFrame, params: Config) -> pd.DataFrame | None:
@@ -111,7 +111,7 @@ def beside_published(results: pd.DataFrame, params: Config) -> pd.DataFrame | No
         return None
     theirs = published[(published["train_sources"] == sources) & (published["shots"] == params.shots)]
     ours = with_sources(results[results["status"] == "complete"], params)
-    table = pd.DataFrame(index=pd.Index([d["source"] for d in params.distributions], name="test dataset"))
+    table = pd.DataFrame(index=pd.Index([d.source for d in params.distributions], name="test dataset"))
     for method in ROWS:
         mine = ours[ours["method"] == method].groupby("test_source")["accuracy"].mean()
         if method in params.methods or not mine.empty:
@@ -132,7 +132,7 @@ def data_note(params: Config) -> str:
             f"This profile trains on {named}, the Plain-Multi benchmark of HSML and ARML: the "
             "supplement has no values for it, the published ones are set beside the kit's below."
         )
-    used = " + ".join(f"{d['name']} ({d['source']})" for d in params.distributions)
+    used = " + ".join(f"{d.name} ({d.source})" for d in params.distributions)
     return (
         f"This profile trains on {used}, "
         "which is not one of the supplement's pairs (CUB + Aircraft, VGG Flowers + Aircraft, Fungi + "
@@ -162,9 +162,9 @@ KIT_CHOICES = {  # the kit's value of a published setting that no parameter hold
         "file system's listing order, so its classes cannot be drawn again"
     ),
     "bounding-box crop": lambda p: (
-        " and ".join(SHORT_NAMES[d["source"]] for d in p.distributions if d.get("crop")) + " cropped to their boxes "
+        " and ".join(SHORT_NAMES[d.source] for d in p.distributions if d.crop) + " cropped to their boxes "
         "before resizing"
-        if any(d.get("crop") for d in p.distributions)
+        if any(d.crop for d in p.distributions)
         else "none: the whole image, resized"
     ),
     "inner steps at meta-test": lambda p: (
@@ -206,7 +206,7 @@ def protocol(params: Config) -> pd.DataFrame | None:
 
 
 def _shown(value) -> str:
-    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def _agree(published: str, kit: str) -> str:

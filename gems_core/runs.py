@@ -50,7 +50,7 @@ from filelock import FileLock, Timeout
 from . import io
 from .errors import KitError
 from .learners import METHODS, TESTED_ON
-from .params import SCHEMA, Config
+from .params import SCHEMA, Config, shapes
 
 PARAMS, METRICS, RESULTS, FAILURE = "params.json", "metrics.csv", "results.json", "failure.json"
 TASK_ACCURACIES = "test_accuracies.csv"
@@ -73,7 +73,7 @@ def params_hash(params: Config, method: str) -> str:
     relevant = {
         k: v
         for k, v in params.as_dict().items()
-        if k not in SCHEMA or (SCHEMA[k].shapes(method) and (SCHEMA[k].neutral is None or v != SCHEMA[k].neutral))
+        if k not in SCHEMA or (shapes(SCHEMA[k], method) and (SCHEMA[k].neutral is None or v != SCHEMA[k].neutral))
     }
     return hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
@@ -164,7 +164,7 @@ class RunFiles:
 
     @property
     def datasets(self) -> list[str]:
-        return [d["name"] for d in self.params.distributions]
+        return [d.name for d in self.params.distributions]
 
     # --- writing -----------------------------------------------------------------------------
     def make(self) -> Path:

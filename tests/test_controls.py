@@ -39,7 +39,7 @@ def test_fixed_layers_adapt_only_the_named_layers_and_meta_learn_all(layers):
 def test_fixed_layers_is_a_registered_control_run_only_when_asked(tiny_params):
     assert METHODS["fixed_layers"].control and "fixed_layers" not in TABLE2_METHODS
     assert TABLE2_METHODS == ("maml", "multi_maml", "bmp", "mmsup")  # the paper's, and only they, by default
-    assert tiny_params().methods == list(TABLE2_METHODS) and tiny_params().adapt_layers == ["head"]
+    assert tiny_params().methods == TABLE2_METHODS and tiny_params().adapt_layers == ("head",)
     for bad in ([], ["conv5"], ["head", "head"]):
         with pytest.raises(ParameterError, match="parameter 'adapt_layers'"):
             tiny_params(adapt_layers=bad)
@@ -252,14 +252,14 @@ def test_fixed_layers_with_a_pattern_adapt_per_inner_step():
 
 def test_the_matched_control_trains_bmp_first_and_adapts_bmps_favourite_pattern(tiny_params):
     from gems_core import runs
-    from gems_core.params import SCHEMA
+    from gems_core.params import SCHEMA, shapes
     from gems_core.plan import plan
     from gems_core.training import run_method
 
     params = tiny_params(methods=["fixed_layers_matched", "bmp"])
     assert [r.method for r in plan(params, ("main",))] == ["bmp", "fixed_layers_matched"]  # the match first
-    assert SCHEMA["bmp_embedding"].shapes("fixed_layers_matched") and SCHEMA["fast_lr"].shapes("fixed_layers_matched")
-    assert not SCHEMA["adapt_layers"].shapes("fixed_layers_matched")  # its layers come from BMP's run
+    assert shapes(SCHEMA["bmp_embedding"], "fixed_layers_matched") and shapes(SCHEMA["fast_lr"], "fixed_layers_matched")
+    assert not shapes(SCHEMA["adapt_layers"], "fixed_layers_matched")  # its layers come from BMP's run
     result = run_method(params, "fixed_layers_matched", 21, progress=False)
     bmp = runs.RunFiles(params, "bmp", 21).intact_results()
     assert bmp["status"] == result["status"] == "complete"

@@ -212,7 +212,7 @@ def test_plain_multi_profiles_pass_the_check_and_meet_their_published_values(sho
 
     monkeypatch.chdir(PROJECT_ROOT)
     params = load_params(f"parameters/paper/plain_multi_{shots}shot.yaml")
-    assert [d["source"] for d in params.distributions] == PLAIN_MULTI and params.shots == shots
+    assert [d.source for d in params.distributions] == PLAIN_MULTI and params.shots == shots
     results = _results(names=("cub", "dtd")).assign(status="complete")  # runs tested on two of the four
     results["train_datasets"] = "+".join(PLAIN_MULTI)
     table = report.beside_published(results, params).set_index("test dataset")

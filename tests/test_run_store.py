@@ -25,7 +25,8 @@ from gems_core.data import load_distributions
 from gems_core.data.images import from_items
 from gems_core.errors import DataFileError
 from gems_core.gathered import gather
-from gems_core.params import MAX_NODES, ParameterError, load_params
+from gems_core.parameters_file import MAX_NODES
+from gems_core.params import ParameterError, load_params
 from gems_core.plan import plan, progress
 from gems_core.runs import RunDamaged, RunFiles, run_folder
 from gems_core.training import run_method

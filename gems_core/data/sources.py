@@ -21,7 +21,7 @@ from .images import ClassImages, cached
 from .splits import SPLITS, apply_split, seeded_split
 
 if TYPE_CHECKING:  # the parameters module imports the learners
-    from ..params import Config
+    from ..params import Config, DistributionSpec
 
 LOCAL_LOADERS = {"folder": folders.load_folder, "omniglot": folders.load_omniglot}
 
@@ -77,18 +77,18 @@ CACHE_FORMAT = 3  # bumped when what a cache holds changes (2: images ordered by
 #                  3: wide grayscale scaled by its range, transparency composited on white)
 
 
-def _cache_key(dist: dict, params: Config) -> str:
-    skipping = params.skip_unreadable_images and not dist["source"].startswith("synthetic_")
+def _cache_key(dist: DistributionSpec, params: Config) -> str:
+    skipping = params.skip_unreadable_images and not dist.source.startswith("synthetic_")
     return f"v{CACHE_FORMAT}-{_source_key(dist, params)}" + ("-readable-only" if skipping else "")
 
 
-def _source_key(dist: dict, params: Config) -> str:
-    source, size = dist["source"], params.image_size
+def _source_key(dist: DistributionSpec, params: Config) -> str:
+    source, size = dist.source, params.image_size
     if source.startswith("synthetic_"):
         return f"{source}-{params.synthetic_classes}x{params.synthetic_images_per_class}-{size}px"
     if source in LOCAL_LOADERS:
-        return f"{source}-{Path(dist['path']).name}-{_fingerprint(Path(dist['path']))}-{size}px"
-    cropped = "-bbox" if dist.get("crop") == "bounding_box" else ""
+        return f"{source}-{dist.folder.name}-{_fingerprint(dist.folder)}-{size}px"
+    cropped = "-bbox" if dist.crop == "bounding_box" else ""
     record = manifest.recorded(Path(params.data_root), manifest.manifest()[source])
     if record is None:  # placed by hand: keyed as before the fetch command existed
         return f"{source}{cropped}-{size}px"
@@ -101,7 +101,7 @@ def require_data(params: Config) -> None:
     cached nor under the data root, with how to fetch it (FGVC Fungi: how to supply it, its host being gone)."""
     lines = []
     for dist in params.distributions:
-        source = dist["source"]
+        source = dist.source
         if source not in paper.PAPER_DATASETS:
             continue
         cache = Path(params.data_root) / "cache" / f"{_cache_key(dist, params)}.npz"
@@ -109,43 +109,43 @@ def require_data(params: Config) -> None:
             spec = manifest.manifest()[source]
             gone = f" ({spec['gone']})" if "gone" in spec else ""
             lines.append(
-                f"{spec['title']} for distribution '{dist['name']}'{gone}: "
+                f"{spec['title']} for distribution '{dist.name}'{gone}: "
                 + str(paper.unavailable(source, Path(params.data_root), "is absent"))
             )
     if lines:
         raise paper.DatasetUnavailable("; ".join(lines))
 
 
-def _build(dist: dict, params: Config) -> ClassImages:
-    source, size = dist["source"], params.image_size
+def _build(dist: DistributionSpec, params: Config) -> ClassImages:
+    source, size = dist.source, params.image_size
     if source.startswith("synthetic_"):
         return synthetic.generate(source, params.synthetic_classes, params.synthetic_images_per_class, size)
     skip = params.skip_unreadable_images
     if source in LOCAL_LOADERS:
-        return LOCAL_LOADERS[source](dist["path"], size, skip_unreadable=skip)
-    crop = dist.get("crop") == "bounding_box"
+        return LOCAL_LOADERS[source](dist.folder, size, skip_unreadable=skip)
+    crop = dist.crop == "bounding_box"
     return paper.load_paper_dataset(source, Path(params.data_root), size, skip_unreadable=skip, crop=crop)
 
 
-def load_distribution(dist: dict, params: Config) -> Distribution:
+def load_distribution(dist: DistributionSpec, params: Config) -> Distribution:
     """Load (from cache, or decode and cache) one distribution and split its classes."""
     key = _cache_key(dist, params)
     cache_path = Path(params.data_root) / "cache" / f"{key}.npz"
     data, hit = cached(cache_path, lambda: _build(dist, params), built_from=key)
-    if not hit and dist["source"] in paper.PAPER_DATASETS:
+    if not hit and dist.source in paper.PAPER_DATASETS:
         size = f"-{params.image_size}px.npz"
-        older = [p.name for p in cache_path.parent.glob(f"v{CACHE_FORMAT}-{dist['source']}-*{size}") if p != cache_path]
+        older = [p.name for p in cache_path.parent.glob(f"v{CACHE_FORMAT}-{dist.source}-*{size}") if p != cache_path]
         if older:
             tqdm.write(
-                f"{dist['name']}: {dist['source']} was fetched from other archives than {', '.join(older)} was built "
+                f"{dist.name}: {dist.source} was fetched from other archives than {', '.join(older)} was built "
                 f"from (their checksums, in fetched.json): a new cache was built, {cache_path.name}"
             )
-    if dist["source"] in paper.PAPER_DATASETS:
-        split = paper.split_file(dist["source"])
+    if dist.source in paper.PAPER_DATASETS:
+        split = paper.split_file(dist.source)
     else:
         split = seeded_split(data.class_names, params.split_fractions, params.split_seed)
     parts, missing = apply_split(data, split)
-    return Distribution(dist["name"], dist["source"], parts, cache_path, hit, missing, data.skipped)
+    return Distribution(dist.name, dist.source, parts, cache_path, hit, missing, data.skipped)
 
 
 def load_distributions(params: Config) -> list[Distribution]:

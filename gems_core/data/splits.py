@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .images import ClassImages
@@ -9,7 +11,7 @@ from .images import ClassImages
 SPLITS = ("train", "validation", "test")
 
 
-def seeded_split(class_names: list[str], fractions: list[float], seed: int) -> dict[str, list[str]]:
+def seeded_split(class_names: list[str], fractions: Sequence[float], seed: int) -> dict[str, list[str]]:
     """Shuffle classes with ``seed`` and cut them by ``fractions`` [train, validation, test]."""
     order = np.random.default_rng(seed).permutation(len(class_names))
     n_train = int(round(fractions[0] * len(order)))

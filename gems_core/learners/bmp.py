@@ -22,6 +22,7 @@ How the embedding is formed is ``embedding`` (the ``bmp_embedding`` parameter), 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,6 +32,7 @@ from .. import findings, mechanism
 from ..data.tasks import TaskBatch
 from ..masks import BinaryMask
 from ..models import LAYER_LABELS, Params
+from ..schema import one_of, setting
 from .maml import MAML, Adaptation, task_losses
 
 if TYPE_CHECKING:  # the parameters module imports the learners
@@ -40,6 +42,33 @@ if TYPE_CHECKING:  # the parameters module imports the learners
     from .protocol import Probes
 
 EMBEDDINGS = ("paper", "log_rms", "standardized")
+
+
+def _embedding_forms(forms) -> str | None:
+    return None if all(f in EMBEDDINGS for f in forms) else f"must list forms of {list(EMBEDDINGS)}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BMPSettings:
+    """BMP's parameters (``Config`` inherits them; ``params.SCHEMA`` collects them)."""
+
+    bmp_inp_embedding_init: float = setting(float, 1.0, "initial value of every entry of BMP's learned inp_embedding")
+    bmp_embedding: str = setting(
+        str,
+        "standardized",
+        "how BMP's task embedding is formed: paper (the supplement's per-layer means), log_rms, or standardized "
+        "(log_rms standardised by statistics fixed before training)",
+        one_of(*EMBEDDINGS),
+    )
+    bmp_compare_embeddings: tuple[str, ...] = setting(
+        list,
+        ["paper"],
+        "other bmp_embedding forms notebook 02 also trains BMP with, to compare with bmp_embedding (may be empty)",
+        _embedding_forms,
+        shapes=False,
+    )
+
+
 CALIBRATION_TASKS = 32  # tasks whose embeddings (over every inner step) fix the standardisation
 MIN_SCALE = 0.1  # floor of a standardised entry's spread, in log units (a 10 % change of an RMS): entries
 # the same for every task (the shared initial weights) are centred, not magnified

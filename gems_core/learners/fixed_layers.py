@@ -14,13 +14,33 @@ trained as a freeze.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..models import LAYER_LABELS, Params
+from ..schema import setting
 from .maml import MAML
 
 if TYPE_CHECKING:  # the parameters module imports the learners
     from ..params import Config
+
+
+def _layer_labels(v) -> str | None:
+    ok = v and all(label in LAYER_LABELS for label in v) and len(set(v)) == len(v)
+    return None if ok else f"must name distinct layers of {LAYER_LABELS}, at least one"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FixedLayersSettings:
+    """The fixed_layers control's parameter (``Config`` inherits it; ``params.SCHEMA`` collects it)."""
+
+    adapt_layers: tuple[str, ...] = setting(
+        list,
+        ["head"],
+        "layers the fixed_layers control adapts in every task's inner loop ([head] is ANIL), of "
+        + ", ".join(LAYER_LABELS),
+        _layer_labels,
+    )
 
 
 class FixedLayers(MAML):

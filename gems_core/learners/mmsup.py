@@ -13,6 +13,7 @@ and it moves back from a bound as soon as its gradient points inwards.
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ import torch.nn as nn
 from .. import findings, mechanism
 from ..masks import MAX_SPARSITY, OVERLAP_TASKS, ComputeMask, jaccard_matrix, kept_counts
 from ..models import BLOCKS, CONV_LABELS, Params, conv4_forward, layer_index
+from ..schema import between, setting
 from .maml import MAML, Adaptation
 
 if TYPE_CHECKING:  # the parameters module imports the learners
@@ -29,6 +31,25 @@ if TYPE_CHECKING:  # the parameters module imports the learners
 
     from ..params import Config
     from .protocol import Probes
+
+
+@dataclass(frozen=True, kw_only=True)
+class MMSUPSettings:
+    """MMSUP's parameters (``Config`` inherits them; ``params.SCHEMA`` collects them)."""
+
+    mmsup_sparsity_init: float = setting(
+        float, 0.5, "initial fraction of each conv layer's weights that is masked", between(0.0, 0.99)
+    )
+    mmsup_learn_sparsity: bool = setting(
+        bool, True, "learn the per-layer sparsity (False: fixed, for the sparsity ablation)"
+    )
+    mmsup_temperature: float = setting(
+        float,
+        0.1,
+        "temperature of the soft-mask surrogate, in units of the layer's mean |weight|",
+        between(1e-6, 100.0),
+    )
+
 
 RECORDED_POSITIONS = 4096  # weight positions per layer whose masks are kept for the overlap estimate
 
