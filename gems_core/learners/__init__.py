@@ -14,11 +14,13 @@ from .methods import (
     FREEZE_EXPLAINS,
     LAYER_CHOOSER,
     METHODS,
+    PAPER_BASELINES,
     QUESTIONS,
     ROWS,
     SUBNETWORK_MASKER,
     TESTED_ON,
     Method,
+    shown_with,
 )
 from .mmsup import MMSUP
 from .protocol import Calibrated, Learner, Logged, Pictured, Probed, Probes, Projected, Recorded, Scored, registered
@@ -45,6 +47,7 @@ __all__ = [
     "registered",
     "MAML",
     "METHODS",
+    "PAPER_BASELINES",
     "MMSUP",
     "QUESTIONS",
     "Method",
@@ -52,5 +55,6 @@ __all__ = [
     "Scored",
     "TESTED_ON",
     "accuracy",
+    "shown_with",
     "task_losses",
 ]

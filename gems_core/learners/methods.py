@@ -129,6 +129,9 @@ METHODS: dict[str, Method] = {  # the supplement's Table 2 methods in its order,
 
 BASELINE = "maml"
 """The method every other is set against (``claims``: does it beat MAML?)."""
+PAPER_BASELINES = tuple(name for name, m in METHODS.items() if m.paper and not m.compared_with)
+"""The paper's methods without a mechanism to test (MAML, Multi-MAML): notebook 01's, and beside each
+method's own in its notebook."""
 LAYER_CHOOSER = "bmp"
 """The method whose per-task layer choice notebook 02 analyses: its embedding forms (the plan's
 ``bmp_embedding`` runs), its layers over training and its figure on the page."""
@@ -137,6 +140,13 @@ SUBNETWORK_MASKER = "mmsup"
 ablation grid, the convergence trace (supplement C.1) and its figure on the page."""
 ABLATED = (LAYER_CHOOSER, SUBNETWORK_MASKER)
 """The methods swept over the supplement's Table 1 grids by default (parameter ``ablation_methods``)."""
+
+
+def shown_with(method: str) -> list[str]:
+    """The rows a method's notebook sets beside it, in table order: the paper's baselines, the method, and
+    every row it is compared with (its test-time and trained controls)."""
+    return [*PAPER_BASELINES, method, *(row for row, _ in METHODS[method].compared_with)]
+
 
 TESTED_ON: dict[str, str] = {row: name for name, m in METHODS.items() for row, _ in m.test_controls}
 """Each test-time control's row name -> the method whose runs it evaluates."""
