@@ -1,6 +1,7 @@
 """The command lines of the kit: each parses its arguments and calls the library, nothing else.
 
     python -m gems_core.training PARAMS.yaml --method maml --seed 21    one run (resumes if interrupted)
+    python -m gems_core.training PARAMS.yaml --method maml --seed 21 --seed 42   two runs, one pack
     python -m gems_core.sweep PARAMS.yaml --executor local --workers 2   every planned run of a profile
     python -m gems_core.pipeline PARAMS.yaml                             the notebooks, headless
 
@@ -14,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from . import packed_runs, training
 from . import pipeline as notebook_pipeline
 from . import sweep as sweeping
-from . import training
 from .errors import run_cli
 from .jobs import EXIT_STATUS, train_one
 from .params import METHODS, load_params
@@ -28,15 +29,22 @@ def train(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one method with one seed (resumes if interrupted).")
     parser.add_argument("parameters")
     parser.add_argument("--method", required=True, choices=METHODS)
-    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument(
+        "--seed", type=int, required=True, action="append", help="repeat it to train those seeds as one pack"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
     def run() -> int:
-        params = load_params(args.parameters, methods=[args.method], seeds=[args.seed])  # the schema checks both
-        results = training.run_method(params, args.method, args.seed, progress=not args.no_progress)
-        assert results is not None  # it waits for a run another process holds
-        print(json.dumps(results["test"]))
+        params = load_params(args.parameters, methods=[args.method], seeds=args.seed)  # the schema checks both
+        if len(args.seed) == 1:
+            results = training.run_method(params, args.method, args.seed[0], progress=not args.no_progress)
+            assert results is not None  # it waits for a run another process holds
+            print(json.dumps(results["test"]))
+            return 0
+        packed = packed_runs.run_packed(params, args.method, args.seed, progress=not args.no_progress)
+        for seed, outcome in packed.items():
+            print(seed, json.dumps(outcome["test"]) if outcome else "trained by another process")
         return 0
 
     return run_cli(run)

@@ -42,35 +42,43 @@ def kept_counts(sizes: torch.Tensor, sparsity: torch.Tensor) -> torch.Tensor:
 
 class ComputeMask(torch.autograd.Function):
     """Top-``kept`` mask of ``scores`` [T, n] per task (``kept = kept_counts(n, sparsity)``, a long tensor),
-    with the soft-mask surrogate gradient for ``sparsity``."""
+    with the soft-mask surrogate gradient for ``sparsity``: one sparsity and count for every task (0-dim),
+    or one per task ([T], a pack of runs: ``packing``)."""
 
     @staticmethod
     def forward(ctx, scores, sparsity, kept, temperature):
         t, n = scores.shape
+        counts = kept.view(-1, 1)  # [1, 1], or [T, 1] per task
         order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-        keep_ranked = (torch.arange(n, device=scores.device) < kept).to(scores.dtype)
+        keep_ranked = (torch.arange(n, device=scores.device) < counts).to(scores.dtype)
         mask = torch.zeros_like(scores).scatter_(1, order, keep_ranked.expand(t, n))
         ranked = scores.gather(1, order)
-        last_kept = ranked.gather(1, (kept - 1).view(1, 1).expand(t, 1)).squeeze(1)
-        first_dropped = ranked.gather(1, kept.clamp_max(n - 1).view(1, 1).expand(t, 1)).squeeze(1)
+        last_kept = ranked.gather(1, (counts - 1).expand(t, 1)).squeeze(1)
+        first_dropped = ranked.gather(1, counts.clamp_max(n - 1).expand(t, 1)).squeeze(1)
         threshold = torch.where(kept == n, last_kept, (last_kept + first_dropped) / 2)
         ctx.save_for_backward(scores, threshold, temperature)
+        ctx.per_task = sparsity.dim() == 1
         return mask
 
     @staticmethod
     def backward(ctx, grad):
         scores, threshold, temperature = ctx.saved_tensors
-        return grad, sparsity_surrogate(grad, scores, threshold, temperature), None, None
+        return grad, sparsity_surrogate(grad, scores, threshold, temperature, ctx.per_task), None, None
 
 
 def sparsity_surrogate(
-    grad: torch.Tensor, scores: torch.Tensor, threshold: torch.Tensor, temperature: torch.Tensor
+    grad: torch.Tensor,
+    scores: torch.Tensor,
+    threshold: torch.Tensor,
+    temperature: torch.Tensor,
+    per_task: bool = False,
 ) -> torch.Tensor:
-    """sum_i grad_i * d soft_mask_i / d sparsity, summed over tasks (see the module docstring)."""
+    """sum_i grad_i * d soft_mask_i / d sparsity (see the module docstring): summed over tasks, or per task
+    ([T]) where each task has its own sparsity (a pack of runs)."""
     z = (scores - threshold.unsqueeze(1)) / temperature.unsqueeze(1)
     slope = torch.sigmoid(z) * torch.sigmoid(-z)  # sigma'(z)
     dmask = -scores.shape[1] * slope / slope.sum(1, keepdim=True).clamp_min(1e-12)
-    return (grad * dmask).sum()
+    return (grad * dmask).sum(1) if per_task else (grad * dmask).sum()
 
 
 OVERLAP_TASKS = 50  # tasks per test dataset whose kept sets are compared (MMSUP's overlaps and its score)

@@ -42,10 +42,18 @@ class Member:
         if isinstance(self.learner, Projected):
             self.learner.after_update()
         weight_norm = torch.nn.utils.get_total_norm([p.detach() for p in params])
+        self.record(loss, acc, torch.stack([loss.detach(), grad_norm, weight_norm]), batch, choices)
+        return loss, acc, batch
+
+    def record(
+        self, loss: torch.Tensor, acc: torch.Tensor, norms: torch.Tensor, batch: TaskBatch, choices: dict
+    ) -> None:
+        """Add one meta-update to the running sums: its loss, accuracy, non-finite flags (``norms``: the
+        loss, meta-gradient and weight norms, in NONFINITE's order) and what the learner logs of its choices."""
         logged = {}
         if isinstance(self.learner, Logged):  # its choices' running sums (BMP's adaptation rates)
             logged = self.learner.step_sums(batch, choices, self.n_distributions)
-        nonfinite = ~torch.isfinite(torch.stack([loss.detach(), grad_norm, weight_norm]))  # see NONFINITE
+        nonfinite = ~torch.isfinite(norms)
         earlier = self.sums.get("nonfinite_steps", torch.zeros((), device=loss.device))
         self.accumulate(
             {
@@ -56,7 +64,6 @@ class Member:
                 **logged,
             }
         )
-        return loss, acc, batch
 
     def accumulate(self, values: dict[str, torch.Tensor]) -> None:
         """Add in place (the tensors stay the same, so a captured graph keeps adding to them)."""

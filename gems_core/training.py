@@ -84,6 +84,7 @@ class Run:
         self.steps: MemberSteps | None = None
         self.watch = DivergenceWatch(params.loss_explosion_factor, params.ways)
         self.cpu_share = CpuShare(active=device.type == "cpu")  # held while ``run`` trains and tests
+        self._clock = 0.0  # when the current stretch of timed training began (``start_clock``)
 
     @property
     def graphed(self) -> bool:
@@ -146,8 +147,21 @@ class Run:
         if self.steps is None:  # built at the first iteration: a CUDA graph captures the restored state
             self.steps = MemberSteps(self.members, self.device, self.graphed, self.method)
         self.steps()
+        self.count_step()
+
+    def count_step(self) -> None:
+        """One meta-iteration done (by this run's steps, or by the pack it trains in)."""
         self.state.iteration += 1
         self.state.interval_steps += 1
+
+    @property
+    def trained(self) -> bool:
+        return self.state.iteration >= self.params.iterations
+
+    def due(self) -> bool:
+        """Whether this iteration logs or checkpoints (a pack writes its weights back first)."""
+        it, p = self.state.iteration, self.params
+        return it % p.validation_every == 0 or it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
 
     def calibrate(self) -> None:
         """Before the first iteration: let learners that need it (BMP's standardized embedding) measure
@@ -199,49 +213,53 @@ class Run:
         self.state.interval_steps = 0
         self.watch.new_interval()
 
-    def train(self, progress: bool = True) -> None:
-        """Meta-train to ``iterations``, or until Diverged. ``train_seconds`` counts meta-iterations only,
-        not validation or checkpoints. The device is synchronised only there and every
+    def train(self, progress: bool = True, until: int | None = None) -> None:
+        """Meta-train to ``iterations`` (or to iteration ``until``), or until Diverged. ``train_seconds``
+        counts meta-iterations only, not validation or checkpoints. The device is synchronised only there and every
         DIVERGENCE_CHECK_EVERY iterations, to read the non-finite flags."""
-        p = self.params
         if self.state.iteration == 0:
             self.calibrate()
-        bar = tqdm(
-            total=p.iterations,
-            initial=self.state.iteration,
-            disable=not progress,
-            leave=False,
-            desc=f"{self.method} seed {self.seed}",
-            unit="it",
-        )
-        synchronize(self.device)
-        clock = time.perf_counter()
+        bar = progress_bar(self.label, self.params.iterations, self.state.iteration, progress)
+        self.start_clock()
         try:
-            while self.state.iteration < p.iterations:
+            while not self.trained and (until is None or self.state.iteration < until):
                 self.step()
                 bar.update(1)
                 self.cpu_share.rebalance()  # other kit processes may have started or ended training
-                it = self.state.iteration
-                log = it % p.validation_every == 0 or it == p.iterations
-                checkpoint = it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
-                if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
-                    self.watch.check(it, self.state.interval_steps, self.members)  # before logging or saving
-                if log or checkpoint:
-                    synchronize(self.device)
-                    self.state.train_seconds += time.perf_counter() - clock
-                    if log:
-                        self.log_row()
-                        bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
-                    if checkpoint:
-                        self.save_checkpoint()
-                    if STOP.is_set():
-                        raise Stopped(it)
-                    clock = time.perf_counter()
+                self.after_step(bar)
         except Diverged:
-            self.state.train_seconds += time.perf_counter() - clock  # up to the iteration that diverged
+            self.stop_clock()  # up to the iteration that diverged
             raise
         finally:
             bar.close()
+
+    def start_clock(self) -> None:
+        synchronize(self.device)
+        self._clock = time.perf_counter()
+
+    def stop_clock(self) -> None:
+        """Add the time since ``start_clock`` to ``train_seconds``, once the device has done its work."""
+        synchronize(self.device)
+        self.state.train_seconds += time.perf_counter() - self._clock
+
+    def after_step(self, bar) -> None:
+        """After a counted meta-iteration: the divergence check, then the metrics row and checkpoint when
+        due (timed out of ``train_seconds``); Stopped once the checkpoint is saved if a stop was asked for."""
+        it, p = self.state.iteration, self.params
+        log = it % p.validation_every == 0 or it == p.iterations
+        checkpoint = it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
+        if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
+            self.watch.check(it, self.state.interval_steps, self.members)  # before logging or saving
+        if log or checkpoint:
+            self.stop_clock()
+            if log:
+                self.log_row()
+                bar.set_postfix(val_acc=f"{self.state.rows[-1]['val_accuracy']:.3f}")
+            if checkpoint:
+                self.save_checkpoint()
+            if STOP.is_set():
+                raise Stopped(it)
+            self.start_clock()
 
     # --- meta-test ---------------------------------------------------------------------------
     def test(self) -> dict:
@@ -291,6 +309,16 @@ class Run:
     def run(self, progress: bool = True) -> dict:
         """Train (resuming if a checkpoint exists), test, write results.json; return the results.
         A run that diverges is a result too: ``status: diverged``, with where and what, and no test."""
+        results = self.begin(progress)
+        with self.cpu_share:
+            try:
+                self.train(progress)
+            except Diverged as exc:
+                return self.end(results, exc)
+            return self.end(results)
+
+    def begin(self, progress: bool) -> dict:
+        """Make the folder, write params.json, resume from the newest checkpoint; the results so far."""
         self.files.make()
         try:
             self.files.recorded_params()
@@ -309,31 +337,30 @@ class Run:
         }
         if (matching := REGISTRY[self.method].matched_to) is not None:
             results["matched"] = {"run_id": runs.run_id(self.params, matching[0], self.seed), "options": self.matched}
-        with self.cpu_share:
-            try:
-                self.train(progress)
-            except Diverged as exc:
-                kept = (
-                    "its last checkpoint is kept"
-                    if self.state.rows or self.state.iteration
-                    else "no checkpoint was saved"
-                )
-                tqdm.write(f"{self.label} diverged: {exc}; the run stops, {kept}")
-                results.update(
-                    status="diverged",
-                    diverged={"iteration": exc.iteration, "quantities": exc.quantities, "reason": str(exc)},
-                    iterations=exc.iteration,
-                    train_seconds=self.state.train_seconds,
-                    test={},
-                    records={},
-                )
-            else:
-                results.update(
-                    status="complete",
-                    iterations=self.state.iteration,
-                    train_seconds=self.state.train_seconds,
-                    **self.test(),
-                )
+        return results
+
+    def end(self, results: dict, diverged: Diverged | None = None) -> dict:
+        """After training: the meta-test, or the divergence as the outcome; write and return results.json."""
+        if diverged is not None:
+            kept = (
+                "its last checkpoint is kept" if self.state.rows or self.state.iteration else "no checkpoint was saved"
+            )
+            tqdm.write(f"{self.label} diverged: {diverged}; the run stops, {kept}")
+            results.update(
+                status="diverged",
+                diverged={"iteration": diverged.iteration, "quantities": diverged.quantities, "reason": str(diverged)},
+                iterations=diverged.iteration,
+                train_seconds=self.state.train_seconds,
+                test={},
+                records={},
+            )
+        else:
+            results.update(
+                status="complete",
+                iterations=self.state.iteration,
+                train_seconds=self.state.train_seconds,
+                **self.test(),
+            )
         self.write_metrics()  # also after a re-evaluation, whose curve was set aside as damaged
         self.files.write_results(results)
         checked = self.files.results()  # as every later reader sees it: checked
@@ -341,10 +368,28 @@ class Run:
         return checked
 
 
+def progress_bar(label: str, total: int, initial: int, progress: bool):
+    return tqdm(total=total, initial=initial, disable=not progress, leave=False, desc=label, unit="it")
+
+
 def open_run(params: Config, method: str, seed: int, distributions: list[Distribution]) -> Run:
     """The Run of ``method`` and ``seed`` in its profile's run folder, on the parameters' device."""
     folder, device = run_folder(params, method, seed), resolve_device(params.device)
     return Run(params, method, seed, distributions, folder, device, matched_options(params, method, seed))
+
+
+def read_back_or_set_aside(files: RunFiles) -> dict | None:
+    """Under the run's lock: its results if it is complete and intact; else None, with its damaged results
+    set aside (named in a line) so it trains again from its last intact checkpoint."""
+    if (done := files.intact_results()) is not None:
+        return done
+    if (damage := files.damage()) is not None:
+        aside = files.set_aside(list(dict.fromkeys([*files.outputs(), damage.path.name])))
+        tqdm.write(
+            f"{files.method} seed {files.seed} is damaged: {damage}; its results are moved to {aside}, and the run "
+            "is trained again from its last intact checkpoint (re-evaluated if that is its last iteration)"
+        )
+    return None
 
 
 def run_method(
@@ -368,14 +413,8 @@ def run_method(
     with holding(files.path, params.output_root, wait, waiting) as held:
         if not held:
             return None
-        if (done := files.intact_results()) is not None:  # trained by whoever held the lock
+        if (done := read_back_or_set_aside(files)) is not None:  # trained by whoever held the lock
             return done
-        if (damage := files.damage()) is not None:
-            aside = files.set_aside(list(dict.fromkeys([*files.outputs(), damage.path.name])))
-            tqdm.write(
-                f"{method} seed {seed} is damaged: {damage}; its results are moved to {aside}, and the run is "
-                "trained again from its last intact checkpoint (re-evaluated if that is its last iteration)"
-            )
         distributions = distributions if distributions is not None else load_distributions(params)
         check_against_data(params, distributions)
         return open_run(params, method, seed, distributions).run(progress)

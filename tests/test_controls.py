@@ -147,7 +147,7 @@ def test_bmp_random_masks_keep_the_per_layer_per_step_frequencies():
     rng = np.random.default_rng(1)
     pooled = torch.tensor(rng.random((4000, 2, 5)) < frequency.numpy(), dtype=torch.float64)
     control, used = bmp.at_random([], [{"layer_masks": pooled}], seed=5)
-    drawn = control.per_task
+    drawn = control.task_masks
     assert drawn.shape == pooled.shape and not torch.equal(drawn, pooled)
     assert torch.allclose(drawn.mean(0), pooled.mean(0), atol=0.03)
     assert torch.allclose(torch.tensor(used["layer_adapt_frequency_by_step"], dtype=torch.float64), pooled.mean(0))

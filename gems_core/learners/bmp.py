@@ -231,12 +231,25 @@ class BMP(LayerMaskChoices, MAML):
                 "training tasks before training or evaluating it (a training run does this before "
                 "its first iteration and saves the statistics with the model)"
             )
-        return (raw - self.embedding_shift) / self.embedding_scale
+        tasks = len(raw)
+        return (raw - self.by_task(self.embedding_shift, tasks)) / self.by_task(self.embedding_scale, tasks)
 
     def layer_mask(self, params: Params, grads: Params) -> torch.Tensor:
         """[T, N] binary mask: 1 = the layer adapts in this step."""
         embedding = self.standardize(self.raw_embedding(params, grads))
-        return BinaryMask.apply(self.mask_mlp(embedding * self.inp_embedding))
+        return BinaryMask.apply(self.mlp(embedding * self.by_task(self.inp_embedding, len(embedding))))
+
+    def mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """The mask MLP on per-task inputs [T, 2N]; in a pack each task through its own run's weights."""
+        if self.pack_size is None:
+            return self.mask_mlp(x)
+        for layer in self.mask_mlp:
+            if isinstance(layer, nn.Linear):
+                weight, bias = self.per_task(layer.weight, len(x)), self.per_task(layer.bias, len(x))
+                x = torch.einsum("ti,toi->to", x, weight) + bias
+            else:
+                x = layer(x)
+        return x
 
     def frozen(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenLayerMasks, dict]:
         """The frozen-mask control: these weights, every task adapting with one layer mask per inner step,
@@ -258,7 +271,7 @@ class BMP(LayerMaskChoices, MAML):
         link between a task and its mask broken. ``test``: the probes of the meta-test, in its order."""
         masks = torch.cat([p["layer_masks"] for p in test])
         order = torch.randperm(len(masks), generator=torch.Generator().manual_seed(seed))
-        return GivenLayerMasks(self, per_task=masks[order]), {"permutation_seed": seed}
+        return GivenLayerMasks(self, task_masks=masks[order]), {"permutation_seed": seed}
 
     def at_random(self, validation: list[dict], test: list[dict], seed: int) -> tuple[GivenLayerMasks, dict]:
         """The random-masks control: each test task adapts with masks drawn independently per layer and
@@ -267,7 +280,7 @@ class BMP(LayerMaskChoices, MAML):
         masks = torch.cat([p["layer_masks"] for p in test])
         frequency = masks.double().mean(0)  # [steps, N]
         drawn = torch.rand(masks.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        return GivenLayerMasks(self, per_task=(drawn < frequency).to(masks)), {
+        return GivenLayerMasks(self, task_masks=(drawn < frequency).to(masks)), {
             "layer_adapt_frequency_by_step": frequency.tolist()
         }
 
@@ -299,26 +312,26 @@ class BMP(LayerMaskChoices, MAML):
 class GivenLayerMasks(LayerMaskChoices, MAML):
     """BMP's test-time controls: a copy of a trained BMP's initialisation in which each task adapts the
     layers of a mask it is given instead of the one BMP's MLP would choose: one ``pattern`` [steps, N] for
-    every task (frozen), or one row of ``per_task`` [tasks, steps, N] per task in ``predict``'s order, each
+    every task (frozen), or one row of ``task_masks`` [tasks, steps, N] per task in ``predict``'s order, each
     used once (shuffled, random). Read as BMP is (``LayerMaskChoices``); it is never trained."""
 
-    def __init__(self, trained: BMP, pattern: torch.Tensor | None = None, per_task: torch.Tensor | None = None):
-        if (pattern is None) == (per_task is None):
-            raise ValueError("GivenLayerMasks needs one of pattern (every task's) or per_task (each task's)")
+    def __init__(self, trained: BMP, pattern: torch.Tensor | None = None, task_masks: torch.Tensor | None = None):
+        if (pattern is None) == (task_masks is None):
+            raise ValueError("GivenLayerMasks needs one of pattern (every task's) or task_masks (each task's)")
         super().__init__(**trained.architecture(), init=trained.initial_copy())
         like = trained.inp_embedding
         self.pattern = pattern.to(like) if pattern is not None else None
-        self.per_task = per_task.to(like) if per_task is not None else None
+        self.task_masks = task_masks.to(like) if task_masks is not None else None
         self.next_task = 0
         self.batch_masks: torch.Tensor | None = None  # [T, steps, N]: the batch being adapted
 
     def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]:
-        """As MAML's, each task adapting with its given masks (the next ``len(batch)`` rows of ``per_task``)."""
-        if self.per_task is not None:
+        """As MAML's, each task adapting with its given masks (the next ``len(batch)`` rows of ``task_masks``)."""
+        if self.task_masks is not None:
             start, self.next_task = self.next_task, self.next_task + len(batch)
-            if self.next_task > len(self.per_task):
-                raise RuntimeError(f"BMP control: {len(self.per_task)} given masks, asked for task {self.next_task}")
-            self.batch_masks = self.per_task[start : self.next_task]
+            if self.next_task > len(self.task_masks):
+                raise RuntimeError(f"BMP control: {len(self.task_masks)} given masks, asked for task {self.next_task}")
+            self.batch_masks = self.task_masks[start : self.next_task]
         return super().predict(batch)
 
     def inner_update(self, step: int, params: Params, grads: Params) -> tuple[Params, dict[str, torch.Tensor]]:

@@ -77,6 +77,7 @@ class MAML(nn.Module):
         self.ways, self.image_size, self.hidden = ways, image_size, hidden
         self.fast_lr, self.steps, self.first_order = fast_lr, steps, first_order
         self.layers = layer_names()
+        self.pack_size: int | None = None  # runs trained in lockstep, each meta-parameter [runs, ...] (packing)
 
     def architecture(self) -> dict:
         """MAML's own constructor arguments but the weights: a test-time control builds itself from them."""
@@ -117,6 +118,22 @@ class MAML(nn.Module):
         """The meta-learned initialisation, by name."""
         return {k: self.backbone[_key(k)] for k in self.names}
 
+    def per_task(self, value: torch.Tensor, tasks: int) -> torch.Tensor:
+        """A meta-parameter [...] as each of ``tasks`` tasks starts from it: [tasks, ...]; in a pack
+        (``pack_size`` runs, value [runs, ...]), each run's for its own ``tasks / runs`` tasks."""
+        if self.pack_size is None:
+            return value.unsqueeze(0).expand(tasks, *value.shape)
+        runs = self.pack_size
+        return value.unsqueeze(1).expand(runs, tasks // runs, *value.shape[1:]).reshape(tasks, *value.shape[1:])
+
+    def by_task(self, value: torch.Tensor, tasks: int) -> torch.Tensor:
+        """A meta-parameter where it meets per-task values: as it is (it broadcasts), or, in a pack, per task."""
+        return value if self.pack_size is None else self.per_task(value, tasks)
+
+    def task_mean(self, losses: torch.Tensor) -> torch.Tensor:
+        """The meta-loss of per-task losses [T]: their mean, or, in a pack, each run's mean [runs]."""
+        return losses.mean() if self.pack_size is None else losses.view(self.pack_size, -1).mean(1)
+
     def forward_model(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         return conv4_forward(params, x)
 
@@ -133,7 +150,7 @@ class MAML(nn.Module):
         ``track``: keep the graph from the adapted weights back to the meta-parameters (meta-training).
         Without it (evaluation) each step starts from detached weights, so memory holds one step."""
         t = support_x.shape[0]
-        params = {k: v.unsqueeze(0).expand(t, *v.shape) for k, v in self.initial().items()}
+        params = {k: self.per_task(v, t) for k, v in self.initial().items()}
         if not track:
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
         chosen = []
@@ -148,11 +165,11 @@ class MAML(nn.Module):
         return Adaptation(params, {k: torch.stack([c[k] for c in chosen], dim=1) for k in chosen[0]} if chosen else {})
 
     def meta_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """(mean query loss over tasks, differentiable w.r.t. the meta-parameters; per-task query accuracy;
-        what the learner chose per task, ``Adaptation.choices``)."""
+        """(mean query loss over tasks, differentiable w.r.t. the meta-parameters, per run in a pack; per-task
+        query accuracy; what the learner chose per task, ``Adaptation.choices``)."""
         adapted, choices = self.adapt(batch.support_x, batch.support_y, create_graph=not self.first_order)
         logits = self.forward_model(adapted, batch.query_x)
-        return task_losses(logits, batch.query_y).mean(), accuracy(logits.detach(), batch.query_y), choices
+        return self.task_mean(task_losses(logits, batch.query_y)), accuracy(logits.detach(), batch.query_y), choices
 
     def predict(self, batch: TaskBatch) -> tuple[torch.Tensor, Adaptation]:
         """Query logits [T, Q, ways] after adaptation, and the adaptation (detached weights and choices),

@@ -113,12 +113,16 @@ class MMSUP(MAML):
         with the surrogate gradient for the sparsity."""
         i = layer_index(layer)
         scores = self.mask_scores(layer, weight).detach().abs().flatten(1)
-        return ComputeMask.apply(scores, self.sparsity[i], kept[i], self.temperature * scores.mean(1))
+        sparsity, kept = self.by_task(self.sparsity[..., i], len(scores)), self.by_task(kept[..., i], len(scores))
+        return ComputeMask.apply(scores, sparsity, kept, self.temperature * scores.mean(1))
 
     def mask_scores(self, layer: str, weight: torch.Tensor) -> torch.Tensor:
         """[T or 1, ...] what the layer's mask keeps the largest magnitudes of: the task's weights, or the
         initial weights (``static_mask``)."""
-        return self.backbone[f"{layer}__weight"].unsqueeze(0) if self.static_mask else weight
+        if not self.static_mask:
+            return weight
+        initial = self.backbone[f"{layer}__weight"]
+        return initial.unsqueeze(0) if self.pack_size is None else self.per_task(initial, len(weight))
 
     def kept(self) -> torch.Tensor:
         """How many weights each conv layer keeps at the current sparsity (a long tensor, on the device)."""
