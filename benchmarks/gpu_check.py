@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from maml_iteration import l2l_maml_step, make_tasks  # noqa: E402
+from packing import packing_table  # noqa: E402
 
 from gems_core import numerics  # noqa: E402
 from gems_core.data import ClassImages, Distribution  # noqa: E402
@@ -257,22 +258,46 @@ def run_tests(log: Path, timeout: int) -> dict:
     }
 
 
+def run_hours(ms: float, eval_s: float, params: Config) -> float:
+    """GPU-hours of one run at ``ms`` per meta-iteration: meta-iterations plus validation (every
+    ``validation_every``, ``validation_tasks`` per distribution) and the meta-test (two datasets)."""
+    validations = ITERATIONS // params.validation_every
+    evaluation = eval_s / 600 * 2 * (validations * params.validation_tasks + params.test_tasks)
+    return (ms / 1000 * ITERATIONS + evaluation) / 3600
+
+
+def table2_hours(ms: dict, eval_s: dict, params: Config) -> float:
+    """GPU-hours of Table 2: every Table 2 method's runs (three pairs, three seeds)."""
+    return sum(run_hours(ms[m], eval_s[m], params) for m in TABLE2_METHODS) * TABLE2_RUNS_PER_METHOD
+
+
 def gpu_hours(ms: dict, eval_s: dict, params: Config) -> dict:
-    """GPU-hours of Table 2 (36 runs) and of the 93 ablation runs: meta-iterations plus validation
-    (every ``validation_every``, ``validation_tasks`` per distribution) and the meta-test (two datasets)."""
-
-    def run_hours(method):
-        validations = ITERATIONS // params.validation_every
-        evaluation = eval_s[method] / 600 * 2 * (validations * params.validation_tasks + params.test_tasks)
-        return (ms[method] / 1000 * ITERATIONS + evaluation) / 3600
-
-    table2 = sum(run_hours(m) for m in TABLE2_METHODS) * TABLE2_RUNS_PER_METHOD
-    ablations = ABLATION_RUNS * (run_hours("bmp") + run_hours("mmsup")) / 2
+    """GPU-hours of Table 2 (36 runs) and of the 93 ablation runs (``run_hours``)."""
+    ablations = (
+        ABLATION_RUNS
+        * (run_hours(ms["bmp"], eval_s["bmp"], params) + run_hours(ms["mmsup"], eval_s["mmsup"], params))
+        / 2
+    )
     return {
-        "table2": round(table2, 1),
+        "table2": round(table2_hours(ms, eval_s, params), 1),
         "ablations_upper_bound": round(ablations, 1),
-        "per_run": {m: round(run_hours(m), 2) for m in METHODS},
+        "per_run": {m: round(run_hours(ms[m], eval_s[m], params), 2) for m in METHODS},
     }
+
+
+def packing_report(rows: list[dict], eval_s: dict, params: Config) -> dict:
+    """Per pack size: each method's ms per run-iteration alone and packed, runs per GPU-hour (training
+    only), peak memory, and Table 2's GPU-hours with every method's seeds packed (``gpu_hours``)."""
+    out = {}
+    for size in sorted({row["runs"] for row in rows}):
+        at = {row["method"]: row for row in rows if row["runs"] == size}
+        packed_ms = {m: at[m]["ms_per_run_iteration_packed"] for m in at}
+        out[str(size)] = {
+            "rows": list(at.values()),
+            "runs_per_gpu_hour": {m: round(3.6e6 / (ms * ITERATIONS), 2) for m, ms in packed_ms.items()},
+            "table2_gpu_hours": round(table2_hours(packed_ms, eval_s, params), 1),
+        }
+    return out
 
 
 def main() -> int:
@@ -290,6 +315,7 @@ def main() -> int:
         action="store_true",
         help="also measure runs per hour with 1-4 runs sharing the GPU (about 3 minutes more on an H100)",
     )
+    parser.add_argument("--packs", nargs="+", type=int, default=[1, 2, 3, 6], help="pack sizes timed (packing)")
     parser.add_argument("--one-process", action="store_true", help=argparse.SUPPRESS)  # a throughput worker
     args = parser.parse_args()
     if args.one_process:
@@ -333,6 +359,9 @@ def main() -> int:
                 flush=True,
             )
         profile_step(params, dists, device, Path(tmp) / "profile", args.results_dir / f"{slug(gpu)}-profile.txt")
+        packs = packing_table(params, list(TABLE2_METHODS), args.packs, device, 3, args.repeats, dists)
+        for row in packs:
+            print(f"{'pack':>22}: {json.dumps(row)}", flush=True)
     l2l_ms = time_l2l(params, device, args.iterations, args.repeats)
     print(f"{'learn2learn_maml':>22}: {l2l_ms:8.2f} ms/iteration", flush=True)
     ms = {m: timings[m]["ms"] for m in timings}
@@ -344,6 +373,7 @@ def main() -> int:
     report["speedup_over_learn2learn"] = {m: l2l_ms / ms[m] for m in METHODS}
     report["ratio_to_kit_maml"] = {m: ms[m] / ms["maml"] for m in ("bmp", "mmsup")}
     report["gpu_hours"] = gpu_hours(ms, report["eval_seconds_per_600_tasks"], params)
+    report["packing"] = packing_report(packs, report["eval_seconds_per_600_tasks"], params)
     if args.throughput:
         report["runs_per_hour_sharing_one_gpu"] = throughput(args)
     path = args.results_dir / f"{slug(gpu)}.json"

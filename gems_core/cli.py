@@ -66,6 +66,9 @@ def sweep(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="local: runs at once on the CPU")
     parser.add_argument("--gpus", help="local: GPUs to use, e.g. 0,1")
     parser.add_argument("--per-gpu", type=int, default=1, help="local: runs at once on each GPU")
+    parser.add_argument(
+        "--pack", type=int, default=1, help="train the seeds of a method at a setting as packs of this many runs"
+    )
     parser.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS), help="which planned runs")
     parser.add_argument("--no-render", action="store_true", help="do not render the notebooks afterwards")
     parser.add_argument("--only", nargs="*", help="render only notebooks whose name starts with these, e.g. 06")
@@ -94,13 +97,14 @@ def sweep(argv: list[str] | None = None) -> int:
         return run_cli(work)  # Ctrl-C reaches the workers too: one line in their logs, no traceback
     if not args.parameters:
         parser.error("the parameters file is required")
-    if min(args.workers, args.per_gpu) < 1:
-        parser.error("--workers and --per-gpu must be at least 1")
+    if min(args.workers, args.per_gpu, args.pack) < 1:
+        parser.error("--workers, --per-gpu and --pack must be at least 1")
     options = sweeping.SweepOptions(
         executor=args.executor,
         workers=args.workers,
         gpus=tuple(g for g in (args.gpus or "").split(",") if g),
         per_gpu=args.per_gpu,
+        pack=args.pack,
         kinds=tuple(args.kinds),
         render=not args.no_render,
         only=tuple(args.only) if args.only else None,

@@ -24,7 +24,7 @@ from . import io
 from .errors import KitError
 from .jobs import LOCKED_ELSEWHERE, SlurmRun, job_spec, train_one
 from .params import Config
-from .plan import KINDS, LOG_SECONDS, Planned
+from .plan import KINDS, LOG_SECONDS, Job
 from .runs import FAILURE, run_lock
 
 TODO = ("missing", "partial", "failed", "damaged")  # run states a sweep trains (damaged: re-evaluated or retrained)
@@ -35,7 +35,7 @@ class Status:
     """The sweep's status: on a terminal a live bar; elsewhere (a Slurm log, CI, a file) one line whenever
     the counts change and at most one a minute in between; and the list of failures with their logs."""
 
-    def __init__(self, runs: list[Planned], desc: str):
+    def __init__(self, runs: list[Job], desc: str):
         self.total, self.desc = len(runs), desc
         self.failures: dict[str, str] = {}
         self.live = sys.stderr.isatty()
@@ -43,7 +43,7 @@ class Status:
         self.counts: tuple | None = None
         self.printed_at = 0.0
 
-    def show(self, queued: int, running: list[Planned], done: int) -> None:
+    def show(self, queued: int, running: list[Job], done: int) -> None:
         reached = ", ".join(f"{r.label} at {r.state()[1]}" for r in running[:3]) + (" ..." if len(running) > 3 else "")
         line = (
             f"queued {queued}, running {len(running)}{': ' + reached if running else ''}, "
@@ -58,9 +58,10 @@ class Status:
             self.counts, self.printed_at = counts, now
             print(f"{self.desc}: {line}", flush=True)
 
-    def fail(self, run: Planned, log: str, why: str) -> None:
+    def fail(self, run: Job, log: str, why: str) -> None:
         self.failures[run.label] = log
-        io.write_json(run.folder / FAILURE, {"log": log, "why": why})
+        for part in run.parts:  # every run of a pack
+            io.write_json(part.folder / FAILURE, {"log": log, "why": why})
         tqdm.write(f"failed: {run.label} ({why}); log: {log}")
 
     def close(self) -> None:
@@ -68,7 +69,7 @@ class Status:
 
 
 # --- executors ---------------------------------------------------------------------------------
-def run_inline(runs: list[Planned], status: Status) -> list[Planned]:
+def run_inline(runs: list[Job], status: Status) -> list[Job]:
     """Train each run here, one after another; returns the runs locked by another process."""
     elsewhere = []
     for i, run in enumerate(runs):
@@ -93,12 +94,12 @@ def worker_slots(gpus: list[str], per_gpu: int, workers: int) -> list[dict]:
     return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * workers
 
 
-def run_local(runs: list[Planned], status: Status, slots: list[dict], folder: Path) -> list[Planned]:
+def run_local(runs: list[Job], status: Status, slots: list[dict], folder: Path) -> list[Job]:
     """One process per run, as many at once as there are slots; returns the runs locked elsewhere."""
     (folder / "jobs").mkdir(parents=True, exist_ok=True)
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     queue, elsewhere, done = list(runs), [], 0
-    running: dict[int, tuple[subprocess.Popen, Planned, str]] = {}
+    running: dict[int, tuple[subprocess.Popen, Job, str]] = {}
     try:
         while queue or running:
             for slot in [s for s in range(len(slots)) if s not in running]:
@@ -145,6 +146,7 @@ class SweepOptions:
     workers: int = 1  # local: runs at once on the CPU
     gpus: tuple[str, ...] = ()  # local: the GPUs to use, one process per run on each
     per_gpu: int = 1  # local: runs at once on each GPU
+    pack: int = 1  # the seeds of a method at a setting trained as packs of at most this many (1: no packs)
     kinds: tuple[str, ...] = KINDS  # which planned runs
     render: bool = True  # render the notebooks once every run has ended
     only: tuple[str, ...] | None = None  # render only the notebooks whose names start with these
@@ -206,7 +208,7 @@ def submit(executor, specs: list[dict]) -> list:
         ) from None
 
 
-def run_slurm(runs: list[Planned], status: Status, params: Config, options: SweepOptions, folder: Path) -> bool:
+def run_slurm(runs: list[Job], status: Status, params: Config, options: SweepOptions, folder: Path) -> bool:
     """Submit the runs not already queued as one job array; with ``--wait`` follow all of them. Returns
     whether every job has ended."""
     import submitit
@@ -244,9 +246,11 @@ def run_slurm(runs: list[Planned], status: Status, params: Config, options: Swee
     return not pending
 
 
-def wait_for(runs: list[Planned], status: Status) -> None:
+def wait_for(runs: list[Job], status: Status) -> None:
     """Wait until runs another process is training are complete (their lock is free)."""
-    for run in runs:
+    for run in (part for job in runs for part in job.parts):  # a pack's runs, one by one
+        if run.state()[0] not in TODO:
+            continue
         tqdm.write(f"{run.label} is being trained by another process: waiting for it")
         lock = run_lock(run.locked, run.params.output_root)
         while True:

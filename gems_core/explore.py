@@ -81,11 +81,13 @@ def task_figure(seen: dict, max_queries: int = 10):
 
 
 def explorable_runs(params: Config, methods: list[str] | None = None) -> tuple[dict[str, Trained], list[str]]:
-    """The first seed's run of each method (the profile's, in the registry's order, or ``methods``) that
-    has a checkpoint, loaded; and why each other run that has one cannot be explored (a damaged
-    checkpoint, or one from an older kit), so one bad run does not take the explorer down."""
+    """The first seed's run of each method (the profile's, or ``methods``) that has a checkpoint, loaded;
+    and why each other run that has one cannot be explored (a damaged checkpoint, or one from an older
+    kit), so one bad run does not take the explorer down. By default the methods that draw a per-task
+    choice (``Pictured``) come first, then the others, each in the registry's order."""
     loaded, problems, seed = {}, [], params.seeds[0]
-    for method in methods or [m for m in METHODS if m in params.methods]:
+    profile = [m for m in METHODS if m in params.methods]
+    for method in methods or sorted(profile, key=lambda m: not issubclass(METHODS[m].learner, Pictured)):
         folder = run_folder(params, method, seed)
         if method in params.methods and (folder / checkpoints.NEWEST).exists():
             try:

@@ -7,7 +7,7 @@ import io
 import sys
 
 from .params import validate
-from .plan import Planned, PlannedRun, PlannedTrace
+from .plan import Job, PlannedPack, PlannedRun, PlannedTrace
 from .runs import FAILURE
 from .stopping import Stopped, stop_on_sigterm
 
@@ -16,8 +16,10 @@ STOPPED = 143  # ... and when SIGTERM stopped it (128 + SIGTERM, as shells repor
 EXIT_STATUS = {"done": 0, "locked elsewhere": LOCKED_ELSEWHERE, "stopped": STOPPED}
 
 
-def job_spec(run: Planned) -> dict:
-    """What a worker needs to train ``run``: JSON, so it travels as a file or a pickle."""
+def job_spec(run: Job) -> dict:
+    """What a worker needs to train ``run`` (or a pack of runs): JSON, so it travels as a file or a pickle."""
+    if isinstance(run, PlannedPack):
+        return {"kind": run.kind, "runs": [job_spec(part) for part in run.parts], "label": run.label}
     return {
         "kind": run.kind,
         "method": run.method,
@@ -28,7 +30,10 @@ def job_spec(run: Planned) -> dict:
     }
 
 
-def from_spec(spec: dict) -> Planned:
+def from_spec(spec: dict) -> Job:
+    if spec["kind"] == PlannedPack.kind:
+        parts = [from_spec(part) for part in spec["runs"]]
+        return PlannedPack(tuple(part for part in parts if isinstance(part, PlannedRun)))
     params = validate(spec["params"])
     if spec["kind"] == PlannedTrace.kind:
         return PlannedTrace(spec["method"], spec["seed"], params, spec["label"])
@@ -42,8 +47,9 @@ def train_one(spec: dict, wait: bool, progress: bool = False) -> str:
     if isinstance(sys.stdout, io.TextIOWrapper):  # not under a test's capture
         sys.stdout.reconfigure(line_buffering=True)
     run = from_spec(spec)
-    if run.state()[0] not in ("complete", "diverged"):
-        (run.folder / FAILURE).unlink(missing_ok=True)
+    for part in run.parts:
+        if part.state()[0] not in ("complete", "diverged"):
+            (part.folder / FAILURE).unlink(missing_ok=True)
     try:
         return "locked elsewhere" if run.execute(progress=progress, wait=wait) is None else "done"
     except Stopped as exc:

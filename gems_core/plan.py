@@ -22,9 +22,21 @@ from . import checkpoints, convergence
 from .data import Distribution, load_distributions
 from .learners import LAYER_CHOOSER, SUBNETWORK_MASKER
 from .learners import METHODS as REGISTRY
+from .packed_runs import run_packed
 from .params import Config
 from .results import duration
-from .runs import FAILURE, METRICS, RESULTS, RunDamaged, RunFiles, Unmatched, holding, run_folder, run_id
+from .runs import (
+    FAILURE,
+    METRICS,
+    RESULTS,
+    RunDamaged,
+    RunFiles,
+    Unmatched,
+    holding,
+    params_hash,
+    run_folder,
+    run_id,
+)
 from .training import run_method
 
 LOG_SECONDS = 60  # when the output is not a terminal (a Slurm log, CI, a file): at most one progress or status
@@ -111,6 +123,11 @@ class PlannedRun:
             else "missing"
         ), iteration
 
+    @property
+    def parts(self) -> tuple[PlannedRun, ...]:
+        """The runs this job trains: itself (a pack: its runs)."""
+        return (self,)
+
     def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
         """Train (or resume, or read back) this run. With ``wait=False`` a run another process is training is
         skipped (None)."""
@@ -177,6 +194,10 @@ class PlannedTrace:
         """(complete | missing, the iteration reached)."""
         return ("complete", self.iterations) if self.trace_path.exists() else ("missing", 0)
 
+    @property
+    def parts(self) -> tuple[PlannedTrace, ...]:
+        return (self,)
+
     def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
         """Trace (or read back) the convergence table; None with ``wait=False`` while another process traces."""
         with holding(self.locked, self.params.output_root, wait) as held:
@@ -186,8 +207,103 @@ class PlannedTrace:
             return convergence.trace(self.params, self.seed, dists, self.trace_path)
 
 
+@dataclass(frozen=True, eq=False)
+class PlannedPack:
+    """Planned runs of one method at one setting, their seeds, trained as one pack (``packed_runs``): a
+    sweep's job, run by its executors as they run one run (``--pack``)."""
+
+    parts: tuple[PlannedRun, ...]
+    kind: str = "pack"
+    point: None = None
+
+    @property
+    def first(self) -> PlannedRun:
+        return self.parts[0]
+
+    @property
+    def params(self) -> Config:
+        return self.first.params
+
+    @property
+    def method(self) -> str:
+        return self.first.method
+
+    @property
+    def label(self) -> str:
+        return f"{self.first.label} + {len(self.parts) - 1} more seeds, as one pack"
+
+    @property
+    def name(self) -> str:
+        return f"{self.first.name}-pack{len(self.parts)}"
+
+    @property
+    def folder(self) -> Path:
+        return self.first.folder
+
+    @property
+    def iterations(self) -> int:
+        return self.first.iterations
+
+    def progress_record(self) -> Path | None:
+        return next((r for p in self.parts if (r := p.progress_record()) is not None), None)
+
+    def reached(self) -> tuple[int, float, str] | None:
+        """Where its least advanced unfinished run is (the pack trains its runs in lockstep)."""
+        unfinished = [p for p in self.parts if p.state()[0] not in ("complete", "diverged")] or list(self.parts)
+        return min(unfinished, key=lambda p: p.state()[1]).reached()
+
+    def outcome(self) -> dict:
+        return {}
+
+    def damage(self) -> RunDamaged | None:
+        return next((d for p in self.parts if (d := p.damage()) is not None), None)
+
+    def state(self) -> tuple[str, int]:
+        """Its least advanced run's state: complete (or diverged) once every run is."""
+        states = [p.state() for p in self.parts]
+        unfinished = [s for s in states if s[0] not in ("complete", "diverged")]
+        return min(unfinished or states, key=lambda s: s[1])
+
+    def execute(self, distributions: list[Distribution] | None = None, progress: bool = True, wait: bool = True):
+        """Train (or resume, or read back) the pack's runs; None if another process trains one of them (the
+        others are trained all the same)."""
+        seeds = [p.seed for p in self.parts]
+        tqdm.write(f"pack of {len(seeds)}: {', '.join(p.name for p in self.parts)}")
+        outcomes = run_packed(self.params, self.method, seeds, distributions, progress)
+        return None if any(o is None for o in outcomes.values()) else outcomes
+
+
 Planned = PlannedRun | PlannedTrace
 """Everything a profile plans: training runs and the convergence trace."""
+Job = PlannedRun | PlannedTrace | PlannedPack
+"""What a sweep's worker or Slurm job trains: one planned run, or a pack of them."""
+
+
+def packed(runs: list[Planned], size: int) -> list[Job]:
+    """``runs`` with the seeds of each method at each setting (one ``params_hash``) grouped, in plan order,
+    into packs of at most ``size``; a run alone in its group, a trace, and a control matched to another
+    method's runs (its options differ by seed) stay as they are."""
+    groups: dict[tuple[str, str], list[PlannedRun]] = {}
+    order: list[Job | tuple[str, str]] = []
+    for run in runs:
+        if size > 1 and isinstance(run, PlannedRun) and REGISTRY[run.method].matched_to is None:
+            key = (run.method, params_hash(run.params, run.method))
+            if key not in groups:
+                groups[key] = []
+                order.append(key)
+            groups[key].append(run)
+        else:
+            order.append(run)
+    out: list[Job] = []
+    for item in order:
+        if not isinstance(item, tuple):
+            out.append(item)
+            continue
+        group = groups[item]
+        for start in range(0, len(group), size):
+            chunk = group[start : start + size]
+            out.append(PlannedPack(tuple(chunk)) if len(chunk) > 1 else chunk[0])
+    return out
 
 
 def ablation_grid(params: Config) -> list[tuple[str, float, str, Config]]:

@@ -17,7 +17,11 @@ lock, so runs that another sweep or a notebook is training are left to it and wa
   time limit or is preempted requeues itself and resumes from its run folder. With ``--wait`` the sweep
   follows the jobs; without, it returns after submitting, and a later call reports on them.
 
-A status line shows runs queued / running (with the iteration each reached) / complete / failed; the
+With ``--pack P`` the seeds of each method at each setting train as packs of up to P runs in one worker
+or job (``packed_runs``: one batched step, each run's files its own), and the sweep names each pack;
+the default, 1, trains every run alone until a GPU measurement says what P pays (docs/sweeps.md).
+
+A status line shows runs (or packs) queued / running (with the iteration each reached) / complete / failed; the
 sweep exits with status 1 naming every failed run and its log, and renders the notebooks with the
 pipeline (unless ``--no-render``) once every run is complete or diverged. This module is the sweep;
 its command line is ``cli.sweep``, the executors and the status live in ``executors``, one run as a
@@ -36,7 +40,7 @@ from .data.sources import require_data
 from .device import resolve_device
 from .executors import TODO, Status, SweepOptions, run_inline, run_local, run_slurm, wait_for, worker_slots
 from .params import Config, load_params
-from .plan import plan
+from .plan import PlannedPack, packed, plan
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -58,19 +62,23 @@ def sweep(parameters_file: str, options: SweepOptions) -> int:
         f"{params.profile}: {len(runs)} planned runs, {len(runs) - len(todo)} complete or diverged, "
         f"{len(todo)} to train ({options.executor})"
     )
+    jobs = packed(todo, options.pack)
+    for job in jobs:
+        if isinstance(job, PlannedPack):
+            tqdm.write(f"  one pack: {', '.join(part.name for part in job.parts)}")
     root = Path(params.output_root)
     io.make_folder(root, root / "runs")  # a file or a link where a folder belongs: one line, before any run
     folder = io.make_folder(root, sweep_dir(params))
-    status = Status(todo, f"sweep {params.profile}")
+    status = Status(jobs, f"sweep {params.profile}")
     ended = True
     try:
         if options.executor == "inline":
-            elsewhere = run_inline(todo, status)
+            elsewhere = run_inline(jobs, status)
         elif options.executor == "local":
             slots = worker_slots(list(options.gpus), options.per_gpu, options.workers)
-            elsewhere = run_local(todo, status, slots, folder)
+            elsewhere = run_local(jobs, status, slots, folder)
         else:
-            ended, elsewhere = run_slurm(todo, status, params, options, folder), []
+            ended, elsewhere = run_slurm(jobs, status, params, options, folder), []
         wait_for(elsewhere, status)
     except KeyboardInterrupt:
         status.close()

@@ -98,3 +98,20 @@ def test_a_sweep_on_real_slurm_completes_survives_a_requeue_and_renders(slurm_en
     assert (out / "index.html").read_text().count('<span class="complete">') == 6  # the page read every run
     later = _sweep(params_file, slurm_env, "--no-render")  # a later call: nothing queued, nothing to train
     assert "6 planned runs, 6 complete or diverged, 0 to train" in later
+
+
+def test_a_packed_sweep_on_real_slurm_trains_each_pack_as_one_job_whose_log_names_its_runs(slurm_env, tmp_path):
+    light = dict(ablation_methods=[], ablation_sparsity=[], bmp_compare_embeddings=[])
+    params_file = smoke_file(tmp_path, "packs", seeds=[21, 42], methods=["maml", "bmp"], **light)
+    said = _sweep(params_file, slurm_env, "--pack", "2", "--wait", "--no-render")
+    folder = tmp_path / "packs" / "smoke" / "sweep"
+    jobs = json.loads((folder / "slurm_jobs.json").read_text())
+    runs = plan(load_params(params_file))
+    assert len(runs) == 5 and len(jobs) == 3 and "submitted 3 runs as job array" in said  # two packs, the trace
+    assert all(run.state()[0] == "complete" for run in runs)
+    for name, job in jobs.items():
+        log = next((folder / "slurm").glob(f"{job}_*_log.out")).read_text()
+        if name.endswith("-pack2"):
+            (line,) = [line for line in log.splitlines() if line.startswith("pack of 2: ")]
+            method = name.split("-seed")[0]
+            assert all(run.name in line for run in runs if run.kind == "main" and run.method == method), log

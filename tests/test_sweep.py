@@ -286,3 +286,43 @@ def test_a_cpu_profile_asks_slurm_for_no_gpu_unless_told(tiny_params):
     assert gpus_per_task(cpu, SweepOptions()) == 0  # a GPU-less cluster refuses any GPU request
     assert gpus_per_task(gpu, SweepOptions()) == 2
     assert gpus_per_task(cpu, SweepOptions(gpus_per_task=1)) == 1
+
+
+def test_packs_group_the_seeds_of_a_method_at_a_setting_and_nothing_else(tiny_params):
+    from gems_core.plan import PlannedPack, packed
+    from gems_core.runs import params_hash
+
+    params = tiny_params(seeds=[21, 42, 56], methods=["maml", "bmp", "fixed_layers_matched"])
+    runs = plan(params, ("main", "ablation", "convergence"))
+    assert packed(runs, 1) == runs
+    jobs = packed(runs, 2)
+    packs = [job for job in jobs if isinstance(job, PlannedPack)]
+    main = [(p.method, [r.seed for r in p.parts]) for p in packs if p.first.kind == "main"]
+    assert main == [("maml", [21, 42]), ("bmp", [21, 42])]  # seed 56 of each: alone, the pack being full
+    assert all(len({params_hash(r.params, r.method) for r in p.parts}) == 1 for p in packs)  # one setting a pack
+    assert all(len({r.seed for r in p.parts}) == len(p.parts) <= 2 for p in packs)
+    assert any(p.first.kind == "ablation" for p in packs)  # an ablation point's seeds too
+    singles = [job for job in jobs if not isinstance(job, PlannedPack)]
+    assert {r.method for r in singles if r.kind == "main"} >= {"fixed_layers_matched"}  # its options differ by seed
+    assert any(r.kind == "convergence" for r in singles)
+    assert sorted(r.name for job in jobs for r in job.parts) == sorted(r.name for r in runs)  # every run, once
+
+
+def test_a_packed_local_sweep_trains_every_run_as_alone_and_its_logs_name_the_runs(tmp_path):
+    settings = dict(seeds=[21, 42], methods=["maml", "multi_maml"], **LIGHT)
+    packed_file, alone_file = smoke_file(tmp_path, "packed", **settings), smoke_file(tmp_path, "alone", **settings)
+    proc = _sweep(packed_file, "--executor", "local", "--workers", "2", "--pack", "2")
+    said = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, said
+    runs = [r for r in plan(load_params(packed_file)) if r.kind == "main"]
+    assert said.count("  one pack: ") == 2 and all(r.name in said for r in runs)
+    assert _sweep(alone_file, "--executor", "inline", env=ONE_THREAD).wait(timeout=900) == 0
+    packed_outcomes, alone_outcomes = _outcomes(packed_file), _outcomes(alone_file)
+    assert packed_outcomes.keys() == alone_outcomes.keys()
+    for label, tests in alone_outcomes.items():  # MAML's packed step: the results of the runs alone
+        assert packed_outcomes[label] == tests, label
+    logs = {p.name: p.read_text() for p in (tmp_path / "packed" / "smoke" / "sweep" / "logs").iterdir()}
+    pack_logs = [text for name, text in logs.items() if "-pack2" in name]
+    assert len(pack_logs) == 2 and all(text.count("pack of 2: ") == 1 for text in pack_logs)
+    for run in runs:
+        assert json.loads((run.folder / "results.json").read_text())["packed_with"]
