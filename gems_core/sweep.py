@@ -63,6 +63,8 @@ def sweep(parameters_file: str, options: SweepOptions) -> int:
         f"{len(todo)} to train ({options.executor})"
     )
     jobs = packed(todo, options.pack)
+    if options.pack > 1 and params.device == "cpu":
+        tqdm.write("note: on a CPU packs measured no faster than runs alone, slower at 84 px (docs/sweeps.md: packs)")
     for job in jobs:
         if isinstance(job, PlannedPack):
             tqdm.write(f"  one pack: {', '.join(part.name for part in job.parts)}")
