@@ -19,7 +19,8 @@ import hashlib
 import io as _io
 import pickle
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -86,3 +87,27 @@ def load(folder: Path, check: Callable[[dict], str | None] | None = None) -> tup
             return checkpoint, refused
         refused.append((path, why))
     return None, refused
+
+
+def none_usable(folder: Path, refused: list[tuple[Path, str]]) -> CheckpointUnreadable:
+    """The error for a run whose every checkpoint was refused (``load``), naming each and why."""
+    return CheckpointUnreadable(
+        f"no usable checkpoint in {folder}: " + "; ".join(f"{path.name}: {why}" for path, why in refused)
+    )
+
+
+@contextmanager
+def restoring(checkpoint: dict, folder: Path, method: str, members: int) -> Iterator[list[dict]]:
+    """The checkpoint's saved members, checked to be ``members``; whatever restoring them raises because the
+    checkpoint has another shape (an older kit's, other parameters) becomes one CheckpointUnreadable."""
+    try:
+        saved = checkpoint["members"]
+        if len(saved) != members:
+            raise ValueError(f"it holds {len(saved)} learners, a {method} run has {members}")
+        yield saved
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointUnreadable(
+            f"the checkpoint in {folder} does not fit a {method} run with these parameters "
+            f"({type(exc).__name__}: {reason}). Delete the run folder to train the run again from the start."
+        ) from None

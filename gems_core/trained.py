@@ -90,24 +90,15 @@ def load_run(
     ckpt, refused = checkpoints.load(folder, files.foreign_checkpoint)
     if ckpt is None:
         if refused:
-            raise checkpoints.CheckpointUnreadable(
-                f"no usable checkpoint in {folder}: " + "; ".join(f"{path.name}: {why}" for path, why in refused)
-            )
+            raise checkpoints.none_usable(folder, refused)
         raise FileNotFoundError(f"no checkpoint for {method} seed {seed} in {folder}; train it first")
     spec = METHODS[method]
     groups = spec.member_groups(len(params.distributions))
     matched = runs.matched_options(params, method, seed)
     learners = [(group, spec.build(params, seed, matched)) for group in groups]
-    try:
-        if len(ckpt["members"]) != len(learners):
-            raise ValueError(f"it holds {len(ckpt['members'])} learners, a {method} run has {len(learners)}")
-        for (_, learner), saved in zip(learners, ckpt["members"]):
-            learner.load_state_dict(saved["learner"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise checkpoints.CheckpointUnreadable(
-            f"the checkpoint in {folder} does not fit a {method} run with its parameters "
-            f"({type(exc).__name__}: {str(exc).strip().splitlines()[0]})"
-        ) from None
+    with checkpoints.restoring(ckpt, folder, method, len(learners)) as saved:
+        for (_, learner), state in zip(learners, saved):
+            learner.load_state_dict(state["learner"])
     for _, learner in learners:
         learner.to(device)
     return Trained(params, method, seed, folder, learners)
