@@ -121,24 +121,13 @@ class Run:
                 tqdm.write(f"{self.label}: {path.name} is not used: {why}; moved to {aside}")
         if ckpt is None:
             if refused and not set_aside:
-                raise checkpoints.CheckpointUnreadable(
-                    f"no usable checkpoint in {self.folder}: "
-                    + "; ".join(f"{path.name}: {why}" for path, why in refused)
-                )
+                raise checkpoints.none_usable(self.folder, refused)
             return False
-        try:
-            if len(ckpt["members"]) != len(self.members):
-                raise ValueError(f"it holds {len(ckpt['members'])} learners, this run has {len(self.members)}")
+        with checkpoints.restoring(ckpt, self.folder, self.method, len(self.members)) as saved:
             self.state = RunState(**ckpt["state"])
-            for member, saved in zip(self.members, ckpt["members"]):
-                member.load_state_dict(saved, self.device)
+            for member, state in zip(self.members, saved):
+                member.load_state_dict(state, self.device)
             torch.set_rng_state(ckpt["torch_rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            reason = str(exc).strip().splitlines()[0]
-            raise checkpoints.CheckpointUnreadable(
-                f"the checkpoint in {self.folder} does not fit a {self.method} run with these parameters "
-                f"({type(exc).__name__}: {reason}). Delete the run folder to train the run again from the start."
-            ) from None
         return True
 
     # --- training ----------------------------------------------------------------------------
@@ -158,10 +147,15 @@ class Run:
     def trained(self) -> bool:
         return self.state.iteration >= self.params.iterations
 
+    def schedule(self) -> tuple[bool, bool]:
+        """Whether this iteration writes a metrics row, and whether it saves a checkpoint."""
+        it, p = self.state.iteration, self.params
+        log = it % p.validation_every == 0 or it == p.iterations
+        return log, it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
+
     def due(self) -> bool:
         """Whether this iteration logs or checkpoints (a pack writes its weights back first)."""
-        it, p = self.state.iteration, self.params
-        return it % p.validation_every == 0 or it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
+        return any(self.schedule())
 
     def calibrate(self) -> None:
         """Before the first iteration: let learners that need it (BMP's standardized embedding) measure
@@ -245,9 +239,8 @@ class Run:
     def after_step(self, bar) -> None:
         """After a counted meta-iteration: the divergence check, then the metrics row and checkpoint when
         due (timed out of ``train_seconds``); Stopped once the checkpoint is saved if a stop was asked for."""
-        it, p = self.state.iteration, self.params
-        log = it % p.validation_every == 0 or it == p.iterations
-        checkpoint = it % p.checkpoint_every == 0 or it == p.iterations or STOP.is_set()
+        it = self.state.iteration
+        log, checkpoint = self.schedule()
         if log or checkpoint or it % DIVERGENCE_CHECK_EVERY == 0:
             self.watch.check(it, self.state.interval_steps, self.members)  # before logging or saving
         if log or checkpoint:
