@@ -137,7 +137,7 @@ def bmp_embedding_forms(params: Config, runs: list[dict], distributions: list[Di
             row
             for form, (_, form_runs) in by_form.items()
             for run in form_runs
-            for row in results.result_rows(run, f"bmp ({form})")
+            for row in results.result_rows(run, f"{LAYER_CHOOSER} ({form})")
         ],
         columns=results.COLUMNS + ["run_id"],
     )
