@@ -31,42 +31,43 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def tiny_config(root: Path, **overrides):
+    """Validated parameters for two small synthetic distributions, with data and outputs under ``root``."""
+    base = dict(
+        distributions=[
+            {"name": "glyphs", "source": "synthetic_glyphs"},
+            {"name": "shapes", "source": "synthetic_shapes"},
+        ],
+        image_size=16,
+        synthetic_classes=30,
+        synthetic_images_per_class=6,
+        hidden_size=8,
+        ways=3,
+        shots=1,
+        queries=2,
+        meta_batch_size=2,
+        adaptation_steps=2,
+        fast_lr=0.1,
+        meta_lr=1.0e-3,
+        iterations=6,
+        seeds=[21],
+        test_tasks=6,
+        validation_tasks=4,
+        validation_every=3,
+        checkpoint_every=3,
+        device="cpu",
+        data_root=str(root / "data"),
+        output_root=str(root / "outputs"),
+        profile="t",
+    )
+    base.update(overrides)
+    return validate(base)
+
+
 @pytest.fixture
 def tiny_params(tmp_path):
-    """Validated parameters for two small synthetic distributions, with data and outputs under tmp_path."""
-
-    def make(**overrides):
-        base = dict(
-            distributions=[
-                {"name": "glyphs", "source": "synthetic_glyphs"},
-                {"name": "shapes", "source": "synthetic_shapes"},
-            ],
-            image_size=16,
-            synthetic_classes=30,
-            synthetic_images_per_class=6,
-            hidden_size=8,
-            ways=3,
-            shots=1,
-            queries=2,
-            meta_batch_size=2,
-            adaptation_steps=2,
-            fast_lr=0.1,
-            meta_lr=1.0e-3,
-            iterations=6,
-            seeds=[21],
-            test_tasks=6,
-            validation_tasks=4,
-            validation_every=3,
-            checkpoint_every=3,
-            device="cpu",
-            data_root=str(tmp_path / "data"),
-            output_root=str(tmp_path / "outputs"),
-            profile="t",
-        )
-        base.update(overrides)
-        return validate(base)
-
-    return make
+    """``tiny_config`` under tmp_path, with overrides."""
+    return lambda **overrides: tiny_config(tmp_path, **overrides)
 
 
 CUDA = torch.cuda.is_available()

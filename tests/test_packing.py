@@ -13,6 +13,7 @@ import time
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_config
 
 from gems_core import checkpoints
 from gems_core.data import SplitImages, TaskBatch, load_distributions
@@ -44,31 +45,7 @@ def _doubled(sample):
 
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
-    from gems_core.params import validate
-
-    root = tmp_path_factory.mktemp("packing")
-    params = validate(
-        dict(
-            distributions=[
-                {"name": "glyphs", "source": "synthetic_glyphs"},
-                {"name": "shapes", "source": "synthetic_shapes"},
-            ],
-            image_size=16,
-            synthetic_classes=30,
-            synthetic_images_per_class=6,
-            hidden_size=4,
-            ways=3,
-            shots=1,
-            queries=2,
-            meta_batch_size=2,
-            adaptation_steps=2,
-            fast_lr=0.1,
-            meta_lr=1.0e-3,
-            device="cpu",
-            data_root=str(root / "data"),
-            output_root=str(root / "outputs"),
-        )
-    )
+    params = tiny_config(tmp_path_factory.mktemp("packing"), hidden_size=4)
     dists = load_distributions(params)
     return params, SplitImages([d.splits["train"] for d in dists], torch.device("cpu"), 3)
 
